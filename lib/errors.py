@@ -1,0 +1,56 @@
+"""Typed errors. The library raises these; only sinker.py turns them into messages and exit codes.
+
+Exit codes (documented in the README):
+  0  done (clean shutdown, or a bounded command finished)
+  1  unexpected internal error (a bug: please report with the log)
+  2  usage or configuration error (nothing was consumed)
+  3  Doris refused us for good (auth, missing table, incompatible schema): fix Doris or the config
+  4  retries exhausted or a dependency down for too long: nothing past the failure was committed;
+     a restart re-reads from the last commit
+  5  some messages failed (dry-run / check / replay summary) or the run was interrupted twice
+"""
+from __future__ import annotations
+
+
+class SinkerError(Exception):
+    """Base class: a message that says what to do next, and an exit code."""
+    exit_code = 1
+    retriable = False
+
+
+class ConfigError(SinkerError):
+    exit_code = 2
+
+
+class DorisFatalError(SinkerError):
+    """Doris refused in a way a retry cannot fix (auth, unknown table, schema mismatch)."""
+    exit_code = 3
+
+
+class SchemaError(DorisFatalError):
+    pass
+
+
+class RetriesExhausted(SinkerError):
+    """A batch could not be loaded; nothing past it was committed."""
+    exit_code = 4
+
+
+class TransportError(SinkerError):
+    """Connection error or timeout talking to Doris: the outcome of the request is unknown."""
+    exit_code = 4
+    retriable = True
+
+
+class KafkaUnavailable(SinkerError):
+    exit_code = 4
+    retriable = True
+
+
+class PartialFailure(SinkerError):
+    """A bounded command finished, but some messages went to the dead-letter output or failed."""
+    exit_code = 5
+
+
+class Interrupted(SinkerError):
+    exit_code = 5
