@@ -1,0 +1,397 @@
+"""Prometheus metrics: what operators watch to know sinker is keeping up and losing nothing.
+
+The accounting invariant, checked by tests and visible on every scrape::
+
+    consumed == loaded + dead_lettered + pending
+
+``consumed`` counts messages handed on by the consumer, ``loaded`` rows Doris accepted, and
+``dead_lettered`` messages written durably to the dead-letter output (mapping failures and rows
+Doris rejected). ``pending`` is what is in memory or in flight to Doris; it goes back to 0 after a
+clean shutdown. A ``pending`` that only grows means sinker is stuck; a negative one is a bug.
+
+Each ``Metrics`` has its own ``CollectorRegistry`` so several pipelines in one process (tests,
+benchmarks) never clash. Labels stay low-cardinality: table, topic, partition, and short reason,
+outcome or phase words. Hot-path calls aggregate per partition and reuse cached label children.
+"""
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from operator import attrgetter, itemgetter
+
+import prometheus_client
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info,
+                               PlatformCollector, ProcessCollector)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import __version__
+from .dead_letter import category as _category
+
+# The *_created series double the series count of every labelled counter and no dashboard uses
+# them. sinker owns its process, so turning them off globally is safe.
+prometheus_client.disable_created_metrics()
+
+SUCCESS_REASONS = frozenset({"success", "publish_timeout", "label_exists", "precommitted"})
+
+# Stream Load response fields (milliseconds) -> the `phase` label of sinker_doris_load_phase_seconds
+LOAD_PHASES = (
+    ("BeginTxnTimeMs", "begin_txn"),
+    ("StreamLoadPutTimeMs", "put"),
+    ("ReadDataTimeMs", "read"),
+    ("WriteDataTimeMs", "write"),
+    ("CommitAndPublishTimeMs", "commit_publish"),
+    ("LoadTimeMs", "total"),
+)
+
+# Every metric family this module exports, as named on the exposition's "# TYPE" lines
+# (counters with their _total; histograms also have _bucket/_sum/_count series, see is_known_series).
+METRIC_NAMES = frozenset({
+    # accounting (see the invariant above)
+    "sinker_messages_consumed_total", "sinker_rows_loaded_total", "sinker_dead_letters_total",
+    "sinker_messages_pending",
+    # consumer
+    "sinker_consumed_messages_total", "sinker_consumed_bytes_total", "sinker_poll_seconds",
+    "sinker_queue_depth", "sinker_partitions_paused", "sinker_partitions_assigned",
+    "sinker_rebalances_total", "sinker_partitions_revoked_total", "sinker_partitions_lost_total",
+    "sinker_partition_end_offset", "sinker_committed_offset", "sinker_consumer_lag",
+    "sinker_commit_seconds", "sinker_commit_failures_total", "sinker_last_commit_timestamp_seconds",
+    # batcher
+    "sinker_batches_sealed_total", "sinker_batch_rows", "sinker_batch_bytes",
+    # writer / Doris
+    "sinker_loads_in_flight", "sinker_loads_total", "sinker_load_seconds",
+    "sinker_load_retries_total", "sinker_doris_loaded_rows_total", "sinker_doris_filtered_rows_total",
+    "sinker_doris_unselected_rows_total", "sinker_doris_load_bytes_total",
+    "sinker_doris_load_phase_seconds", "sinker_last_load_success_timestamp_seconds",
+    # dead letters
+    "sinker_dead_letter_reasons_total", "sinker_mapping_errors_total",
+    # build and process
+    "sinker_build_info", "python_info",
+    "process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+    "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
+})
+
+_SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def is_known_series(name: str) -> bool:
+    """True when ``name`` (as a dashboard or alert writes it) is a series this module exports."""
+    if name in METRIC_NAMES:
+        return True
+    return any(name.endswith(s) and name[: -len(s)] in METRIC_NAMES for s in _SERIES_SUFFIXES)
+
+
+def dead_letter_category(reason: str) -> str:
+    """The category of a dead-letter reason (``invalid_json``, ``conversion``, ...)."""
+    return _category(reason)
+
+
+class Accounting:
+    """Thread-safe counters behind the invariant ``consumed == loaded + dead_lettered + pending``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._consumed = 0
+        self._loaded = 0
+        self._dead = 0
+
+    def consumed(self, n: int) -> None:
+        with self._lock:
+            self._consumed += n
+
+    def loaded(self, n: int) -> None:
+        with self._lock:
+            self._loaded += n
+
+    def dead_lettered(self, n: int) -> None:
+        with self._lock:
+            self._dead += n
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            c, lo, d = self._consumed, self._loaded, self._dead
+        return {"consumed": c, "loaded": lo, "dead_lettered": d, "pending": c - lo - d}
+
+
+class _AccountingCollector:
+    """Reads the Accounting at scrape time, so the hot path pays for one counter, not two."""
+
+    def __init__(self, owner: "Metrics"):
+        self._owner = owner
+
+    def collect(self):
+        snap = self._owner.accounting.snapshot()
+        for name, key, doc in (
+                ("sinker_messages_consumed", "consumed", "Messages handed on by the Kafka consumer."),
+                ("sinker_rows_loaded", "loaded", "Rows Doris accepted."),
+                ("sinker_dead_letters", "dead_lettered", "Messages written to the dead-letter output.")):
+            m = CounterMetricFamily(name, doc)
+            m.add_metric([], snap[key])
+            yield m
+        g = GaugeMetricFamily("sinker_messages_pending",
+                              "consumed - loaded - dead_lettered: messages in memory or in flight.")
+        g.add_metric([], snap["pending"])
+        yield g
+
+
+_SECONDS_FAST = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_SECONDS_LOAD = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_ROWS = (10, 100, 1_000, 10_000, 50_000, 100_000, 500_000, 1_000_000)
+_BYTES = (1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28)
+
+try:   # positional access on kafka-python's namedtuple is twice as fast as the attribute
+    from kafka.consumer.fetcher import ConsumerRecord as _Record
+    _value_by_index = itemgetter(_Record._fields.index("value"))
+except (ImportError, AttributeError, ValueError):
+    _Record, _value_by_index = None, None
+_value_by_name = attrgetter("value")
+
+
+def _records_bytes(records) -> int:
+    get = _value_by_index if type(records[0]) is _Record else _value_by_name
+    try:
+        return sum(map(len, map(get, records)))
+    except TypeError:      # a tombstone (value None) among them, or a record of another type
+        return sum(len(v) for v in map(_value_by_name, records) if v is not None)
+
+
+def _num(body: dict, key: str) -> float | None:
+    v = body.get(key)
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class Metrics:
+    """All sinker metrics of one pipeline. Methods are called from the pipeline threads."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, accounting: Accounting | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # The pipeline should use this Accounting (or assign its own here) so the metrics show it.
+        self.accounting = accounting if accounting is not None else Accounting()
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        r.register(_AccountingCollector(self))
+        self._lock = threading.Lock()
+        Info("sinker_build", "sinker version and key libraries.", registry=r).info(_build_labels())
+
+        tp = ("topic", "partition")
+        self.consumed_messages = Counter("sinker_consumed_messages_total",
+                                         "Messages polled, per partition.", tp, registry=r)
+        self.consumed_bytes = Counter("sinker_consumed_bytes_total",
+                                      "Message value bytes polled, per partition.", tp, registry=r)
+        self.poll_seconds = Histogram("sinker_poll_seconds", "Latency of poll() calls that returned records.",
+                                      buckets=_SECONDS_FAST + (30,), registry=r)
+        self.queue_depth = Gauge("sinker_queue_depth", "Items waiting in an internal queue.", ("queue",),
+                                 registry=r)
+        self.paused = Gauge("sinker_partitions_paused", "Partitions paused because a queue is full or on stop.",
+                            registry=r)
+        self.assigned = Gauge("sinker_partitions_assigned", "Partitions this process owns.", registry=r)
+        self.rebalances = Counter("sinker_rebalances_total", "Consumer group rebalances seen.", registry=r)
+        self.revoked = Counter("sinker_partitions_revoked_total", "Partitions revoked in rebalances.", registry=r)
+        self.lost = Counter("sinker_partitions_lost_total",
+                            "Partitions that moved to another consumer (in-flight batches dropped).", registry=r)
+        self.end_offset = Gauge("sinker_partition_end_offset", "Latest offset of the partition (log end).",
+                                tp, registry=r)
+        self.committed = Gauge("sinker_committed_offset", "Offset sinker committed (next to read).", tp,
+                               registry=r)
+        self.lag = Gauge("sinker_consumer_lag", "Messages not yet committed: end offset - committed offset.",
+                         tp, registry=r)
+        self.commit_seconds = Histogram("sinker_commit_seconds", "Latency of offset commits.",
+                                        buckets=_SECONDS_FAST + (30,), registry=r)
+        self.commit_failures = Counter("sinker_commit_failures_total", "Offset commits that failed (retried).",
+                                       registry=r)
+        self.last_commit = Gauge("sinker_last_commit_timestamp_seconds",
+                                 "Unix time of the last successful offset commit.", registry=r)
+
+        self.sealed = Counter("sinker_batches_sealed_total", "Batches sealed, by why.", ("table", "reason"),
+                              registry=r)
+        self.batch_rows = Histogram("sinker_batch_rows", "Rows per sealed batch.", ("table",), buckets=_ROWS,
+                                    registry=r)
+        self.batch_bytes = Histogram("sinker_batch_bytes", "Body bytes per sealed batch.", ("table",),
+                                     buckets=_BYTES, registry=r)
+
+        self.in_flight = Gauge("sinker_loads_in_flight", "Stream Loads being sent or retried now.", registry=r)
+        self.loads = Counter("sinker_loads_total", "Stream Load attempts by classified outcome.",
+                             ("table", "outcome"), registry=r)
+        self.load_seconds = Histogram("sinker_load_seconds", "Stream Load attempt latency seen by sinker.",
+                                      ("table",), buckets=_SECONDS_LOAD, registry=r)
+        self.retries = Counter("sinker_load_retries_total", "Stream Load retries by reason.",
+                               ("table", "reason"), registry=r)
+        self.doris_loaded = Counter("sinker_doris_loaded_rows_total", "NumberLoadedRows reported by Doris.",
+                                    ("table",), registry=r)
+        self.doris_filtered = Counter("sinker_doris_filtered_rows_total",
+                                      "NumberFilteredRows reported by Doris (data quality).", ("table",),
+                                      registry=r)
+        self.doris_unselected = Counter("sinker_doris_unselected_rows_total",
+                                        "NumberUnselectedRows reported by Doris.", ("table",), registry=r)
+        self.doris_bytes = Counter("sinker_doris_load_bytes_total", "LoadBytes reported by Doris.",
+                                   ("table",), registry=r)
+        self.phase_seconds = Histogram("sinker_doris_load_phase_seconds",
+                                       "Time Doris reports per Stream Load phase.", ("table", "phase"),
+                                       buckets=_SECONDS_LOAD, registry=r)
+        self.last_load_ok = Gauge("sinker_last_load_success_timestamp_seconds",
+                                  "Unix time of the last load Doris confirmed.", ("table",), registry=r)
+
+        self.dead_reasons = Counter("sinker_dead_letter_reasons_total", "Dead letters by reason category.",
+                                    ("table", "category"), registry=r)
+        self.mapping_errors = Counter("sinker_mapping_errors_total",
+                                      "Messages dead-lettered because of one column's value.",
+                                      ("table", "column"), registry=r)
+
+        self._tp_children: dict = {}   # (topic, partition) -> (messages child, bytes child)
+        self._ends: dict = {}          # (topic, partition) -> end offset
+        self._commits: dict = {}       # (topic, partition) -> committed offset
+
+    # -- consumer -------------------------------------------------------------------------------
+    def observe_poll(self, result: dict, seconds: float) -> None:
+        """One call per poll result: one counter increment per partition, none per record."""
+        children = self._tp_children
+        for tp, records in result.items():
+            if not records:
+                continue
+            key = (tp.topic, tp.partition)
+            pair = children.get(key)
+            if pair is None:
+                labels = (tp.topic, str(tp.partition))
+                pair = children[key] = (self.consumed_messages.labels(*labels),
+                                        self.consumed_bytes.labels(*labels))
+            pair[0].inc(len(records))
+            pair[1].inc(_records_bytes(records))
+        self.poll_seconds.observe(seconds)
+
+    def set_queue_depth(self, name: str, n: int) -> None:
+        self.queue_depth.labels(name).set(n)
+
+    def set_paused(self, n: int) -> None:
+        self.paused.set(n)
+
+    def observe_rebalance(self, revoked: int, assigned: int, lost: int) -> None:
+        self.rebalances.inc()
+        self.revoked.inc(revoked)
+        self.lost.inc(lost)
+        self.assigned.set(assigned)
+
+    def set_end_offsets(self, end_map: dict) -> None:
+        """End offsets of the owned partitions; partitions missing here are no longer ours."""
+        with self._lock:
+            for key in list(self._ends):
+                if key not in end_map:
+                    del self._ends[key]
+                    self._commits.pop(key, None)
+                    for g in (self.end_offset, self.lag, self.committed):
+                        _remove(g, key)
+            for key, end in end_map.items():
+                self._ends[key] = end
+                self.end_offset.labels(key[0], str(key[1])).set(end)
+                self._update_lag(key)
+
+    def _update_lag(self, key) -> None:
+        end, done = self._ends.get(key), self._commits.get(key)
+        if end is not None and done is not None:
+            self.lag.labels(key[0], str(key[1])).set(max(0, end - done))
+
+    def observe_commit(self, positions: dict, seconds: float, ok: bool) -> None:
+        self.commit_seconds.observe(seconds)
+        if not ok:
+            self.commit_failures.inc()
+            return
+        self.last_commit.set(time.time())
+        with self._lock:
+            for key, off in positions.items():
+                self._commits[key] = off
+                self.committed.labels(key[0], str(key[1])).set(off)
+                self._update_lag(key)
+
+    # -- batcher --------------------------------------------------------------------------------
+    def observe_seal(self, batch) -> None:
+        table = batch.full_name
+        self.sealed.labels(table, batch.reason or "unknown").inc()
+        self.batch_rows.labels(table).observe(batch.rows)
+        self.batch_bytes.labels(table).observe(batch.nbytes)
+
+    # -- writer ---------------------------------------------------------------------------------
+    def loads_in_flight(self, delta: int) -> None:
+        self.in_flight.inc(delta)
+
+    def observe_load(self, table: str, reason: str, body: dict | None, seconds: float) -> None:
+        self.loads.labels(table, reason).inc()
+        self.load_seconds.labels(table).observe(seconds)
+        if isinstance(body, dict):
+            for key, counter in (("NumberLoadedRows", self.doris_loaded),
+                                 ("NumberFilteredRows", self.doris_filtered),
+                                 ("NumberUnselectedRows", self.doris_unselected),
+                                 ("LoadBytes", self.doris_bytes)):
+                v = _num(body, key)
+                if v is not None and v > 0:
+                    counter.labels(table).inc(v)
+            for key, phase in LOAD_PHASES:
+                v = _num(body, key)
+                if v is not None and v >= 0:
+                    self.phase_seconds.labels(table, phase).observe(v / 1000.0)
+        if reason in SUCCESS_REASONS:
+            self.last_load_ok.labels(table).set(time.time())
+
+    def observe_retry(self, table: str, reason: str) -> None:
+        self.retries.labels(table, reason).inc()
+
+    def observe_dead_letters(self, table: str, dead: list) -> None:
+        by_cat: dict[str, int] = {}
+        by_col: dict[str, int] = {}
+        for dl in dead:
+            c = _category(dl.reason)
+            by_cat[c] = by_cat.get(c, 0) + 1
+            if dl.column:
+                by_col[dl.column] = by_col.get(dl.column, 0) + 1
+        for c, n in by_cat.items():
+            self.dead_reasons.labels(table, c).inc(n)
+        for col, n in by_col.items():
+            self.mapping_errors.labels(table, col).inc(n)
+
+    # -- reading --------------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Key numbers summed over labels, for /debug and tests (not for the hot path)."""
+        sums: dict[str, float] = {}
+        outcomes: dict[str, float] = {}
+        for family in self.registry.collect():
+            if not family.name.startswith("sinker_"):
+                continue
+            for s in family.samples:
+                sums[s.name] = sums.get(s.name, 0.0) + s.value
+                if s.name == "sinker_loads_total":
+                    o = s.labels["outcome"]
+                    outcomes[o] = outcomes.get(o, 0.0) + s.value
+        snap = self.accounting.snapshot()
+        snap.update({
+            "polled_messages": int(sums.get("sinker_consumed_messages_total", 0)),
+            "polled_bytes": int(sums.get("sinker_consumed_bytes_total", 0)),
+            "batches_sealed": int(sums.get("sinker_batches_sealed_total", 0)),
+            "loads": {k: int(v) for k, v in outcomes.items()},
+            "retries": int(sums.get("sinker_load_retries_total", 0)),
+            "loads_in_flight": int(sums.get("sinker_loads_in_flight", 0)),
+            "commit_failures": int(sums.get("sinker_commit_failures_total", 0)),
+            "lag": int(sums.get("sinker_consumer_lag", 0)),
+            "partitions_assigned": int(sums.get("sinker_partitions_assigned", 0)),
+            "partitions_paused": int(sums.get("sinker_partitions_paused", 0)),
+        })
+        return snap
+
+
+def _remove(metric, key) -> None:
+    try:
+        metric.remove(key[0], str(key[1]))
+    except KeyError:
+        pass
+
+
+def _build_labels() -> dict:
+    try:
+        from importlib.metadata import version
+        kafka_version = version("kafka-python")
+    except Exception:  # noqa: BLE001 - informational only
+        kafka_version = "unknown"
+    return {"version": __version__, "python": platform.python_version(), "kafka_python": kafka_version}

@@ -1,0 +1,169 @@
+"""A small HTTP server for operators: /metrics, /health, /ready and /debug/*.
+
+It runs on its own daemon thread with the standard library's ThreadingHTTPServer, so a slow
+scrape never blocks the pipeline and nothing extra needs installing. It binds to 127.0.0.1 unless
+``server.listen`` names another host; the debug pages show thread stacks and the (redacted)
+config, so keep the port off public networks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client.exposition import choose_encoder
+
+from .errors import ConfigError
+
+log = logging.getLogger("sinker.status")
+
+INDEX = """sinker status
+  /metrics        Prometheus metrics
+  /health         liveness: 200 ok, 503 when a thread died or the pipeline failed
+  /ready          readiness: 200 when loading normally, 503 with the reasons otherwise
+  /debug/threads  stack of every thread
+  /debug/config   effective configuration (secrets redacted)
+"""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'host:port', ':port', 'port' or '[v6]:port' -> (host, port); the host defaults to 127.0.0.1."""
+    text = listen.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    else:
+        host, port = "", text
+    try:
+        n = int(port)
+    except ValueError:
+        raise ConfigError(f"server.listen {listen!r} is not host:port (e.g. 127.0.0.1:9108)") from None
+    if not 0 <= n <= 65535:
+        raise ConfigError(f"server.listen {listen!r}: port must be 0-65535")
+    return host or "127.0.0.1", n
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _V6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+def thread_dump() -> str:
+    """Every thread's name and current stack, the first thing to read when sinker seems stuck."""
+    names = {t.ident: t for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        t = names.get(ident)
+        name = t.name if t else "?"
+        flags = " daemon" if t is not None and t.daemon else ""
+        out.append(f"--- thread {name} (id {ident}{flags})\n")
+        out.extend(traceback.format_stack(frame))
+        out.append("\n")
+    return "".join(out)
+
+
+class StatusServer:
+    """Serves the status endpoints of one pipeline; ``port`` 0 picks a free one."""
+
+    def __init__(self, listen: str, registry, health, config_fn, ready_stall_s: float = 120.0):
+        self.registry = registry
+        self.health = health
+        self.config_fn = config_fn
+        self.ready_stall_s = ready_stall_s
+        self._host, self._port = parse_listen(listen)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return self._server.server_address[0] if self._server else self._host
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1] if self._server else self._port
+
+    def start(self) -> None:
+        cls = _V6Server if ":" in self._host else _Server
+        try:
+            self._server = cls((self._host, self._port), _handler(self))
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {self._host}:{self._port} for /metrics and /health: {e}; "
+                          "set server.listen to a free port (port 0 picks one) or to \"\" to disable") from e
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="status-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._server = None
+
+    # -- pages (each returns status, content type, body bytes) ----------------------------------
+    def page(self, path: str, accept: str | None):
+        if path == "/metrics":
+            encoder, ctype = choose_encoder(accept or "")
+            return 200, ctype, encoder(self.registry)
+        if path == "/health":
+            ok, detail = self.health.liveness()
+            return _json_status(ok, detail)
+        if path == "/ready":
+            ok, detail = self.health.readiness(self.ready_stall_s)
+            return _json_status(ok, detail)
+        if path == "/debug/threads":
+            return 200, "text/plain; charset=utf-8", thread_dump().encode()
+        if path == "/debug/config":
+            return 200, "application/json", _to_json(self.config_fn())
+        if path in ("/", ""):
+            return 200, "text/plain; charset=utf-8", INDEX.encode()
+        return 404, "text/plain; charset=utf-8", f"not found: {path}\n\n{INDEX}".encode()
+
+
+def _json_status(ok: bool, detail: dict):
+    body = {"status": "ok" if ok else "fail", **detail}
+    return (200 if ok else 503), "application/json", _to_json(body)
+
+
+def _to_json(obj) -> bytes:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def _handler(server: StatusServer):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "sinker"
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            try:
+                status, ctype, body = server.page(path, self.headers.get("Accept"))
+            except Exception as e:  # noqa: BLE001 - a broken page must not kill the server
+                log.exception("status page %s failed", path)
+                status, ctype, body = 500, "text/plain; charset=utf-8", f"error: {e}\n".encode()
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *args):
+            log.debug("status %s " + fmt, self.address_string(), *args)
+
+    return Handler
