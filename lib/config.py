@@ -1,11 +1,32 @@
 """Configuration: one YAML file plus environment overrides, loaded once into frozen dataclasses.
 
-Validation happens here with no I/O, so a wrong key fails before anything connects.
-(Skeleton: field names are the contract; loading/validation is filled in by config work.)
+Validation happens here with no I/O (other than reading the file), so a wrong key or value fails
+before anything connects, and every problem is reported at once, one per line.
+
+Precedence, lowest first: dataclass defaults < YAML file < environment < ``overrides`` (CLI flags).
+
+Environment variables (so secrets need not sit in the file):
+  SINKER_DORIS_USER             doris.user
+  SINKER_DORIS_PASSWORD         doris.password (an empty value means an empty password)
+  SINKER_KAFKA_BROKERS          kafka.brokers, comma separated "host:port,host:port"
+  SINKER_KAFKA_SASL_USERNAME    kafka.sasl_username
+  SINKER_KAFKA_SASL_PASSWORD    kafka.sasl_password
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -128,3 +149,526 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown_timeout_s: float = 30.0
+
+
+# -- loading --------------------------------------------------------------------------------------
+SECTIONS: dict[str, type] = {
+    "kafka": KafkaConfig, "doris": DorisConfig, "mapping": MappingConfig, "batch": BatchConfig,
+    "writer": WriterConfig, "dead_letter": DeadLetterConfig, "server": ServerConfig,
+    "logging": LoggingConfig,
+}
+TOP_LEVEL = {"shutdown_timeout_s"}
+
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "SINKER_DORIS_USER": ("doris", "user"),
+    "SINKER_DORIS_PASSWORD": ("doris", "password"),
+    "SINKER_KAFKA_BROKERS": ("kafka", "brokers"),
+    "SINKER_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "SINKER_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+}
+SECRETS = (("doris", "password"), ("kafka", "sasl_password"))
+
+KAFKA_FIELDS = ("topic", "partition", "offset", "timestamp", "key")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# values compared case-insensitively, stored in this case
+_UPPER = {"kafka.security_protocol", "kafka.sasl_mechanism"}
+_LOWER = {"kafka.start_from", "mapping.format", "mapping.missing", "dead_letter.type",
+          "logging.level", "logging.format", "logging.output"}
+
+_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_IDENT = re.compile(r"^[^\W\d][\w-]*$")
+
+
+def load_config(path, overrides: dict | None = None, env: Mapping = os.environ) -> Config:
+    """Read the YAML file at ``path``, apply env and ``overrides``, validate. Raises ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found: pass the path of your YAML config "
+                          "(see configs/config.yaml for an annotated example)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML syntax error: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections "
+                          f"(kafka:, doris:, ...), got {_kind(data)}")
+    try:
+        return config_from_dict(data, env=env, overrides=overrides)
+    except ConfigError as e:
+        err = ConfigError(f"{path}: {e}" if "\n" not in str(e) else f"{path}:\n{e}")
+        err.problems = getattr(e, "problems", [str(e)])
+        raise err from None
+
+
+def config_from_dict(d: dict, env: Mapping | None = None, overrides: dict | None = None) -> Config:
+    """Build a validated Config from plain data (as ``yaml.safe_load`` returns it)."""
+    data = copy.deepcopy(d) if d else {}
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(f"the configuration must be a mapping of sections, got {_kind(data)}")
+    if env:
+        _apply_env(data, env)
+    for key, value in (overrides or {}).items():
+        _apply_override(data, key, value, problems)
+    bad: set[str] = set()
+    kwargs = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            section = _build_section(key, SECTIONS[key], value, problems, bad)
+            if section is not None:
+                kwargs[key] = section
+        elif key in TOP_LEVEL:
+            ok, v = _coerce(key, value, float, problems)
+            if ok:
+                kwargs[key] = v
+            else:
+                bad.add(key)
+        else:
+            problems.append(_unknown(key, key, [*SECTIONS, *sorted(TOP_LEVEL)]))
+    cfg = Config(**kwargs)
+    _check(cfg, bad, problems)
+    if problems:
+        err = ConfigError("\n".join(problems))
+        err.problems = problems
+        raise err
+    return cfg
+
+
+def redacted(cfg: Config) -> dict:
+    """The whole config as plain data (lists, dicts, scalars), secrets replaced by "***" when set."""
+    out = _plain(dataclasses.asdict(cfg))
+    for section, key in SECRETS:
+        if out[section].get(key):
+            out[section][key] = "***"
+    return out
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _plain(v):
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _apply_env(data: dict, env: Mapping) -> None:
+    for name, (section, key) in ENV_VARS.items():
+        if name not in env:
+            continue
+        value = env[name]
+        if key == "brokers":
+            value = [x.strip() for x in value.split(",") if x.strip()]
+            if not value:
+                continue
+        elif not value and not key.endswith("password"):
+            continue
+        sec = data.get(section)
+        if not isinstance(sec, dict):
+            sec = {} if sec is None else sec
+            if not isinstance(sec, dict):
+                continue                      # reported as a type problem of the section
+            data[section] = sec
+        sec[key] = value
+
+
+def _apply_override(data: dict, dotted: str, value, problems: list[str]) -> None:
+    parts = dotted.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            problems.append(f"{'.'.join(parts[:i + 1])}: cannot apply override {dotted}: "
+                            f"it is {_kind(nxt)}, not a section")
+            return
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _kind(v) -> str:
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    return repr(v)
+
+
+def _unknown(dotted: str, key, valid) -> str:
+    close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.6)
+    if close:
+        return f"{dotted}: unknown key (did you mean {close[0]}?)"
+    return f"{dotted}: unknown key (valid keys: {', '.join(valid)})"
+
+
+def _build_section(name: str, cls: type, value, problems: list[str], bad: set[str]):
+    if value is None:
+        return cls()
+    if not isinstance(value, dict):
+        problems.append(f"{name}: expected a mapping of keys, got {_kind(value)}")
+        bad.add(name)
+        return None
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, v in value.items():
+        dotted = f"{name}.{key}"
+        if key not in hints:
+            problems.append(_unknown(dotted, key, names))
+            continue
+        if dotted == "mapping.columns":
+            ok, v = _column_sources(v, problems)
+        elif dotted == "mapping.schema":
+            ok, v = _schema_columns(v, problems)
+        else:
+            ok, v = _coerce(dotted, v, hints[key], problems)
+            if ok and isinstance(v, str):
+                v = v.upper() if dotted in _UPPER else v.lower() if dotted in _LOWER else v
+                if dotted == "logging.level" and v == "warn":
+                    v = "warning"
+        if ok:
+            kwargs[key] = v
+        else:
+            bad.add(dotted)
+    return cls(**kwargs)
+
+
+def _coerce(dotted: str, v, hint, problems: list[str]):
+    """(ok, value) for ``v`` read as ``hint``; appends a problem when it does not fit."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if v is None:
+            return True, None
+        return _coerce(dotted, v, args[0], problems)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(v, str):
+            v = [x.strip() for x in v.split(",") if x.strip()]
+        if v is None:
+            v = []
+        if not isinstance(v, (list, tuple)):
+            problems.append(f"{dotted}: expected a list, got {_kind(v)}")
+            return False, None
+        out = []
+        for i, x in enumerate(v):
+            ok, x = _coerce(f"{dotted}[{i}]", x, item, problems)
+            if not ok:
+                return False, None
+            out.append(x)
+        return True, tuple(out)
+    if hint is bool:
+        if isinstance(v, bool):
+            return True, v
+        problems.append(f"{dotted}: expected true or false, got {_kind(v)}")
+        return False, None
+    if hint is int:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return True, v
+        problems.append(f"{dotted}: expected an integer, got {_kind(v)}")
+        return False, None
+    if hint is float:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return True, float(v)
+        problems.append(f"{dotted}: expected a number, got {_kind(v)}")
+        return False, None
+    if hint is str:
+        if isinstance(v, str):
+            return True, v
+        hint_text = " (quote it in YAML)" if isinstance(v, (int, float, bool)) else ""
+        problems.append(f"{dotted}: expected a string, got {_kind(v)}{hint_text}")
+        return False, None
+    raise TypeError(f"config field {dotted} has an unsupported type {hint!r}")
+
+
+def _parse_source(where: str, column: str, source, problems: list[str]):
+    """ColumnSource for "user.name", "field" or "@kafka.partition" (or a {path|kafka} mapping)."""
+    if isinstance(source, dict):
+        item = dict(source, column=column)
+        return _source_item(where, item, problems)
+    if not isinstance(source, str) or not source.strip():
+        problems.append(f"{where}: expected a field path like user.name or @kafka.partition, "
+                        f"got {_kind(source)}")
+        return None
+    source = source.strip()
+    if source.startswith("@"):
+        if not source.startswith("@kafka."):
+            problems.append(f"{where}: {source!r}: only @kafka.<{'|'.join(KAFKA_FIELDS)}> "
+                            "starts with @")
+            return None
+        return _kafka_source(where, column, source[len("@kafka."):], problems)
+    return _path_source(where, column, source, problems)
+
+
+def _kafka_source(where: str, column: str, name, problems: list[str]):
+    name = str(name).strip().lower()
+    if name.startswith("@kafka."):
+        name = name[len("@kafka."):]
+    if name not in KAFKA_FIELDS:
+        close = difflib.get_close_matches(name, KAFKA_FIELDS, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"use one of {', '.join(KAFKA_FIELDS)}"
+        problems.append(f"{where}: unknown Kafka field {name!r} ({hint})")
+        return None
+    return ColumnSource(column, (), name)
+
+
+def _path_source(where: str, column: str, path, problems: list[str]):
+    if isinstance(path, str):
+        parts = path.split(".")
+    elif isinstance(path, (list, tuple)) and all(isinstance(p, str) for p in path):
+        parts = list(path)
+    else:
+        problems.append(f"{where}: expected a path like user.name (or a list of keys), got {_kind(path)}")
+        return None
+    if not parts or any(not p for p in parts):
+        problems.append(f"{where}: path {path!r} has an empty key: write it like user.name")
+        return None
+    return ColumnSource(column, tuple(parts), None)
+
+
+def _source_item(where: str, item: dict, problems: list[str]):
+    known = ("column", "path", "kafka")
+    ok = True
+    for k in item:
+        if k not in known:
+            problems.append(_unknown(f"{where}.{k}", k, known))
+            ok = False
+    column = item.get("column")
+    if not isinstance(column, str) or not column:
+        problems.append(f"{where}.column: required: the Doris column this fills")
+        return None
+    if ("path" in item) == ("kafka" in item):
+        problems.append(f"{where}: give exactly one of path (a JSON field like user.name) or kafka "
+                        f"({'|'.join(KAFKA_FIELDS)})")
+        return None
+    if not ok:
+        return None
+    if "kafka" in item:
+        return _kafka_source(f"{where}.kafka", column, item["kafka"], problems)
+    return _path_source(f"{where}.path", column, item["path"], problems)
+
+
+def _column_sources(v, problems: list[str]):
+    if v is None:
+        return True, ()
+    before = len(problems)
+    out = []
+    if isinstance(v, dict):
+        for column, source in v.items():
+            out.append(_parse_source(f"mapping.columns.{column}", str(column), source, problems))
+    elif isinstance(v, list):
+        for i, item in enumerate(v):
+            if not isinstance(item, dict):
+                problems.append(f"mapping.columns[{i}]: expected {{column: c, path: a.b}} or "
+                                f"{{column: c, kafka: partition}}, got {_kind(item)}")
+                continue
+            out.append(_source_item(f"mapping.columns[{i}]", item, problems))
+    else:
+        problems.append(f"mapping.columns: expected a mapping {{column: source}} or a list, got {_kind(v)}")
+        return False, None
+    if len(problems) > before:
+        return False, None
+    seen = set()
+    for s in out:
+        if s.column in seen:
+            problems.append(f"mapping.columns: column {s.column!r} is listed twice")
+            return False, None
+        seen.add(s.column)
+    return True, tuple(out)
+
+
+def _schema_columns(v, problems: list[str]):
+    if v is None:
+        return True, ()
+    if not isinstance(v, list):
+        problems.append("mapping.schema: expected a list of {name, type, nullable, default}, "
+                        f"got {_kind(v)}")
+        return False, None
+    before = len(problems)
+    known = ("name", "type", "nullable", "default")
+    out = []
+    seen: set = set()
+    for i, item in enumerate(v):
+        where = f"mapping.schema[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected {{name, type, nullable, default}}, got {_kind(item)}")
+            continue
+        for k in item:
+            if k not in known:
+                problems.append(_unknown(f"{where}.{k}", k, known))
+        name, typ = item.get("name"), item.get("type")
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}.name: required: the Doris column name")
+        if not isinstance(typ, str) or not typ.strip():
+            problems.append(f"{where}.type: required: a Doris type such as bigint or varchar(64)")
+        elif (why := _type_problem(where, typ)) is not None:
+            problems.append(why)
+        if isinstance(name, str) and name in seen:
+            problems.append(f"{where}.name: column {name!r} is listed twice")
+        seen.add(name if isinstance(name, str) else None)
+        nullable = item.get("nullable", True)
+        if not isinstance(nullable, bool):
+            problems.append(f"{where}.nullable: expected true or false, got {_kind(nullable)}")
+        default = item.get("default")
+        if isinstance(default, bool) or not (default is None or isinstance(default, (str, int, float))):
+            problems.append(f"{where}.default: expected a string or number, got {_kind(default)} "
+                            "(quote it in YAML)")
+        elif default is not None:
+            default = str(default)
+        if len(problems) == before:
+            out.append(SchemaColumn(name, typ.strip(), nullable, default))
+    if len(problems) > before:
+        return False, None
+    return True, tuple(out)
+
+
+# -- value checks ---------------------------------------------------------------------------------
+def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
+    def want(dotted: str, ok: bool, message: str) -> None:
+        if dotted not in bad and dotted.split(".")[0] not in bad and not ok:
+            problems.append(f"{dotted}: {message}")
+
+    def one_of(dotted: str, value, allowed) -> None:
+        want(dotted, value in allowed, f"expected one of {', '.join(allowed)}, got {value!r}")
+
+    def positive(section: str, obj, *names) -> None:
+        for n in names:
+            want(f"{section}.{n}", getattr(obj, n) > 0, f"must be > 0, got {getattr(obj, n)!r}")
+
+    k = cfg.kafka
+    want("kafka.topics", bool(k.topics), "required: list the topics to read, e.g. topics: [events]")
+    for t in k.topics:
+        want("kafka.topics", bool(_TOPIC.match(t)),
+             f"{t!r} is not a Kafka topic name (letters, digits, '.', '_', '-')")
+    want("kafka.brokers", bool(k.brokers),
+         "required: list the bootstrap brokers as host:port (or env SINKER_KAFKA_BROKERS)")
+    for b in k.brokers:
+        want("kafka.brokers", _valid_hostport(b), f"{b!r} is not host:port, e.g. kafka-1:9092")
+    want("kafka.group_id", bool(k.group_id.strip()), "must not be empty")
+    want("kafka.client_id", bool(k.client_id.strip()), "must not be empty")
+    one_of("kafka.start_from", k.start_from, ("earliest", "latest"))
+    positive("kafka", k, "max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes",
+             "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms")
+    one_of("kafka.security_protocol", k.security_protocol, SECURITY_PROTOCOLS)
+    if k.sasl_mechanism is not None:
+        one_of("kafka.sasl_mechanism", k.sasl_mechanism, SASL_MECHANISMS)
+    if k.security_protocol.startswith("SASL_"):
+        want("kafka.sasl_mechanism", k.sasl_mechanism is not None,
+             f"required with security_protocol {k.security_protocol}: one of {', '.join(SASL_MECHANISMS)}")
+        want("kafka.sasl_username", bool(k.sasl_username),
+             f"required with security_protocol {k.security_protocol} (or env SINKER_KAFKA_SASL_USERNAME)")
+        want("kafka.sasl_password", bool(k.sasl_password),
+             f"required with security_protocol {k.security_protocol} (or env SINKER_KAFKA_SASL_PASSWORD)")
+    elif k.sasl_mechanism is not None:
+        want("kafka.sasl_mechanism", False,
+             f"set, but security_protocol is {k.security_protocol}: use SASL_PLAINTEXT or SASL_SSL")
+
+    d = cfg.doris
+    want("doris.fe_hosts", bool(d.fe_hosts), "required: list the FE hosts, e.g. [doris-fe-1]")
+    for h in d.fe_hosts:
+        want("doris.fe_hosts", bool(_HOST.match(h)) or _valid_hostport(h),
+             f"{h!r} is not \"host\" or \"host:port\"")
+    for h in d.be_hosts:
+        want("doris.be_hosts", _valid_hostport(h), f"{h!r} is not host:port, e.g. doris-be-1:8040")
+    for n in ("http_port", "query_port"):
+        want(f"doris.{n}", 1 <= getattr(d, n) <= 65535, f"must be a port 1..65535, got {getattr(d, n)}")
+    want("doris.user", bool(d.user), "must not be empty (or env SINKER_DORIS_USER)")
+    for n in ("database", "table"):
+        value = getattr(d, n)
+        want(f"doris.{n}", bool(value), f"required: the Doris {n} to load into")
+        if value:
+            want(f"doris.{n}", bool(_IDENT.match(value)),
+                 f"{value!r} is not a Doris identifier (a letter, then letters, digits, '_' or '-'); "
+                 "write db and table in separate keys")
+    positive("doris", d, "connect_timeout_s", "load_timeout_s")
+    want("doris.timezone", bool(d.timezone.strip()), "must not be empty, e.g. UTC")
+
+    m = cfg.mapping
+    one_of("mapping.format", m.format, ("csv", "json"))
+    one_of("mapping.missing", m.missing, ("default", "zero"))
+    want("mapping.max_filter_ratio", 0 <= m.max_filter_ratio <= 1,
+         f"must be between 0 and 1, got {m.max_filter_ratio}")
+    positive("mapping", m, "schema_refresh_s")
+    _check_schema(m, bad, problems)
+
+    positive("batch", cfg.batch, "max_rows", "max_bytes", "max_interval_s", "queue_size")
+
+    w = cfg.writer
+    want("writer.workers", 1 <= w.workers <= 64, f"must be 1..64, got {w.workers}")
+    want("writer.max_retries", w.max_retries >= 0, f"must be >= 0, got {w.max_retries}")
+    positive("writer", w, "backoff_initial_s", "backoff_max_s")
+    want("writer.backoff_max_s", w.backoff_max_s >= w.backoff_initial_s,
+         f"must be >= writer.backoff_initial_s ({w.backoff_initial_s}), got {w.backoff_max_s}")
+    want("writer.busy_backoff_s", w.busy_backoff_s >= 0, f"must be >= 0, got {w.busy_backoff_s}")
+
+    dl = cfg.dead_letter
+    one_of("dead_letter.type", dl.type, ("file", "kafka"))
+    if dl.type == "file":
+        want("dead_letter.path", bool(dl.path), "required with type file: the JSON-lines file to append to")
+    if dl.type == "kafka":
+        want("dead_letter.topic", bool(dl.topic), "required with type kafka: the topic for dead letters")
+        if dl.topic:
+            want("dead_letter.topic", bool(_TOPIC.match(dl.topic)), f"{dl.topic!r} is not a Kafka topic name")
+    want("dead_letter.log_per_minute", dl.log_per_minute >= 0, f"must be >= 0, got {dl.log_per_minute}")
+
+    s = cfg.server
+    want("server.listen", s.listen == "" or _valid_hostport(s.listen, allow_zero=True),
+         f"expected \"host:port\" (e.g. 0.0.0.0:9108) or \"\" to disable, got {s.listen!r}")
+    positive("server", s, "ready_stall_s")
+
+    lg = cfg.logging
+    one_of("logging.level", lg.level, LOG_LEVELS)
+    one_of("logging.format", lg.format, ("auto", "console", "json"))
+    one_of("logging.output", lg.output, ("stdout", "file", "both"))
+    if lg.output in ("file", "both"):
+        want("logging.file", bool(lg.file), f"required with output {lg.output}: the log file path")
+    positive("logging", lg, "max_bytes")
+    want("logging.backups", lg.backups >= 0, f"must be >= 0, got {lg.backups}")
+    want("logging.sample_per_minute", lg.sample_per_minute >= 0, f"must be >= 0, got {lg.sample_per_minute}")
+
+    want("shutdown_timeout_s", cfg.shutdown_timeout_s > 0, f"must be > 0, got {cfg.shutdown_timeout_s}")
+
+
+def _check_schema(m: MappingConfig, bad: set[str], problems: list[str]) -> None:
+    if "mapping.schema" in bad or "mapping" in bad or "mapping.columns" in bad or not m.schema:
+        return
+    names = [c.name for c in m.schema]
+    for s in m.columns:
+        if s.column not in names:
+            problems.append(f"mapping.columns: {s.column!r} is not a column of mapping.schema "
+                            f"(columns: {', '.join(names)})")
+
+
+def _type_problem(where: str, text: str) -> str | None:
+    from .schema import KNOWN_BASES, parse_type   # schema imports nothing from here
+    base = parse_type(text).base
+    if base in KNOWN_BASES:
+        return None
+    close = difflib.get_close_matches(base.lower(), sorted(b.lower() for b in KNOWN_BASES), n=1)
+    hint = f"did you mean {close[0]}?" if close else "use a Doris type such as bigint or varchar(64)"
+    return f"{where}.type: unknown Doris type {text!r} ({hint})"
+
+
+def _valid_hostport(text: str, allow_zero: bool = False) -> bool:
+    m = _HOSTPORT.match(text or "")
+    if not m:
+        return False
+    port = int(m.group(2))
+    return (0 if allow_zero else 1) <= port <= 65535

@@ -1,0 +1,80 @@
+"""Stream Load labels: a pure function of (prefix, table, offset ranges).
+
+Why deterministic: a retry after a timeout, a restart that re-reads the same offsets, and a replay
+all send the same rows under the same label, so Doris answers "Label Already Exists" instead of
+loading them twice. Doris keeps a Stream Load label for ``streaming_label_keep_max_second``
+(12 hours by default), so this protects re-deliveries within that window, not forever.
+
+A label is at most 128 characters of ``[-_A-Za-z0-9:]``. The readable part (prefix, db, table,
+topic, partition, first and last offset) is for people running ``SHOW TRANSACTION``; a hash of the
+exact inputs is always appended, because the readable part alone is ambiguous (``_`` joins names
+that may contain ``_``, and characters outside the set are replaced).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+MAX_LEN = 128
+_VALID = re.compile(r"[-_A-Za-z0-9:]{1,128}")
+_BAD = re.compile(r"[^-_A-Za-z0-9]")   # ':' is valid for Doris but kept out of readable parts
+SHORT_HASH = 12    # hex chars when the readable part carries every offset
+LONG_HASH = 32     # hex chars when the readable part had to be cut (the hash alone keeps labels apart)
+
+
+def valid_label(s: str) -> bool:
+    return isinstance(s, str) and _VALID.fullmatch(s) is not None
+
+
+def _clean(s: str) -> str:
+    return _BAD.sub("_", s)
+
+
+def _digest(text: str, n: int) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()[:n]
+
+
+def _canonical(prefix: str, table: str, ranges: dict, salt: str = "") -> str:
+    items = sorted(([str(t), int(p), int(a), int(b)] for (t, p), (a, b) in ranges.items()))
+    parts = [str(prefix), str(table), items] + ([salt] if salt else [])
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=True)
+
+
+def make_label(prefix: str, table_full_name: str, ranges: dict, salt: str = "") -> str:
+    """``{prefix}_{db}_{table}_{topic}_p{partition}-{first}-{last}[_...]_{hash}``, cut to 128.
+
+    Same inputs give the same label in every process (no randomness, no Python ``hash()``).
+    ``salt`` goes into the hash only: the batcher passes the Kafka timestamps of each range's
+    first record, so a topic deleted and re-created (offsets start again at 0) within Doris's
+    label window gets new labels instead of being mistaken for rows already loaded.
+    """
+    canon = _canonical(prefix, table_full_name, ranges, salt)
+    parts = [_clean(prefix or "sinker"), _clean(table_full_name)]
+    topic = None
+    for (t, p), (a, b) in sorted(ranges.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
+        if t != topic:
+            parts.append(_clean(str(t)))
+            topic = t
+        parts.append(f"p{int(p)}-{int(a)}-{int(b)}")
+    readable = "_".join(x for x in parts if x)
+    label = f"{readable}_{_digest(canon, SHORT_HASH)}"
+    if len(label) <= MAX_LEN:
+        return label
+    head = readable[:MAX_LEN - LONG_HASH - 1].rstrip("_-")
+    return f"{head}_{_digest(canon, LONG_HASH)}"
+
+
+def retry_label(label: str, round_: int) -> str:
+    """The label for re-loading a batch's remaining rows after Doris rejected some (round 1, 2, ...).
+
+    A failed load's label may be reused, but a fresh one per round keeps each attempt's
+    transaction apart in ``SHOW TRANSACTION`` and cannot collide with the original.
+    """
+    suffix = f"_r{int(round_)}"
+    out = f"{label}{suffix}"
+    if len(out) <= MAX_LEN and valid_label(out):
+        return out
+    tag = _digest(f"{label}\x00{int(round_)}", LONG_HASH)
+    head = _clean(label)[:MAX_LEN - LONG_HASH - len(suffix) - 1].rstrip("_-")
+    return f"{head}_{tag}{suffix}"

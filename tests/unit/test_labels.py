@@ -1,0 +1,94 @@
+"""Labels: deterministic, valid for Doris, distinct for distinct ranges, readable where they fit."""
+import itertools
+import subprocess
+import sys
+
+from lib.labels import make_label, retry_label, valid_label
+
+
+def test_readable_and_valid():
+    label = make_label("sinker", "demo.events", {("events", 0): (100, 199)})
+    assert label.startswith("sinker_demo_events_events_p0-100-199_")
+    assert valid_label(label) and len(label) <= 128
+
+
+def test_same_inputs_same_label_whatever_the_dict_order():
+    a = make_label("sinker", "db.t", {("a", 1): (5, 9), ("a", 0): (0, 4), ("b", 0): (7, 7)})
+    b = make_label("sinker", "db.t", {("b", 0): (7, 7), ("a", 0): (0, 4), ("a", 1): (5, 9)})
+    assert a == b
+    assert "_a_p0-0-4_p1-5-9_b_p0-7-7_" in a
+
+
+def test_same_label_in_another_process():
+    """No per-process randomness (PYTHONHASHSEED): a restart must reproduce the label."""
+    code = ("from lib.labels import make_label;"
+            "print(make_label('sinker', 'db.t', {('events', 3): (10, 20), ('x', 1): (1, 2)}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "12345", "PYTHONPATH": "."}).stdout.strip()
+    assert out == make_label("sinker", "db.t", {("events", 3): (10, 20), ("x", 1): (1, 2)})
+
+
+def test_distinct_inputs_distinct_labels():
+    seen = {}
+    for t, p, a, b, table, prefix in itertools.product(
+            ["events", "ev.ents", "ev_ents"], [0, 1], [0, 10], [99, 100], ["db.t", "db_t"],
+            ["sinker", "replay"]):
+        label = make_label(prefix, table, {(t, p): (a, b)})
+        key = (prefix, table, t, p, a, b)
+        assert label not in seen, (key, seen.get(label))
+        seen[label] = key
+
+
+def test_sanitizes_characters_outside_the_set():
+    label = make_label("sinker", "db.tbl", {("orders.v1+eu", 2): (0, 1)})
+    assert valid_label(label)
+    assert "orders_v1_eu_p2-0-1" in label
+
+
+def test_long_inputs_are_cut_with_a_hash():
+    ranges = {(f"topic-with-a-rather-long-name-{i}", p): (10 ** 12, 10 ** 12 + 999)
+              for i in range(5) for p in range(20)}
+    label = make_label("sinker", "warehouse.events_enriched", ranges)
+    assert valid_label(label) and len(label) == 128
+    assert label.startswith("sinker_warehouse_events_enriched_topic-with")
+    other = dict(ranges)
+    other[("topic-with-a-rather-long-name-4", 19)] = (10 ** 12, 10 ** 12 + 998)
+    assert make_label("sinker", "warehouse.events_enriched", other) != label
+
+
+def test_retry_label():
+    label = make_label("sinker", "demo.events", {("events", 0): (100, 199)})
+    r1, r2 = retry_label(label, 1), retry_label(label, 2)
+    assert len({label, r1, r2}) == 3
+    assert r1 == retry_label(label, 1)
+    assert all(valid_label(x) and len(x) <= 128 for x in (r1, r2))
+    assert r1.startswith(label)
+
+
+def test_retry_label_of_a_full_length_label():
+    ranges = {(f"t{i}", p): (10 ** 15, 10 ** 15 + 1) for i in range(10) for p in range(10)}
+    label = make_label("sinker", "db.t", ranges)
+    assert len(label) == 128
+    rs = [retry_label(label, n) for n in (1, 2, 10)]
+    assert len({label, *rs}) == 4
+    assert all(valid_label(x) and len(x) <= 128 for x in rs)
+    assert rs[0] == retry_label(label, 1)
+
+
+def test_valid_label():
+    assert valid_label("a-b_c:1")
+    assert not valid_label("")
+    assert not valid_label("a.b")
+    assert not valid_label("x" * 129)
+    assert valid_label("x" * 128)
+
+
+def test_salt_changes_only_the_hash_and_is_deterministic():
+    from lib.labels import make_label
+    ranges = {("events", 0): (0, 99)}
+    plain = make_label("sinker", "db.t", ranges)
+    a = make_label("sinker", "db.t", ranges, salt="events:0:1700000000000")
+    b = make_label("sinker", "db.t", ranges, salt="events:0:1700000000000")
+    c = make_label("sinker", "db.t", ranges, salt="events:0:1800000000000")
+    assert a == b and a != c and a != plain
+    assert a.rsplit("_", 1)[0] == plain.rsplit("_", 1)[0]   # the readable part is the same

@@ -1,0 +1,167 @@
+"""OffsetTracker: a commit never passes a batch Doris has not confirmed."""
+import random
+import threading
+
+from lib.offsets import OffsetTracker
+
+P0, P1, P2 = ("events", 0), ("events", 1), ("other", 0)
+
+
+def test_nothing_before_confirm():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)})
+    assert t.committable() == {} and t.peek_committable() == {}
+    assert t.pending_count() == 1
+
+
+def test_out_of_order_confirms_wait_for_the_prefix():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)})
+    t.add(1, {P0: (10, 19)})
+    t.add(2, {P0: (20, 29)})
+    t.confirm(2)
+    t.confirm(1)
+    assert t.committable() == {}
+    assert t.pending_count() == 1
+    t.confirm(0)
+    assert t.committable() == {P0: 30}
+    assert t.pending_count() == 0
+
+
+def test_repeated_committable_until_marked():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)})
+    t.confirm(0)
+    assert t.committable() == {P0: 10}
+    assert t.committable() == {P0: 10}          # the commit may have failed: offered again
+    t.mark_committed({P0: 10})
+    assert t.committable() == {}
+    assert t.peek_committable() == {P0: 10}     # progress stays visible
+    t.add(1, {P0: (10, 14)})
+    t.confirm(1)
+    assert t.committable() == {P0: 15}
+
+
+def test_multi_partition_batch_holds_back_each_partition():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9), P1: (0, 4)})
+    t.add(1, {P1: (5, 9)})
+    t.add(2, {P0: (10, 19), P2: (0, 0)})
+    t.confirm(1)
+    t.confirm(2)
+    assert t.committable() == {P2: 1}
+    t.confirm(0)
+    assert t.committable() == {P0: 20, P1: 10, P2: 1}
+
+
+def test_gaps_in_offsets_do_not_matter():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)})
+    t.add(1, {P0: (15, 20)})        # 10..14 were compacted away / transaction markers
+    t.confirm(1)
+    assert t.committable() == {}
+    t.confirm(0)
+    assert t.committable() == {P0: 21}
+
+
+def test_revoke_forgets_partitions_but_not_shared_batches():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9), P1: (0, 9)})
+    t.add(1, {P1: (10, 19)})
+    t.add(2, {P0: (10, 19)})
+    t.confirm(1)
+    t.revoke({P1})
+    assert t.committable() == {}           # batch 0 still holds P0
+    t.confirm(0)
+    t.confirm(2)
+    assert t.committable() == {P0: 20}     # nothing for the revoked partition
+    t.confirm(1)                           # confirming again / after revoke is harmless
+    t.confirm(99)                          # unknown seq too
+    assert t.committable() == {P0: 20}
+
+
+def test_revoke_clears_released_and_committed_positions():
+    t = OffsetTracker()
+    t.add(0, {P1: (0, 9)})
+    t.confirm(0)
+    t.mark_committed({P1: 10})
+    t.revoke([P1])
+    assert t.peek_committable() == {} and t.committable() == {}
+    # the partition comes back later, re-read from an earlier commit by another member
+    t.add(1, {P1: (5, 7)})
+    t.confirm(1)
+    assert t.committable() == {P1: 8}
+
+
+def test_revoked_batch_confirmed_after_reassignment_does_not_release_new_batches():
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)})
+    t.revoke({P0})
+    t.add(1, {P0: (0, 9)})      # re-assigned, re-read
+    t.add(2, {P0: (10, 19)})
+    t.confirm(0)                # the old batch finishes loading
+    t.confirm(2)
+    assert t.committable() == {}
+    t.confirm(1)
+    assert t.committable() == {P0: 20}
+
+
+def test_random_confirm_orders_never_pass_an_unconfirmed_batch():
+    rng = random.Random(20240501)
+    keys = [("t", p) for p in range(4)]
+    for _ in range(200):
+        t = OffsetTracker()
+        next_off = {k: 0 for k in keys}
+        batches = []
+        for seq in range(rng.randint(1, 25)):
+            ranges = {}
+            for k in rng.sample(keys, rng.randint(1, len(keys))):
+                first = next_off[k] + rng.choice([0, 0, 3])          # sometimes a gap
+                last = first + rng.randint(0, 5)
+                next_off[k] = last + 1
+                ranges[k] = (first, last)
+            batches.append(ranges)
+            t.add(seq, ranges)
+        order = list(range(len(batches)))
+        rng.shuffle(order)
+        confirmed = set()
+        committed = {}
+        for seq in order:
+            t.confirm(seq)
+            confirmed.add(seq)
+            pos = t.committable()
+            if rng.random() < 0.5:
+                t.mark_committed(pos)
+            committed.update(pos)
+            for k in keys:
+                # expected: last+1 of the longest confirmed prefix of k's batches
+                expect = None
+                for s, ranges in enumerate(batches):
+                    if k not in ranges:
+                        continue
+                    if s not in confirmed:
+                        break
+                    expect = ranges[k][1] + 1
+                assert t.peek_committable().get(k) == expect
+                if k in committed:
+                    unconfirmed = [r[k][0] for s, r in enumerate(batches) if k in r and s not in confirmed]
+                    assert not unconfirmed or committed[k] <= min(unconfirmed)
+        assert t.pending_count() == 0
+        assert t.peek_committable() == {k: next_off[k] for k in keys if any(k in b for b in batches)}
+
+
+def test_threads_confirming_concurrently():
+    t = OffsetTracker()
+    n = 2000
+    for seq in range(n):
+        t.add(seq, {P0: (seq * 10, seq * 10 + 9)})
+    seqs = list(range(n))
+    random.Random(7).shuffle(seqs)
+    chunks = [seqs[i::4] for i in range(4)]
+    threads = [threading.Thread(target=lambda c=c: [t.confirm(s) for s in c]) for c in chunks]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert t.committable() == {P0: n * 10}
+    assert t.pending_count() == 0
