@@ -1,0 +1,824 @@
+"""Kafka records -> Stream Load body lines (CSV or JSON lines), and dead letters for the rest.
+
+This is the hot path (see the CPU budget in the design notes), so:
+
+* ``format: json`` is a passthrough: each value is only checked to be a JSON object and sent as its
+  original bytes; Doris converts the types. Bytes are rewritten only when they hold a newline, or
+  when the config adds fields (paths, Kafka metadata), which are appended as text before the
+  closing brace so the original number text survives.
+* ``format: csv`` maps client side with converters compiled ONCE per Mapper: a generated function
+  with ``type(v) is int``-style fast paths for the common shapes of each column. Anything the fast
+  path does not recognise (a missing key, a NULL in a NOT NULL column, a string needing quotes, a bad
+  value ...) falls back to the general per-column converters, which are the reference behaviour;
+  the fast path only ever takes values for which it produces the same text.
+
+DECIMAL exactness: ujson turns JSON numbers into binary floats. For a float with <= 15 significant
+digits ``repr`` gives back the JSON text, which is exact enough for DECIMAL(p<=15). When the table
+has a DECIMAL column with precision > 15 and a message carries a float for it, that one message is
+decoded again with ``json.loads(parse_float=...)`` keeping each number's text (``ExactFloat``), so
+the DECIMAL is built from the original digits. Messages that send decimals as strings (the usual
+way) never pay for this. FLOAT/DOUBLE values are written as ujson's shortest round-trip text
+(the digits of ``repr``, exponent as ``1e-7``), which is about twice as fast as ``repr``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import date, datetime, timedelta, timezone as _fixed_tz
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+
+import ujson
+
+from .dead_letter import DeadLetter
+from .errors import ConfigError
+
+NULL = "\\N"
+STRING_LIMIT = 1048576            # Doris's default string_type_length_soft_limit_bytes
+COMPILES = 0                      # how many converter sets were compiled (tests check "once")
+
+_INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64, "LARGEINT": 128}
+_JSONISH = {"JSON", "VARIANT", "ARRAY", "MAP", "STRUCT"}
+_TEXT = {"CHAR", "VARCHAR", "STRING", "IPV4", "IPV6"}
+_ALIASES = {"INTEGER": "INT", "TEXT": "STRING", "JSONB": "JSON", "DATETIMEV2": "DATETIME",
+            "DATEV2": "DATE", "DECIMALV2": "DECIMAL", "DECIMALV3": "DECIMAL", "BOOL": "BOOLEAN"}
+_KAFKA = ("topic", "partition", "offset", "timestamp", "key")
+_FLOAT_MAX = 3.4028234663852886e38
+
+_SPECIAL = re.compile(r'[\t\n\r"\\]')
+_INT_RE = re.compile(r"[+-]?\d+")
+_NUM_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DT_RE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[Tt ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+                    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?")
+_EXPR_DEFAULT = re.compile(r"(?i)(current_timestamp|now|localtimestamp|current_date|curdate)"
+                           r"\s*(\(\s*\d*\s*\))?")
+_JSON_SPACE = re.compile(rb'("(?:[^"\\]|\\.)*")|[ \t\r\n]+')   # strings kept, whitespace dropped
+_OFFSET_RE = re.compile(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?")
+
+_DATES: set[str] = set()          # canonical YYYY-MM-DD strings already validated (shared, bounded)
+_DATES_MAX = 200_000
+_DEC_CTX = Context(prec=100, rounding=ROUND_HALF_UP)
+_MISSING = object()
+
+
+class Bad(Exception):
+    """A record cannot be mapped: ``reason`` is "<category>: <detail>" for the dead letter."""
+
+    def __init__(self, category: str, detail: str, column: str | None = None):
+        super().__init__(f"{category}: {detail}")
+        self.reason = f"{category}: {detail}"
+        self.column = column
+
+
+class _NeedExact(Exception):
+    """A DECIMAL(p>15) column got a binary float: decode this message again keeping number text."""
+
+
+class ExactFloat(float):
+    """A JSON number that also remembers its text (``.text``), for exact DECIMALs."""
+
+
+def _exact_float(text: str) -> ExactFloat:
+    f = ExactFloat(text)
+    f.text = text
+    return f
+
+
+def dumps(v) -> str:
+    """Compact JSON text, unicode kept, slashes not escaped (what Doris stores for JSON columns)."""
+    try:
+        return ujson.dumps(v, ensure_ascii=False, escape_forward_slashes=False)
+    except (OverflowError, TypeError, ValueError, UnicodeError):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+_float_text = ujson.dumps   # shortest round-trip text like repr(), ~2x faster; "1e-7" where repr says "1e-07"
+
+
+def enc(s: str) -> str:
+    """One CSV field: raw unless it holds TAB/CR/LF/quote/backslash; then enclosed and escaped."""
+    if (s.isprintable() and '"' not in s and "\\" not in s) or _SPECIAL.search(s) is None:
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _keep_strings(m) -> bytes:
+    return m.group(1) or b""
+
+
+def _show(v) -> str:
+    """A value as it appears in a dead-letter reason (short)."""
+    text = repr(v) if isinstance(v, str) else dumps(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _an(word: str) -> str:
+    return ("an " if word[:1] in "AEIOU" else "a ") + word
+
+
+def parse_timezone(name: str):
+    """Doris's ``timezone`` value (an IANA name or an offset like +08:00) as a tzinfo."""
+    m = _OFFSET_RE.fullmatch(name.strip())
+    if m:
+        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
+        return _fixed_tz(-delta if m.group(1) == "-" else delta)
+    if name.strip().upper() in ("UTC", "GMT", "Z"):
+        return _fixed_tz.utc
+    try:
+        from zoneinfo import ZoneInfo
+        return ZoneInfo(name.strip())
+    except Exception as e:  # noqa: BLE001 - ZoneInfo raises several kinds
+        raise ConfigError(f"doris.timezone {name!r} is not a time zone: use an IANA name like "
+                          f"'Asia/Shanghai' or 'UTC', or an offset like '+08:00' ({e})") from None
+
+
+def _valid_date(y: int, m: int, d: int) -> str | None:
+    """Canonical text of a real calendar date (year 1-9999), remembered for the fast paths."""
+    if not (1 <= m <= 12 and 1 <= d <= 31 and 1 <= y <= 9999):
+        return None
+    try:
+        date(y, m, d)
+    except ValueError:
+        return None
+    text = f"{y:04d}-{m:02d}-{d:02d}"
+    if len(_DATES) < _DATES_MAX:
+        _DATES.add(text)
+    return text
+
+
+def _base(t) -> str:
+    b = (t.base or "").upper()
+    return _ALIASES.get(b, b)
+
+
+# ---------------------------------------------------------------- converters (the reference path)
+
+class _Col:
+    """Everything needed to fill one column: where the value comes from and how it becomes text."""
+
+    def __init__(self, column, source, mcfg, tz, exact: bool, epoch_cache: dict):
+        self.column = column
+        self.name = column.name
+        self.base = _base(column.type)
+        self.kafka = source.kafka if source is not None else None
+        self.path = tuple(source.path) if source is not None and source.path else (column.name,)
+        self.label = f"kafka {self.kafka}" if self.kafka else ".".join(self.path)
+        self.tz = tz
+        self._epoch_cache = epoch_cache
+        self.conv, self.fast = self._converter(exact)
+        self.zero = self._zero()
+        self.null = self._null_fn(mcfg)
+        self.missing = self._missing_fn(mcfg)
+
+    # --- per-type converters: value (not None) -> CSV field text, or raise Bad
+    def _converter(self, exact):
+        b, t, name = self.base, self.column.type, self.name
+        if b in _INT_BITS:
+            return self._int_conv(b)
+        if b == "BOOLEAN":
+            return self._bool_conv(), ("v is True or v is False", "('1' if v else '0')")
+        if b in ("FLOAT", "DOUBLE"):
+            return self._float_conv(b)
+        if b == "DECIMAL":
+            p = t.precision if t.precision is not None else 9
+            return self._decimal_conv(p, t.scale or 0, exact and p > 15)
+        if b in _TEXT:
+            if b in ("CHAR", "VARCHAR"):
+                limit = t.length or 65533
+                kind = f"{b}({limit})"
+            else:
+                limit, kind = STRING_LIMIT, b
+            return self._text_conv(limit, kind)
+        if b == "DATE":
+            return self._date_conv(), ("type(v) is str and v in DATES", "v")
+        if b == "DATETIME":
+            return self._datetime_conv(t.scale or 0)
+        if b in _JSONISH:
+            return self._json_conv(), None
+
+        def unsupported(v):
+            raise Bad("conversion", f"column {name}: cannot load {t.raw} from JSON "
+                      "(exclude the column or give it a default)", name)
+        return unsupported, None
+
+    def _int_conv(self, b):
+        name, bits = self.name, _INT_BITS[b]
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+        def conv(v):
+            t = type(v)
+            if t is int:
+                n = v
+            elif t is bool:
+                return "1" if v else "0"
+            elif isinstance(v, float):
+                if not (math.isfinite(v) and v.is_integer()):
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
+                n = int(Decimal(v.text)) if type(v) is ExactFloat else int(v)
+            elif t is str:
+                s = v.strip()
+                if not _INT_RE.fullmatch(s):
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
+                n = int(s)
+            else:
+                raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
+            if not lo <= n <= hi:
+                raise Bad("out_of_range", f"column {name}: {n} is outside the {b} range "
+                          f"[{lo}, {hi}]", name)
+            return str(n)
+        return conv, (f"type(v) is int and {lo} <= v <= {hi}", "v")
+
+    def _bool_conv(self):
+        name = self.name
+
+        def conv(v):
+            if v is True or v is False:
+                return "1" if v else "0"
+            if type(v) in (int, float, ExactFloat) and v in (0, 1):
+                return "1" if v else "0"
+            if type(v) is str:
+                s = v.strip().lower()
+                if s in ("true", "1"):
+                    return "1"
+                if s in ("false", "0"):
+                    return "0"
+            raise Bad("conversion", f"column {name}: {_show(v)} is not a BOOLEAN "
+                      "(use true/false/1/0)", name)
+        return conv
+
+    def _float_conv(self, b):
+        name = self.name
+        limit = _FLOAT_MAX if b == "FLOAT" else None
+
+        def check(f, v):
+            if not math.isfinite(f):
+                raise Bad("conversion", f"column {name}: {_show(v)} is not a finite {b}", name)
+            if limit is not None and abs(f) > limit:
+                raise Bad("out_of_range", f"column {name}: {_show(v)} is outside the {b} range", name)
+
+        def conv(v):
+            t = type(v)
+            if t is bool:
+                return "1" if v else "0"
+            if t is int:
+                try:
+                    check(float(v), v)
+                except OverflowError:
+                    raise Bad("out_of_range", f"column {name}: {_show(v)} is outside the {b} range",
+                              name) from None
+                return str(v)
+            if isinstance(v, float):
+                check(v, v)
+                return _float_text(float(v))
+            if t is str and _NUM_RE.fullmatch(v.strip()):
+                f = float(v.strip())
+                if not math.isfinite(f):
+                    raise Bad("out_of_range", f"column {name}: {_show(v)} is outside the {b} range",
+                              name)
+                check(f, v)
+                return _float_text(f)
+            raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
+        if limit is None:
+            fast = ("type(v) is float and v - v == 0.0", "FT(v)")
+        else:
+            fast = (f"type(v) is float and -{limit!r} <= v <= {limit!r}", "FT(v)")
+        return conv, fast
+
+    def _decimal_conv(self, p, s, exact):
+        name, kind = self.name, f"DECIMAL({p},{s})"
+        quantum = Decimal(1).scaleb(-s)
+        int_digits = p - s
+
+        def conv(v):
+            t = type(v)
+            if t is str:
+                text = v.strip()
+                if not _NUM_RE.fullmatch(text):
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
+            elif t is int:
+                text = str(v)
+            elif t is ExactFloat:
+                text = v.text
+            elif t is float:
+                if exact:
+                    raise _NeedExact()
+                if not math.isfinite(v):
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
+                text = repr(v)
+            else:
+                raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
+            d = Decimal(text)
+            if not d.is_finite():
+                raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
+            if d and d.adjusted() >= int_digits:
+                raise Bad("out_of_range", f"column {name}: {_show(v)} has {d.adjusted() + 1} integer "
+                          f"digits, {kind} holds {int_digits}", name)
+            try:
+                q = d.quantize(quantum, context=_DEC_CTX)
+            except InvalidOperation:
+                raise Bad("out_of_range", f"column {name}: {_show(v)} cannot be rounded to {kind}",
+                          name) from None
+            if q and q.adjusted() >= int_digits:
+                raise Bad("out_of_range", f"column {name}: {_show(v)} rounds to {q}, more than "
+                          f"{int_digits} integer digits for {kind}", name)
+            return format(q, "f")
+        ipart = "0" if int_digits <= 0 else f"(?:0|[1-9][0-9]{{0,{int_digits - 1}}})"
+        frac = rf"\.[0-9]{{{s}}}" if s else ""
+        self._dec_re = re.compile(f"-?{ipart}{frac}").fullmatch
+        return conv, ("type(v) is str and DEC(v) is not None", "v")
+
+    def _text_conv(self, limit, kind):
+        name = self.name
+
+        def conv(v):
+            t = type(v)
+            if t is str:
+                s = v
+            elif t is bool:
+                s = "true" if v else "false"
+            elif t is int:
+                s = str(v)
+            elif isinstance(v, float):
+                # also for ExactFloat: the same text whichever decoder ran
+                s = _float_text(float(v)) if math.isfinite(v) else repr(float(v))
+            else:
+                s = dumps(v)
+            if s.isascii():
+                n = len(s)
+            else:
+                try:
+                    n = len(s.encode())
+                except UnicodeEncodeError:
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not valid UTF-8 text "
+                              "(lone surrogate)", name) from None
+            if n > limit:
+                raise Bad("too_long", f"column {name}: {n} bytes, {kind} holds {limit}", name)
+            return enc(s)
+        quick = limit // 4          # any str of this many characters fits in `limit` UTF-8 bytes
+        cond = (f"type(v) is str and (len(v) <= {quick} or (v.isascii() and len(v) <= {limit})) "
+                "and v.isprintable() and '\"' not in v and '\\\\' not in v")
+        return conv, (cond, "v")
+
+    def _json_conv(self):
+        name = self.name
+
+        def conv(v):
+            t = type(v)
+            if t is dict or t is list:
+                try:
+                    s = dumps(v)
+                    s.encode()
+                except UnicodeError:
+                    raise Bad("conversion", f"column {name}: value is not valid UTF-8 text", name) from None
+                # JSON text has no raw control characters: only quotes and backslashes need care
+                if '"' in s or "\\" in s:
+                    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                return s
+            if t is str:
+                head = v.lstrip()[:1]
+                if head in ("{", "["):
+                    try:
+                        json.loads(v)
+                        return enc(v)
+                    except ValueError:
+                        pass
+                return enc(dumps(v))
+            if t is bool:
+                return "true" if v else "false"
+            if isinstance(v, float):
+                return _float_text(float(v)) if math.isfinite(v) else "null"
+            return enc(dumps(v))
+        return conv
+
+    # --- dates and times
+    def _epoch_text(self, v, ms: bool | None):
+        """Epoch seconds/ms -> ("YYYY-MM-DD HH:MM:SS", microseconds) in the Doris time zone."""
+        if type(v) is int:
+            if ms is None:
+                ms = abs(v) > 10**11
+            if ms:
+                secs, micro = divmod(v, 1000)
+                micro *= 1000
+            else:
+                secs, micro = v, 0
+        else:
+            f = float(v)
+            if not math.isfinite(f):
+                raise ValueError("not finite")
+            if ms is None:
+                ms = abs(f) > 1e11
+            secs, micro = divmod(round(f * (1000 if ms else 1_000_000)), 1_000_000)
+        cache = self._epoch_cache
+        text = cache.get(secs)
+        if text is None:
+            d = datetime.fromtimestamp(secs, self.tz)
+            text = (f"{d.year:04d}-{d.month:02d}-{d.day:02d} "
+                    f"{d.hour:02d}:{d.minute:02d}:{d.second:02d}")
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[secs] = text
+        return text, micro
+
+    def _parse_dt(self, v, kind):
+        """A datetime-ish JSON value -> (date text, "HH:MM:SS", fraction digits) in the Doris zone."""
+        name = self.name
+        if type(v) is str:
+            m = _DT_RE.fullmatch(v.strip())
+            if m is None:
+                raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)} (expected "
+                          "YYYY-MM-DD[ HH:MM:SS[.ffffff]], ISO-8601, or epoch seconds/ms)", name)
+            y, mo, d, hh, mi, ss, frac, zone = m.groups()
+            day = _valid_date(int(y), int(mo), int(d))
+            h, mn, sec = int(hh or 0), int(mi or 0), int(ss or 0)
+            if day is None or h > 23 or mn > 59 or sec > 59:
+                raise Bad("invalid_date", f"column {name}: {_show(v)} is not a valid {kind}", name)
+            frac = frac or ""
+            if zone:
+                if zone in ("Z", "z", "UTC"):
+                    off = _fixed_tz.utc
+                else:
+                    zm = _OFFSET_RE.fullmatch(zone)
+                    delta = timedelta(hours=int(zm.group(2)), minutes=int(zm.group(3) or 0))
+                    off = _fixed_tz(-delta if zm.group(1) == "-" else delta)
+                try:
+                    dt = datetime(int(y), int(mo), int(d), h, mn, sec, tzinfo=off).astimezone(self.tz)
+                except (OverflowError, ValueError):
+                    raise Bad("out_of_range", f"column {name}: {_show(v)} is outside the {kind} range",
+                              name) from None
+                return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}",
+                        f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}", frac)
+            return day, f"{h:02d}:{mn:02d}:{sec:02d}", frac
+        if type(v) is int or (isinstance(v, float) and type(v) is not bool):
+            try:
+                text, micro = self._epoch_text(v, None)
+            except (OverflowError, OSError, ValueError):
+                raise Bad("out_of_range", f"column {name}: epoch {_show(v)} is outside the {kind} "
+                          "range", name) from None
+            return text[:10], text[11:], f"{micro:06d}"
+        raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
+
+    def _date_conv(self):
+        def conv(v):
+            if type(v) is str and v in _DATES:
+                return v
+            return self._parse_dt(v, "DATE")[0]
+        return conv
+
+    def _datetime_conv(self, scale):
+        def conv(v):
+            day, hms, frac = self._parse_dt(v, "DATETIME")
+            text = f"{day} {hms}"
+            return f"{text}.{frac[:scale].ljust(scale, '0')}" if scale else text
+        self._dt_scale = scale
+        frac = rf"\.[0-9]{{{scale}}}" if scale else ""
+        self._dt_re = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                                 + frac).fullmatch
+        return conv, ("type(v) is str and DT(v) is not None and v[:10] in DATES", "v")
+
+    def ms_time(self, ms: int) -> str:
+        """Kafka timestamp (ms) as this DATE/DATETIME column's text, in the Doris time zone."""
+        text, micro = self._epoch_text(ms, True)
+        if self.base == "DATE":
+            return text[:10]
+        scale = getattr(self, "_dt_scale", 0)
+        return f"{text}.{f'{micro:06d}'[:scale]}" if scale else text
+
+    # --- NULL, missing, zero
+    def _zero(self) -> str | None:
+        b = self.base
+        if b in _INT_BITS or b in ("BOOLEAN", "FLOAT", "DOUBLE"):
+            return "0"
+        if b == "DECIMAL":
+            s = self.column.type.scale or 0
+            return "0." + "0" * s if s else "0"
+        if b in ("CHAR", "VARCHAR", "STRING"):
+            return ""
+        if b == "DATE":
+            return "1970-01-01"
+        if b == "DATETIME":
+            s = self.column.type.scale or 0
+            return "1970-01-01 00:00:00" + ("." + "0" * s if s else "")
+        if b == "ARRAY":
+            return "[]"
+        if b in _JSONISH:
+            return "{}"
+        return {"IPV4": "0.0.0.0", "IPV6": "::"}.get(b)
+
+    def _null_fn(self, mcfg):
+        c = self.column
+        if c.nullable:
+            return lambda: NULL
+        if mcfg.missing == "zero" and self.zero is not None:
+            zero = self.zero
+            return lambda: zero
+        reason = f"column {c.name} is NOT NULL but {self.label} is null"
+
+        def null():
+            raise Bad("null", reason, c.name)
+        return null
+
+    def _missing_fn(self, mcfg):
+        c = self.column
+        if c.default is not None:
+            m = _EXPR_DEFAULT.fullmatch(c.default.strip())
+            if m and self.base in ("DATE", "DATETIME"):
+                return self._now
+            text = enc(c.default)
+            return lambda rec: text
+        if c.nullable:
+            return lambda rec: NULL
+        if mcfg.missing == "zero" and self.zero is not None:
+            zero = self.zero
+            return lambda rec: zero
+        reason = f"field {self.label} is required (column {c.name} is NOT NULL, no default)"
+
+        def missing(rec):
+            raise Bad("missing", reason, c.name)
+        return missing
+
+    def _now(self, rec) -> str:
+        """CURRENT_TIMESTAMP-like defaults: the record's Kafka timestamp, so re-mapping the same
+        record (line_for) gives the same line; the wall clock only if the record has none."""
+        ts = getattr(rec, "timestamp", None)
+        if type(ts) is not int or ts < 0:
+            ts = int(time.time() * 1000)
+        return self.ms_time(ts)
+
+    # --- whole-value entry points
+    def full(self, v, rec):
+        if v is _MISSING:
+            return self.missing(rec)
+        if v is None:
+            return self.null()
+        return self.conv(v)
+
+    def from_record(self, rec):
+        """The field for a Kafka-metadata column."""
+        v = self.kafka_value(rec)
+        if v is None:
+            return self.null()
+        if self.kafka == "timestamp" and self.base in ("DATE", "DATETIME"):
+            try:
+                return self.ms_time(v)
+            except (OverflowError, OSError, ValueError):
+                raise Bad("out_of_range", f"column {self.name}: Kafka timestamp {v} is outside the "
+                          f"{self.base} range", self.name) from None
+        return self.conv(v)
+
+    def kafka_value(self, rec):
+        k = self.kafka
+        if k == "key":
+            key = rec.key
+            if key is None:
+                return None
+            try:
+                return key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
+            except UnicodeDecodeError:
+                raise Bad("conversion", f"column {self.name}: the Kafka key is not UTF-8 text",
+                          self.name) from None
+        if k == "timestamp":
+            ts = rec.timestamp
+            return ts if type(ts) is int and ts >= 0 else None
+        return getattr(rec, k)
+
+    def lookup(self, obj):
+        """The value at this column's path, or _MISSING when a key is absent or the path breaks."""
+        v = obj
+        for k in self.path:
+            if type(v) is not dict:
+                return _MISSING
+            v = v.get(k, _MISSING)
+            if v is _MISSING:
+                return _MISSING
+        return v
+
+
+class _Slow(Exception):
+    """The generated fast path met something it does not handle."""
+
+
+# ---------------------------------------------------------------- the Mapper
+
+class Mapper:
+    """Maps poll results of one table; built once per schema (converters are compiled here)."""
+
+    def __init__(self, columns, cfg, timezone: str = "UTC"):
+        if cfg.format not in ("csv", "json"):
+            raise ConfigError(f"mapping.format is {cfg.format!r}; use 'csv' or 'json'")
+        for s in cfg.columns:
+            if s.kafka is not None and s.kafka not in _KAFKA:
+                raise ConfigError(f"mapping.columns: {s.column}: kafka source {s.kafka!r} is not one "
+                                  f"of {', '.join(_KAFKA)}")
+        self.columns = list(columns)
+        self.cfg = cfg
+        self.format = cfg.format
+        self.timezone = timezone
+        self.tz = parse_timezone(timezone)
+        self.body_columns = [c.name for c in self.columns]
+        sources = {s.column: s for s in cfg.columns}
+        self._exact = cfg.format == "csv" and any(
+            _base(c.type) == "DECIMAL" and (c.type.precision or 0) > 15 for c in self.columns)
+        cache: dict = {}
+        self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, self._exact, cache)
+                      for c in self.columns]
+        # json: the columns whose value the config places (others Doris maps by key name)
+        self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,)]
+        self._headers = self._make_headers()
+        if self.format == "csv":
+            self._fast = self._compile()
+            self._map = self._map_csv
+        else:
+            self._map = self._map_json
+
+    # --- public
+    def map_records(self, records, out: list[bytes], dead: list[DeadLetter]) -> int:
+        """Append one line per good record to ``out`` (each ends with ``\\n``) and one DeadLetter
+        per bad record to ``dead``; return the bytes appended. Records are never copied or wrapped."""
+        return self._map(records, out, dead)
+
+    def headers(self) -> dict[str, str]:
+        return dict(self._headers)
+
+    def line_for(self, rec) -> bytes | None:
+        """The exact line map_records gives this record, or None when it is a dead letter."""
+        out: list[bytes] = []
+        self.map_records([rec], out, [])
+        return out[0] if out else None
+
+    def _make_headers(self):
+        common = {"strict_mode": "true" if self.cfg.strict_mode else "false",
+                  "max_filter_ratio": str(self.cfg.max_filter_ratio), "timezone": self.timezone}
+        if self.format == "json":
+            return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
+                    **common}
+        # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value
+        return {"format": "csv", "columns": ",".join(self.body_columns),
+                "column_separator": "\\x09", "line_delimiter": "\\x0a", "enclose": '"',
+                "escape": "\\", **common}
+
+    # --- decoding
+    def _decode(self, value, exact=False):
+        if value is None or len(value) == 0:
+            raise Bad("empty", "message has no value")
+        if not exact:
+            try:
+                return ujson.loads(value)
+            except (ValueError, OverflowError):
+                pass   # e.g. something ujson refuses but the standard library accepts
+        try:
+            # strict=False: accept raw control characters in strings, as ujson does
+            if exact:
+                return json.loads(value, parse_float=_exact_float, strict=False)
+            return json.loads(value, strict=False)
+        except UnicodeDecodeError as e:
+            raise Bad("invalid_json", f"message is not UTF-8 ({e.reason} at byte {e.start})") from None
+        except (ValueError, RecursionError) as e:
+            raise Bad("invalid_json", str(e)[:200]) from None
+
+    def _object(self, value, exact=False) -> dict:
+        obj = self._decode(value, exact)
+        if type(obj) is not dict:
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+                type(obj), "a number")
+            raise Bad("not_object", f"message is {kind}, expected a JSON object")
+        return obj
+
+    # --- csv
+    def _compile(self):
+        """Generate the per-record function once: straight-line code, one block per column."""
+        global COMPILES
+        COMPILES += 1
+        ns = {"DATES": _DATES, "M": _MISSING, "Slow": _Slow, "FT": _float_text}
+        src = ["def fast(o, rec):", "    if type(o) is not dict: raise Slow"]
+        fields = []
+        for i, c in enumerate(self._cols):
+            f = f"f{i}"
+            fields.append("{" + f + "}")
+            ns[f"full{i}"] = c.full
+            if c.kafka:
+                ns[f"kafka{i}"] = c.from_record
+                src.append(f"    {f} = kafka{i}(rec)")
+                continue
+            access = "o" + "".join(f"[{k!r}]" for k in c.path)
+            errors = "KeyError" if len(c.path) == 1 else "(KeyError, TypeError)"
+            src += [f"    try: v = {access}", f"    except {errors}: v = M"]
+            if c.fast is not None:
+                cond, expr = c.fast
+                cond = cond.replace("DEC(", f"dec{i}(").replace("DT(", f"dt{i}(")
+                ns[f"dec{i}"] = getattr(c, "_dec_re", None)
+                ns[f"dt{i}"] = getattr(c, "_dt_re", None)
+                src += [f"    if {cond}: {f} = {expr}"]
+                if c.column.nullable:
+                    src += [f"    elif v is None: {f} = {NULL!r}"]
+                src += [f"    else: {f} = full{i}(v, rec)"]
+            else:
+                src.append(f"    {f} = full{i}(v, rec)")
+        src.append('    return f"' + "\\t".join(fields) + '\\n".encode()')
+        self.source = "\n".join(src)
+        exec(compile(self.source, f"<sinker mapping {len(self._cols)} columns>", "exec"), ns)
+        return ns["fast"]
+
+    def _general(self, rec) -> bytes:
+        """The reference path for one record: every rule, every error with its reason."""
+        try:
+            return self._row(self._object(rec.value), rec)
+        except _NeedExact:
+            return self._row(self._object(rec.value, exact=True), rec)
+
+    def _row(self, obj, rec) -> bytes:
+        fields = []
+        for c in self._cols:
+            if c.kafka:
+                fields.append(c.from_record(rec))
+            else:
+                fields.append(c.full(c.lookup(obj), rec))
+        try:
+            return ("\t".join(fields) + "\n").encode()
+        except UnicodeEncodeError:
+            for c, f in zip(self._cols, fields):
+                try:
+                    f.encode()
+                except UnicodeEncodeError:
+                    raise Bad("conversion", f"column {c.name}: value is not valid UTF-8 text "
+                              "(lone surrogate)", c.name) from None
+            raise
+
+    def _map_csv(self, records, out, dead) -> int:
+        fast, loads, append = self._fast, ujson.loads, out.append
+        n = 0
+        for rec in records:
+            try:
+                line = fast(loads(rec.value), rec)
+            except Bad as b:   # final: the general path would meet the same value first
+                dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                       rec.value, b.reason, b.column))
+                continue
+            except Exception:  # noqa: BLE001 - anything unusual: the general path decides
+                line = None
+            if line is None:
+                try:
+                    line = self._general(rec)
+                except Bad as b:
+                    dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                           rec.value, b.reason, b.column))
+                    continue
+            append(line)
+            n += len(line)
+        return n
+
+    # --- json
+    def _map_json(self, records, out, dead) -> int:
+        loads, append = ujson.loads, out.append
+        plain = not self._extras
+        n = 0
+        for rec in records:
+            v = rec.value
+            line = None
+            if plain:
+                try:
+                    if type(loads(v)) is dict and b"\n" not in v and b"\r" not in v:
+                        line = v + b"\n"
+                except Exception:  # noqa: BLE001 - the general path gives the reason
+                    pass
+            if line is None:
+                try:
+                    line = self._json_line(rec)
+                except Bad as b:
+                    dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                           v, b.reason, b.column))
+                    continue
+            append(line)
+            n += len(line)
+        return n
+
+    def _json_line(self, rec) -> bytes:
+        v = bytes(rec.value) if rec.value is not None else None
+        obj = self._object(v)
+        if b"\n" in v or b"\r" in v:
+            try:
+                json.loads(v)      # strict: raw control characters only between tokens
+                v = _JSON_SPACE.sub(_keep_strings, v)
+            except ValueError:
+                v = dumps(obj).encode()
+        if not self._extras:
+            return v + b"\n"
+        extras = {}
+        for c in self._extras:
+            if c.kafka:
+                val = c.kafka_value(rec)
+                if c.kafka == "timestamp" and val is not None and c.base in ("DATE", "DATETIME"):
+                    val = c.ms_time(val)
+            else:
+                val = c.lookup(obj)
+                if val is _MISSING:
+                    continue
+            extras[c.name] = val
+        if not extras:
+            return v + b"\n"
+        if any(k in obj for k in extras):
+            obj.update(extras)
+            return dumps(obj).encode() + b"\n"
+        text = ",".join(f"{dumps(k)}:{dumps(x)}" for k, x in extras.items()).encode()
+        head = v.rstrip()[:-1].rstrip()
+        return head + (b"," if obj else b"") + text + b"}\n"

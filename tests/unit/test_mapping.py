@@ -1,0 +1,554 @@
+"""lib/mapping.py: every type's good and bad values, CSV encoding, NULL/missing/default/zero,
+paths, Kafka metadata, exact DECIMALs, json passthrough, dead letters, headers, compile-once.
+
+Every single-record check also asserts that the generated fast path and the general (reference)
+path agree, so a fast-path shortcut can never change a line.
+"""
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+
+import pytest
+
+from lib import mapping as mapping_mod
+from lib.config import ColumnSource, MappingConfig
+from lib.dead_letter import DeadLetter, category
+from lib.errors import ConfigError
+from lib.mapping import Bad, Mapper
+from lib.schema import Column, DorisType
+
+Rec = namedtuple("Rec", "topic partition offset timestamp key value")
+
+TS = 1_714_567_890_123          # 2024-05-01 12:51:30.123 UTC
+
+
+def T(raw: str) -> DorisType:
+    """Build DorisType by hand (lib.schema.parse_type is someone else's work)."""
+    name, _, args = raw.partition("(")
+    base = name.upper()
+    nums = [int(x) for x in args.rstrip(")").split(",")] if args else []
+    if base in ("CHAR", "VARCHAR"):
+        return DorisType(raw, base, nums[0] if nums else None)
+    if base == "DECIMAL":
+        return DorisType(raw, base, None, nums[0], nums[1] if len(nums) > 1 else 0)
+    if base == "DATETIME":
+        return DorisType(raw, base, None, None, nums[0] if nums else 0)
+    return DorisType(raw, base)
+
+
+def col(name, raw, nullable=True, default=None):
+    return Column(name, T(raw), nullable, default)
+
+
+def rec(value, offset=0, key=None, ts=TS, topic="events", partition=3):
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value).encode()
+    elif isinstance(value, str):
+        value = value.encode()
+    return Rec(topic, partition, offset, ts, key, value)
+
+
+def make(columns, fmt="csv", sources=(), missing="default", tz="UTC", **kw):
+    return Mapper(columns, MappingConfig(format=fmt, columns=tuple(sources), missing=missing, **kw),
+                  timezone=tz)
+
+
+def run(m, r):
+    """Map one record; returns (line bytes or None, DeadLetter or None). Checks fast == general."""
+    out, dead = [], []
+    n = m.map_records([r], out, dead)
+    assert len(out) + len(dead) == 1
+    assert n == sum(len(x) for x in out)
+    if m.format == "csv":
+        try:
+            ref = m._general(r)
+        except Bad as b:
+            assert dead and dead[0].reason == b.reason and dead[0].column == b.column
+        else:
+            assert out == [ref], f"fast path {out} != general path {ref}"
+    assert m.line_for(r) == (out[0] if out else None)
+    return (out[0] if out else None), (dead[0] if dead else None)
+
+
+def field(raw_type, value, **kw):
+    """The CSV text one column of type raw_type gets for a JSON value, or the DeadLetter."""
+    m = make([col("c", raw_type, **kw)])
+    line, dead = run(m, rec({"c": value}))
+    if dead:
+        return dead
+    assert line.endswith(b"\n")
+    return line[:-1].decode()
+
+
+# ------------------------------------------------------------------ per-type good values
+
+GOOD = [
+    ("tinyint", 127, "127"), ("tinyint", -128, "-128"), ("tinyint", True, "1"),
+    ("smallint", 3.0, "3"), ("smallint", " 12 ", "12"), ("smallint", "-7", "-7"),
+    ("int", 2147483647, "2147483647"), ("int", "+5", "5"), ("int", False, "0"),
+    ("bigint", -9223372036854775808, "-9223372036854775808"),
+    ("bigint", 9223372036854775807, "9223372036854775807"),
+    ("largeint", 2**100, str(2**100)), ("largeint", -(2**100), str(-(2**100))),
+    ("largeint", 2**127 - 1, str(2**127 - 1)), ("largeint", str(2**120), str(2**120)),
+    ("boolean", True, "1"), ("boolean", False, "0"), ("boolean", 1, "1"), ("boolean", 0, "0"),
+    ("boolean", "TRUE", "1"), ("boolean", "false", "0"), ("boolean", "1", "1"), ("boolean", " 0 ", "0"),
+    ("double", 1.5, "1.5"), ("double", 3, "3"), ("double", "2.25", "2.25"), ("double", "1e3", "1000.0"),
+    ("double", 1e300, "1e+300"), ("double", 0.1, "0.1"), ("float", 1.25, "1.25"),
+    ("decimal(10,2)", "12.345", "12.35"), ("decimal(10,2)", "12.344", "12.34"),
+    ("decimal(10,2)", "-12.345", "-12.35"), ("decimal(10,2)", 7, "7.00"), ("decimal(10,2)", 0.25, "0.25"),
+    ("decimal(10,2)", 1234.5678, "1234.57"), ("decimal(10,2)", "1e3", "1000.00"),
+    ("decimal(10,2)", "12.30", "12.30"), ("decimal(5,0)", "99999.4", "99999"),
+    ("decimal(20,4)", "12345678901234.5678", "12345678901234.5678"),
+    ("decimal(20,4)", 0.25, "0.2500"), ("decimal(10,2)", "1e-999999999", "0.00"), ("decimal(4,4)", "0.12345", "0.1235"),
+    ("decimal(38,10)", "1234567890123456789012345678.0123456789",
+     "1234567890123456789012345678.0123456789"),
+    ("varchar(8)", "abc", "abc"), ("varchar(8)", "", ""), ("varchar(8)", 12, "12"),
+    ("varchar(8)", 1.5, "1.5"), ("varchar(8)", True, "true"), ("char(2)", "US", "US"),
+    ("varchar(6)", "日本", "日本"),                                  # 6 bytes
+    ("string", "x" * 1000, "x" * 1000), ("string", [1, 2], "[1,2]"),
+    ("date", "2024-02-29", "2024-02-29"), ("date", "2024-05-01 23:59:59", "2024-05-01"),
+    ("date", "2024-5-1", "2024-05-01"), ("date", 0, "1970-01-01"), ("date", TS, "2024-05-01"),
+    ("date", 1714567890, "2024-05-01"),
+    ("datetime", "2024-05-01 12:34:56", "2024-05-01 12:34:56"),
+    ("datetime", "2024-05-01 12:34:56.789", "2024-05-01 12:34:56"),
+    ("datetime", "2024-05-01", "2024-05-01 00:00:00"),
+    ("datetime", "2024-05-01T12:34:56Z", "2024-05-01 12:34:56"),
+    ("datetime", "2024-05-01T12:34:56+02:00", "2024-05-01 10:34:56"),
+    ("datetime", TS, "2024-05-01 12:51:30"), ("datetime", 1714567890, "2024-05-01 12:51:30"),
+    ("datetime(3)", "2024-05-01 12:34:56.789", "2024-05-01 12:34:56.789"),
+    ("datetime(3)", "2024-05-01 12:34:56", "2024-05-01 12:34:56.000"),
+    ("datetime(3)", "2024-05-01 12:34:56.789123", "2024-05-01 12:34:56.789"),
+    ("datetime(6)", "2024-05-01 12:34:56.7", "2024-05-01 12:34:56.700000"),
+    ("datetime(3)", "2024-05-01T12:34:56.5Z", "2024-05-01 12:34:56.500"),
+    ("datetime(3)", TS, "2024-05-01 12:51:30.123"),
+    ("datetime(3)", 1714567890.5, "2024-05-01 12:51:30.500"),
+    ("json", {"a": [1, "x/y"]}, '"{\\"a\\":[1,\\"x/y\\"]}"'),
+    ("json", '{"a": 1}', '"{\\"a\\": 1}"'), ("json", "[1,2]", "[1,2]"),
+    ("json", "plain", '"\\"plain\\""'), ("json", 5, "5"), ("json", True, "true"),
+    ("variant", {"k": "é"}, '"{\\"k\\":\\"é\\"}"'), ("array", [1, 2], "[1,2]"),
+    ("map", {}, "{}"), ("ipv4", "10.0.0.1", "10.0.0.1"),
+]
+
+
+@pytest.mark.parametrize("raw,value,expected", GOOD)
+def test_good_values(raw, value, expected):
+    assert field(raw, value) == expected
+
+
+# ------------------------------------------------------------------ per-type bad values
+
+BAD = [
+    ("tinyint", 128, "out_of_range"), ("tinyint", -129, "out_of_range"),
+    ("smallint", 40000, "out_of_range"), ("int", 2**31, "out_of_range"),
+    ("bigint", 2**63, "out_of_range"), ("largeint", 2**127, "out_of_range"),
+    ("largeint", -(2**127) - 1, "out_of_range"),
+    ("int", "many", "conversion"), ("int", 1.5, "conversion"), ("int", "1.0", "conversion"),
+    ("int", {"a": 1}, "conversion"), ("int", [], "conversion"),
+    ("boolean", "yes", "conversion"), ("boolean", 2, "conversion"),
+    ("double", "abc", "conversion"), ("double", "NaN", "conversion"), ("double", "1e999", "out_of_range"),
+    ("double", 10**400, "out_of_range"), ("float", 1e39, "out_of_range"), ("double", {}, "conversion"),
+    ("decimal(10,2)", "abc", "conversion"), ("decimal(10,2)", "123456789", "out_of_range"),
+    ("decimal(10,2)", "99999999.995", "out_of_range"), ("decimal(10,2)", "1_000", "conversion"),
+    ("decimal(10,2)", "Infinity", "conversion"), ("decimal(10,2)", True, "conversion"),
+    ("decimal(10,2)", "1e999999999", "out_of_range"),
+    ("varchar(8)", "123456789", "too_long"), ("varchar(5)", "日本", "too_long"),
+    ("char(2)", "USA", "too_long"), ("string", "x" * 1048577, "too_long"),
+    ("date", "2024-02-30", "invalid_date"), ("date", "2023-02-29", "invalid_date"),
+    ("date", "hello", "conversion"), ("date", True, "conversion"), ("date", {}, "conversion"),
+    ("datetime", "2024-05-01 24:00:00", "invalid_date"), ("datetime", "2024-13-01 00:00:00", "invalid_date"),
+    ("datetime", "2024-05-01 12:60:00", "invalid_date"), ("datetime", "yesterday", "conversion"),
+    ("datetime", 10**20, "out_of_range"),
+    ("hll", "abc", "conversion"), ("bitmap", 1, "conversion"),
+]
+
+
+@pytest.mark.parametrize("raw,value,cat", BAD)
+def test_bad_values(raw, value, cat):
+    dead = field(raw, value)
+    assert isinstance(dead, DeadLetter), dead
+    assert category(dead.reason) == cat, dead.reason
+    assert dead.column == "c"
+    assert dead.reason.startswith(f"{cat}: column c: ")
+
+
+def test_reason_texts():
+    assert field("int", "many").reason == "conversion: column c: 'many' is not an INT"
+    assert field("varchar(8)", "x" * 13).reason == "too_long: column c: 13 bytes, VARCHAR(8) holds 8"
+    assert field("date", "2024-02-30").reason == \
+        "invalid_date: column c: '2024-02-30' is not a valid DATE"
+    assert field("hll", "x").reason.startswith("conversion: column c: cannot load hll from JSON")
+
+
+def test_double_nan_and_inf_from_json_numbers():
+    m = make([col("c", "double")])
+    for text in (b'{"c": NaN}', b'{"c": Infinity}', b'{"c": -Infinity}'):
+        _, dead = run(m, rec(text))
+        assert category(dead.reason) == "conversion"
+
+
+# ------------------------------------------------------------------ CSV encoding
+
+
+def parse_csv_line(line: bytes) -> list[str | None]:
+    """The emulator's rule: TAB-separated; enclosed in "..." with \\x meaning x; bare \\N is NULL."""
+    text = line.decode()
+    assert text.endswith("\n")
+    text = text[:-1]
+    fields, i = [], 0
+    while True:
+        if text[i:i + 1] == '"':
+            i += 1
+            buf = []
+            while text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                buf.append(text[i])
+                i += 1
+            i += 1
+            fields.append("".join(buf))
+        else:
+            j = text.find("\t", i)
+            j = len(text) if j < 0 else j
+            raw = text[i:j]
+            assert not any(ch in raw for ch in '\n\r"'), raw
+            fields.append(None if raw == "\\N" else raw)
+            i = j
+        if i >= len(text):
+            return fields
+        assert text[i] == "\t"
+        i += 1
+
+
+TRICKY = [
+    ("tab", "a\tb", '"a\tb"'), ("newline", "a\nb", '"a\nb"'), ("cr", "a\rb", '"a\rb"'),
+    ("quote", 'say "hi"', '"say \\"hi\\""'), ("backslash", "c:\\dir", '"c:\\\\dir"'),
+    ("null_text", "\\N", '"\\\\N"'), ("unicode", "héllo 日本 🎉", "héllo 日本 🎉"),
+    ("ctrl", "a\x01b", "a\x01b"), ("space", " padded ", " padded "), ("empty", "", ""),
+    ("all", '\t\n\r"\\', '"\t\n\r\\"\\\\"'),
+]
+
+
+@pytest.mark.parametrize("name,value,expected", TRICKY, ids=[t[0] for t in TRICKY])
+def test_tricky_strings_exact_text_and_round_trip(name, value, expected):
+    m = make([col("a", "int"), col("s", "string"), col("b", "int")])
+    line, _ = run(m, rec({"a": 1, "s": value, "b": 2}))
+    assert line == f"1\t{expected}\t2\n".encode()
+    assert parse_csv_line(line) == ["1", value, "2"]
+
+
+def test_null_is_bare_and_text_null_is_enclosed():
+    m = make([col("s", "varchar(10)"), col("t", "varchar(10)")])
+    line, _ = run(m, rec({"s": None, "t": "\\N"}))
+    assert line == b'\\N\t"\\\\N"\n'
+    assert parse_csv_line(line) == [None, "\\N"]
+
+
+def test_json_column_round_trips_through_csv():
+    m = make([col("j", "json")])
+    value = {"q": 'a"b', "p": "c\\d", "t": "x\ty", "u": "日本"}
+    line, _ = run(m, rec({"j": value}))
+    assert json.loads(parse_csv_line(line)[0]) == value
+
+
+def test_varchar_counts_bytes_not_characters():
+    assert field("varchar(9)", "日本語") == "日本語"                    # 9 bytes
+    dead = field("varchar(8)", "日本語")
+    assert dead.reason == "too_long: column c: 9 bytes, VARCHAR(8) holds 8"
+    assert field("varchar(4)", "🎉") == "🎉"                           # 4 bytes
+    assert category(field("varchar(3)", "🎉").reason) == "too_long"
+
+
+def test_lone_surrogate_is_a_conversion_dead_letter():
+    for raw in ("varchar(10)", "string", "json"):
+        m = make([col("c", raw)])
+        _, dead = run(m, rec(b'{"c": "\\ud800"}' if raw != "json" else b'{"c": {"a": "\\ud800"}}'))
+        assert category(dead.reason) == "conversion" and dead.column == "c"
+
+
+# ------------------------------------------------------------------ NULL / missing / default / zero
+
+ZERO_CASES = [("int", "0"), ("boolean", "0"), ("double", "0"), ("decimal(10,2)", "0.00"),
+              ("varchar(5)", ""), ("date", "1970-01-01"), ("datetime", "1970-01-01 00:00:00"),
+              ("datetime(3)", "1970-01-01 00:00:00.000"), ("json", "{}"), ("array", "[]")]
+
+
+@pytest.mark.parametrize("raw,zero", ZERO_CASES)
+def test_zero_values_for_not_null_columns(raw, zero):
+    m = make([col("k", "int", nullable=False), col("c", raw, nullable=False)], missing="zero")
+    assert run(m, rec({"k": 1}))[0] == f"1\t{zero}\n".encode()          # missing
+    assert run(m, rec({"k": 1, "c": None}))[0] == f"1\t{zero}\n".encode()  # JSON null
+
+
+def test_null_missing_default_matrix():
+    cols = [col("id", "int", nullable=False), col("n", "varchar(5)"),
+            col("d", "varchar(5)", nullable=False, default="new"),
+            col("dn", "int", default="7")]
+    m = make(cols)
+    assert run(m, rec({"id": 1}))[0] == b"1\t\\N\tnew\t7\n"
+    assert run(m, rec({"id": 1, "n": None, "dn": None}))[0] == b"1\t\\N\tnew\t\\N\n"
+    assert run(m, rec({"id": 1, "n": "x", "d": "y", "dn": 3}))[0] == b"1\tx\ty\t3\n"
+
+    _, dead = run(m, rec({"n": "x"}))
+    assert dead.reason == "missing: field id is required (column id is NOT NULL, no default)"
+    assert dead.column == "id"
+    _, dead = run(m, rec({"id": None}))
+    assert category(dead.reason) == "null" and dead.column == "id"
+    # a NOT NULL column with a default: an explicit null is not "missing"
+    _, dead = run(m, rec({"id": 1, "d": None}))
+    assert category(dead.reason) == "null" and dead.column == "d"
+
+
+def test_expression_default_uses_the_record_timestamp():
+    m = make([col("id", "int"), col("at", "datetime(3)", nullable=False, default="CURRENT_TIMESTAMP"),
+              col("day", "date", nullable=False, default="current_date")], tz="Asia/Shanghai")
+    line, _ = run(m, rec({"id": 1}))
+    assert line == b"1\t2024-05-01 20:51:30.123\t2024-05-01\n"
+
+
+def test_unsupported_type_missing_is_treated_as_missing():
+    m = make([col("id", "int"), col("h", "hll", default="x"), col("b", "bitmap")])
+    assert run(m, rec({"id": 1}))[0] == b"1\tx\t\\N\n"
+    m = make([col("id", "int"), col("h", "hll", nullable=False)], missing="zero")
+    assert category(run(m, rec({"id": 1}))[1].reason) == "missing"
+
+
+# ------------------------------------------------------------------ sources: paths and Kafka metadata
+
+def test_paths_into_nested_objects():
+    cols = [col("uid", "bigint", nullable=False), col("city", "varchar(20)"), col("flat", "int")]
+    m = make(cols, sources=[ColumnSource("uid", ("user", "id")),
+                            ColumnSource("city", ("user", "addr", "city"))])
+    assert run(m, rec({"user": {"id": 42, "addr": {"city": "Oslo"}}, "flat": 1}))[0] == b"42\tOslo\t1\n"
+    assert run(m, rec({"user": {"id": 42, "addr": "none"}}))[0] == b"42\t\\N\t\\N\n"   # broken path
+    assert run(m, rec({"user": {"id": 42, "addr": [1]}}))[0] == b"42\t\\N\t\\N\n"
+    _, dead = run(m, rec({"user": None}))
+    assert dead.reason == "missing: field user.id is required (column uid is NOT NULL, no default)"
+
+
+def test_kafka_metadata_columns():
+    cols = [col("t", "varchar(20)"), col("p", "int"), col("o", "bigint"), col("ts", "datetime(3)"),
+            col("tsd", "date"), col("tsn", "bigint"), col("k", "varchar(20)"), col("ki", "int")]
+    src = [ColumnSource("t", kafka="topic"), ColumnSource("p", kafka="partition"),
+           ColumnSource("o", kafka="offset"), ColumnSource("ts", kafka="timestamp"),
+           ColumnSource("tsd", kafka="timestamp"), ColumnSource("tsn", kafka="timestamp"),
+           ColumnSource("k", kafka="key"), ColumnSource("ki", kafka="key")]
+    m = make(cols, sources=src, tz="Asia/Shanghai")
+    line, _ = run(m, rec({}, offset=99, key=b"42"))
+    assert line == f"events\t3\t99\t2024-05-01 20:51:30.123\t2024-05-01\t{TS}\t42\t42\n".encode()
+    line, _ = run(m, rec({}, offset=99, key=None))
+    assert line.endswith(b"\t\\N\t\\N\n")
+    _, dead = run(m, rec({}, key=b"\xff"))
+    assert category(dead.reason) == "conversion" and dead.column == "k"
+
+
+def test_kafka_key_into_not_null_column_without_key_is_a_null_dead_letter():
+    m = make([col("k", "varchar(5)", nullable=False)], sources=[ColumnSource("k", kafka="key")])
+    _, dead = run(m, rec({}))
+    assert dead.reason == "null: column k is NOT NULL but kafka key is null"
+
+
+def test_bad_kafka_source_is_a_config_error():
+    with pytest.raises(ConfigError, match="headers"):
+        make([col("k", "int")], sources=[ColumnSource("k", kafka="headers")])
+
+
+# ------------------------------------------------------------------ time zones
+
+def test_datetime_conversions_follow_the_doris_timezone():
+    cols = [col("a", "datetime"), col("b", "datetime"), col("c", "datetime"), col("d", "date")]
+    m = make(cols, tz="Asia/Shanghai")
+    line, _ = run(m, rec({"a": "2024-05-01T20:00:00Z", "b": "2024-05-01 20:00:00",
+                          "c": 1714593600, "d": "2024-05-01T20:00:00Z"}))
+    # ISO with Z and epochs are instants (converted); a plain text datetime is taken as local time
+    assert line == b"2024-05-02 04:00:00\t2024-05-01 20:00:00\t2024-05-02 04:00:00\t2024-05-02\n"
+    m = make([col("a", "datetime")], tz="-05:00")
+    assert run(m, rec({"a": "2024-05-01T02:00:00+00:00"}))[0] == b"2024-04-30 21:00:00\n"
+
+
+def test_bad_timezone_is_a_config_error():
+    with pytest.raises(ConfigError, match="time zone"):
+        make([col("a", "int")], tz="Mars/Olympus")
+
+
+# ------------------------------------------------------------------ exact numbers
+
+def test_largeint_beyond_64_bits_from_json_numbers():
+    m = make([col("big", "largeint")])
+    for v in (2**100, -(2**100), 2**64):
+        assert run(m, rec(b'{"big": %d}' % v))[0] == b"%d\n" % v
+
+
+def test_decimal_from_long_json_number_is_exact():
+    m = make([col("d", "decimal(20,4)"), col("f", "double"), col("s", "varchar(40)")])
+    line, _ = run(m, rec(b'{"d": 12345678901234.5678, "f": 0.1, "s": 2.5}'))
+    assert line == b"12345678901234.5678\t0.1\t2.5\n"     # float(12345678901234.5678) would lose .5678
+    assert run(m, rec(b'{"d": 0.25}'))[0] == b"0.2500\t\\N\t\\N\n"
+    assert run(m, rec(b'{"d": "12345678901234.5678"}'))[0] == b"12345678901234.5678\t\\N\t\\N\n"
+    assert run(m, rec(b'{"d": 1.00005}'))[0] == b"1.0001\t\\N\t\\N\n"        # half-up
+    assert category(run(m, rec(b'{"d": 12345678901234567.5}'))[1].reason) == "out_of_range"
+
+
+def test_decimal_written_without_exponent():
+    assert field("decimal(10,4)", "1E-3") == "0.0010"
+    assert field("decimal(12,2)", 1e9) == "1000000000.00"
+
+
+# ------------------------------------------------------------------ message-level dead letters
+
+def test_message_level_dead_letters():
+    m = make([col("a", "int")])
+    cases = [(rec(None), "empty", "empty: message has no value"), (rec(b""), "empty", None),
+             (rec(b"{nope"), "invalid_json", None), (rec(b"[1,2]"), "not_object", None),
+             (rec(b'"s"'), "not_object", None), (rec(b"12"), "not_object", None),
+             (rec(b'{"a":1}\xff'), "invalid_json", None), (rec(b'{"a":"\xff"}'), "invalid_json", None)]
+    for r, cat, reason in cases:
+        _, dead = run(m, r)
+        assert category(dead.reason) == cat, (r, dead.reason)
+        if reason:
+            assert dead.reason == reason
+        assert dead.column is None
+        assert (dead.topic, dead.partition, dead.offset, dead.timestamp, dead.value) == \
+            (r.topic, r.partition, r.offset, r.timestamp, r.value)
+
+
+def test_batch_mixes_good_and_dead_in_order():
+    m = make([col("a", "int", nullable=False), col("s", "varchar(3)")])
+    recs = [rec({"a": 1, "s": "x"}, 0), rec({"a": "x"}, 1), rec(b"oops", 2), rec({"a": 2}, 3),
+            rec({"a": 3, "s": "long"}, 4)]
+    out, dead = [], []
+    n = m.map_records(recs, out, dead)
+    assert out == [b"1\tx\n", b"2\t\\N\n"]
+    assert n == len(b"1\tx\n") + len(b"2\t\\N\n")
+    assert [(d.offset, category(d.reason), d.column) for d in dead] == \
+        [(1, "conversion", "a"), (2, "invalid_json", None), (4, "too_long", "s")]
+    for r in recs:
+        line = m.line_for(r)
+        assert (line in out) if line is not None else any(d.offset == r.offset for d in dead)
+
+
+def test_records_are_not_wrapped_or_mutated():
+    m = make([col("a", "int")])
+    r = rec({"a": 1})
+    before = tuple(r)
+    m.map_records([r], [], [])
+    assert tuple(r) == before
+
+
+# ------------------------------------------------------------------ json passthrough
+
+def test_json_passthrough_keeps_original_bytes():
+    m = make([col("a", "decimal(38,10)"), col("b", "varchar(5)")], fmt="json")
+    raw = b'{"a": 1234567890123456789.0123456789, "b":"x/y", "extra":  [1, 2]}'
+    assert run(m, rec(raw))[0] == raw + b"\n"
+    assert m.body_columns == ["a", "b"]
+
+
+def test_json_passthrough_reserializes_pretty_printed_input():
+    m = make([col("a", "int")], fmt="json")
+    pretty = b'{\r\n  "a": 1,\n  "b": {"c": [1,\n 2]},\n  "d": 1.10,\n  "s": "x \\" y"\n}\n'
+    line, _ = run(m, rec(pretty))
+    assert line == b'{"a":1,"b":{"c":[1,2]},"d":1.10,"s":"x \\" y"}\n'   # compact, number text kept
+    raw_ctrl = b'{"a": "x\ny"}'                              # raw newline inside a string
+    line, _ = run(m, rec(raw_ctrl))
+    assert line == b'{"a":"x\\ny"}\n'
+
+
+def test_json_passthrough_dead_letters():
+    m = make([col("a", "int")], fmt="json")
+    for r, cat in [(rec(None), "empty"), (rec(b"{bad"), "invalid_json"), (rec(b"[1]"), "not_object"),
+                   (rec(b"null"), "not_object")]:
+        _, dead = run(m, r)
+        assert category(dead.reason) == cat
+    # no type conversion client side: Doris judges the values
+    assert run(m, rec(b'{"a":"many"}'))[0] == b'{"a":"many"}\n'
+    assert run(m, rec(b'{"a":%d}' % 2**100))[0] == b'{"a":%d}\n' % 2**100
+
+
+def test_json_with_paths_and_kafka_metadata():
+    cols = [col("uid", "bigint"), col("src", "varchar(20)"), col("off", "bigint"),
+            col("at", "datetime(3)"), col("k", "varchar(5)"), col("v", "int")]
+    src = [ColumnSource("uid", ("user", "id")), ColumnSource("src", kafka="topic"),
+           ColumnSource("off", kafka="offset"), ColumnSource("at", kafka="timestamp"),
+           ColumnSource("k", kafka="key")]
+    m = make(cols, fmt="json", sources=src)
+    raw = b'{"user": {"id": 7}, "v": 1.50} '
+    line, _ = run(m, rec(raw, offset=5, key=b"kk"))
+    assert line == (b'{"user": {"id": 7}, "v": 1.50,"uid":7,"src":"events","off":5,'
+                    b'"at":"2024-05-01 12:51:30.123","k":"kk"}\n')
+    line, _ = run(m, rec(b"{}", offset=5))                 # path missing: key left out for Doris
+    assert json.loads(line) == {"src": "events", "off": 5, "at": "2024-05-01 12:51:30.123", "k": None}
+    line, _ = run(m, rec(b'{"user": {"id": 7}, "src": "mine"}', offset=5))   # key clash: rewritten
+    assert json.loads(line)["src"] == "events" and b"\n" not in line[:-1]
+
+
+# ------------------------------------------------------------------ headers, columns, compile once
+
+def test_csv_headers():
+    m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, max_filter_ratio=0.1,
+             tz="Asia/Shanghai")
+    assert m.headers() == {"format": "csv", "columns": "a,b", "column_separator": "\\x09",
+                           "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\",
+                           "strict_mode": "false", "max_filter_ratio": "0.1",
+                           "timezone": "Asia/Shanghai"}
+    assert m.body_columns == ["a", "b"] and [c.name for c in m.columns] == ["a", "b"]
+    m.headers()["format"] = "x"
+    assert m.headers()["format"] == "csv"
+    # every value must be sendable as an HTTP header (http.client refuses control characters)
+    assert all(v.isprintable() and v == v.strip() for v in m.headers().values())
+
+
+def test_json_headers():
+    m = make([col("a", "int")], fmt="json")
+    assert m.headers() == {"format": "json", "read_json_by_line": "true",
+                           "strip_outer_array": "false", "strict_mode": "true",
+                           "max_filter_ratio": "0.0", "timezone": "UTC"}
+
+
+def test_unknown_format_is_a_config_error():
+    with pytest.raises(ConfigError, match="csv"):
+        make([col("a", "int")], fmt="parquet")
+
+
+def test_converters_compiled_once_per_mapper():
+    before = mapping_mod.COMPILES
+    m = make([col("a", "int"), col("s", "varchar(5)")])
+    assert mapping_mod.COMPILES == before + 1
+    fast = m._fast
+    for i in range(3):
+        m.map_records([rec({"a": i, "s": "x"}), rec({"a": "bad"})], [], [])
+        m.line_for(rec({"a": i}))
+    assert mapping_mod.COMPILES == before + 1 and m._fast is fast
+
+
+def test_empty_slice():
+    m = make([col("a", "int")])
+    out, dead = [], []
+    assert m.map_records([], out, dead) == 0 and out == [] and dead == []
+
+
+def test_bench_profiles_take_the_fast_path_and_match_the_general_path():
+    """The common shapes must not fall back to the general path (a silent slowdown)."""
+    import random
+
+    from bench.mapping_micro import SMALL_COLUMNS, columns_for
+    from bench.profiles import LARGE_COLUMNS, PROFILES
+    rng = random.Random(3)
+    for profile, spec in (("small", SMALL_COLUMNS), ("large", LARGE_COLUMNS)):
+        m = make(columns_for(spec))
+        recs = [rec(PROFILES[profile][1](i, rng), offset=i) for i in range(300)]
+        calls = []
+        general = m._general
+        m._general = lambda r: calls.append(r) or general(r)
+        out, dead = [], []
+        m.map_records(recs, out, dead)
+        assert dead == [] and len(out) == len(recs)
+        assert calls == [], (profile, len(calls))
+        assert out == [general(r) for r in recs]
+
+
+def test_odd_column_names_and_keys():
+    name = 'we\'ird "name"\\'
+    m = make([col(name, "int"), col("x", "varchar(5)")],
+             sources=[ColumnSource("x", ("a.b", "c'd"))])
+    assert run(m, rec({name: 1, "a.b": {"c'd": "ok"}}))[0] == b"1\tok\n"
