@@ -1,0 +1,107 @@
+"""A Doris 2.1/3.x stand-in for tests and the benchmark: FE + BE HTTP (Stream Load) and the MySQL port.
+
+    emu = DorisEmulator(); emu.start()
+    emu.query("CREATE DATABASE d"); ...; emu.stop()
+
+Everything binds to 127.0.0.1 and free ports unless ports are given; read the real ports after
+start(). The facade only wires the parts together: catalog.py (storage + SQL), mysql_server.py
+(port 9030), http_server.py (8030/8040), loader.py (body parsing), faults.py (fault injection).
+"""
+from __future__ import annotations
+
+import threading
+
+from .faults import KINDS as FAULT_KINDS, Faults
+
+__all__ = ["DorisEmulator", "Faults", "FAULT_KINDS"]
+
+
+class DorisEmulator:
+    """One emulated Doris cluster (one FE, one BE) in this process."""
+
+    def __init__(self, host: str = "127.0.0.1", fe_http_port: int = 0, be_http_port: int = 0,
+                 query_port: int = 0, user: str = "root", password: str = "", bench: bool = False,
+                 auth_error_style: str = "http401", precommit_timeout_s: float = 3600.0,
+                 catalog_path: str = ":memory:"):
+        from .catalog import Catalog
+        from .http_server import DorisHTTP
+        self.host, self.user, self.password, self.bench = host, user, password, bench
+        self.catalog = Catalog(catalog_path)
+        self.faults = Faults()
+        self._query_port_wanted = query_port
+        self._mysql = None
+        self._http = DorisHTTP(self.catalog, host, fe_http_port, be_http_port, user, password, self.faults,
+                               bench, auth_error_style, precommit_timeout_s)
+        self._conn = None
+        self._conn_lock = threading.Lock()
+
+    # ports (real ones after start())
+    @property
+    def fe_http_port(self) -> int:
+        return self._http.fe_port
+
+    @property
+    def be_http_port(self) -> int:
+        return self._http.be_port
+
+    @property
+    def query_port(self) -> int:
+        return self._mysql.port if self._mysql is not None else self._query_port_wanted
+
+    def start(self) -> "DorisEmulator":
+        from .mysql_server import MySQLServer
+        self._mysql = MySQLServer(self.catalog, self.host, self._query_port_wanted, self.user, self.password)
+        self._mysql.start()
+        self._http.state.query_port = self._mysql.port
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        with self._conn_lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection
+                    pass
+                self._conn = None
+        self._http.stop()
+        if self._mysql is not None:
+            self._mysql.stop()
+
+    def __enter__(self) -> "DorisEmulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def take_down(self) -> None:
+        """FE and BE HTTP stop listening (connection refused); data, labels and the MySQL port stay."""
+        self._http.take_down()
+
+    def bring_up(self) -> None:
+        """Listen again on the same FE and BE ports."""
+        self._http.bring_up()
+
+    def query(self, sql: str) -> list[tuple]:
+        """Run SQL over the MySQL port with pymysql, like a user would (one connection, reused)."""
+        import pymysql
+        with self._conn_lock:
+            for attempt in (1, 2):
+                if self._conn is None:
+                    self._conn = pymysql.connect(host=self.host, port=self.query_port, user=self.user,
+                                                 password=self.password, autocommit=True,
+                                                 connect_timeout=10, read_timeout=120, write_timeout=120)
+                try:
+                    with self._conn.cursor() as cur:
+                        cur.execute(sql)
+                        return list(cur.fetchall())
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
+                    broken = isinstance(e, pymysql.err.InterfaceError) or (e.args and e.args[0] in (2006, 2013, 2014))
+                    if not broken or attempt == 2:
+                        raise
+                    try:
+                        self._conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    self._conn = None
+        return []
