@@ -8,6 +8,7 @@ Exit codes (documented in the README):
   4  retries exhausted or a dependency down for too long: nothing past the failure was committed;
      a restart re-reads from the last commit
   5  some messages failed (dry-run / check / replay summary) or the run was interrupted twice
+  6  another run of the same replay is still going (its lock is held)
 """
 from __future__ import annotations
 
@@ -54,3 +55,8 @@ class PartialFailure(SinkerError):
 
 class Interrupted(SinkerError):
     exit_code = 5
+
+
+class AlreadyRunning(SinkerError):
+    """Another run of the same replay holds its lock (cron overlap)."""
+    exit_code = 6

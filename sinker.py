@@ -1,0 +1,281 @@
+"""sinker: stream JSON events from Apache Kafka into Apache Doris.
+
+This is the only place that knows about click, exit codes and terminal output; the library in
+lib/ raises typed errors (lib/errors.py) and this layer turns them into messages and exit codes.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from lib import __version__
+from lib.errors import SinkerError
+
+CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+def _fail(err: BaseException) -> None:
+    if isinstance(err, SinkerError):
+        click.echo(f"sinker: error: {err}", err=True)
+        sys.exit(err.exit_code)
+    click.echo(f"sinker: internal error: {type(err).__name__}: {err}\n"
+               "This is a bug: please report it with the log.", err=True)
+    sys.exit(1)
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except SinkerError as e:
+            _fail(e)
+    return wrapper
+
+
+def load(config_path, overrides=None):
+    from lib.config import load_config
+    return load_config(config_path, overrides=overrides)
+
+
+def setup_logs(cfg):
+    from lib import logs
+    logs.setup_logging(cfg.logging)
+    for secret in (cfg.doris.password, cfg.kafka.sasl_password):
+        if secret:
+            logs.register_secret(secret)
+
+
+config_option = click.option(
+    "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+    envvar="SINKER_CONFIG", help="YAML config file (env SINKER_CONFIG).")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="sinker")
+def cli():
+    """Stream JSON events from Apache Kafka into Apache Doris, never losing or duplicating a row.
+
+    Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris refused for good
+    (auth, table, schema); 4 retries exhausted or dependency down (nothing past it committed);
+    5 some messages failed (dry-run/check/replay) or interrupted twice.
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+def version():
+    """Print sinker's version and its key libraries."""
+    import kafka
+    import urllib3
+    click.echo(f"sinker {__version__} (python {sys.version.split()[0]}, kafka-python "
+               f"{kafka.__version__}, urllib3 {urllib3.__version__})")
+
+
+@cli.command(context_settings=CONTEXT)
+@config_option
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Consumer processes in the same consumer group (Kafka spreads the partitions).")
+@click.option("--group-id", help="Override kafka.group_id.")
+@handle_errors
+def run(config_path, workers, group_id):
+    """Consume the topics and load them into Doris until SIGINT/SIGTERM."""
+    overrides = {"kafka.group_id": group_id} if group_id else None
+    cfg = load(config_path, overrides)
+    if workers > 1:
+        from lib.workers import run_workers
+        sys.exit(run_workers(cfg, workers, config_path, overrides))
+    setup_logs(cfg)
+    from lib.pipeline import Pipeline
+    p = Pipeline(cfg)
+    p.install_signal_handlers()
+    result = p.run()
+    if result.error is not None:
+        _fail(result.error)
+    sys.exit(result.exit_code)
+
+
+@cli.group(context_settings=CONTEXT)
+def schema():
+    """Inspect the Doris table and how messages map onto it."""
+
+
+@schema.command("describe", context_settings=CONTEXT)
+@config_option
+@click.option("--table", "table", metavar="DB.TABLE", help="Describe this table instead of doris.table.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@handle_errors
+def schema_describe(config_path, table, fmt):
+    """Each column's Doris type, nullability, key and default, beside how sinker fills it."""
+    overrides = _table_override(table)
+    cfg = load(config_path, overrides)
+    from lib import describe as d
+    from lib.pipeline import SchemaSource
+    columns = SchemaSource.fetch_columns(cfg)
+    rows, warnings = d.describe(columns, cfg.mapping)
+    name = f"{cfg.doris.database}.{cfg.doris.table}"
+    if fmt == "json":
+        import json
+        click.echo(json.dumps(d.as_json(rows, warnings, name), indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        t = Table(title=f"{name} ({cfg.mapping.format})")
+        for col in ("column", "doris type", "null", "key", "default", "filled from", "converter",
+                    "when missing"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r.name, r.type, "yes" if r.nullable else "no", "yes" if r.key else "",
+                      "" if r.default is None else r.default, r.source, r.converter, r.when_missing)
+        console = Console()
+        console.print(t)
+        for w in warnings:
+            console.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+def _table_override(table):
+    if not table:
+        return None
+    if "." not in table:
+        raise click.BadParameter("expected DB.TABLE", param_hint="--table")
+    db, tbl = table.split(".", 1)
+    return {"doris.database": db, "doris.table": tbl}
+
+
+@cli.command("dry-run", context_settings=CONTEXT)
+@config_option
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True,
+              help="Read at most this many messages.")
+@click.option("--from", "start", type=click.Choice(["earliest", "latest", "committed"]),
+              default="committed", show_default=True,
+              help="Where to start reading; committed previews what `run` loads next.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+              help="Write the body here instead of stdout.")
+@click.option("--wait", "wait_s", type=float, default=5.0, show_default=True,
+              help="Stop after this many seconds without new messages.")
+@handle_errors
+def dry_run_cmd(config_path, limit, start, output, wait_s):
+    """Map up to N messages exactly as `run` would and print the Stream Load body.
+
+    Never commits offsets and never writes to Doris. A summary goes to stderr; the exit status
+    is 5 when any message would go to the dead-letter output.
+    """
+    cfg = load(config_path)
+    from lib.dry_run import dry_run
+    from lib.pipeline import SchemaSource
+    mapper = SchemaSource(cfg).mapper()
+    out = open(output, "wb") if output else click.get_binary_stream("stdout")
+    try:
+        summary = dry_run(cfg, mapper, limit, start, out, wait_s=wait_s)
+    finally:
+        if output:
+            out.close()
+    err = click.get_text_stream("stderr")
+    err.write(f"dry-run: {summary.messages} messages read, {summary.rows} rows mapped "
+              f"({summary.bytes} bytes), {len(summary.dead)} would go to the dead-letter output\n")
+    err.write("headers: " + ", ".join(f"{k}={v!r}" for k, v in summary.headers.items()) + "\n")
+    for reason, n in summary.reasons().most_common():
+        err.write(f"  {reason}: {n}\n")
+        for dl in [x for x in summary.dead if _category(x.reason) == reason][:3]:
+            err.write(f"    partition {dl.partition} offset {dl.offset}: {dl.reason}\n")
+    sys.exit(5 if summary.dead else 0)
+
+
+def _category(reason):
+    from lib.metrics import dead_letter_category
+    return dead_letter_category(reason)
+
+
+@cli.command(context_settings=CONTEXT)
+@config_option
+@click.option("--from-offset", help="First offset: N, or per partition P:N,P:N.")
+@click.option("--from-timestamp", help="First message at or after this time (ISO 8601 or epoch ms).")
+@click.option("--to-offset", help="Last offset, inclusive: N or P:N,P:N (default: the end when it starts).")
+@click.option("--to-timestamp", help="Stop before the first message at or after this time.")
+@click.option("--partitions", help="Only these partitions, e.g. 0,2 (default: all).")
+@click.option("--topic", help="Topic to replay (default: the first of kafka.topics).")
+@click.option("--table", metavar="DB.TABLE", help="Load into this table instead of doris.table.")
+@click.option("--lock-dir", type=click.Path(file_okay=False), help="Where the overlap lock lives.")
+@handle_errors
+def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, partitions, topic,
+           table, lock_dir):
+    """Bounded backfill, safe to re-run from cron: loads a fixed offset range once.
+
+    End offsets are fixed when it starts; only the given partitions are read and the consumer
+    group's offsets are never touched. Labels come from (topic, partition, offset range), so a
+    re-run loads nothing twice while Doris remembers the labels (12 hours by default).
+    """
+    if (from_offset is None) == (from_timestamp is None):
+        raise click.UsageError("give exactly one of --from-offset and --from-timestamp")
+    if to_offset is not None and to_timestamp is not None:
+        raise click.UsageError("give at most one of --to-offset and --to-timestamp")
+    cfg = load(config_path, _table_override(table))
+    setup_logs(cfg)
+    from lib import replay as r
+    parts = None
+    if partitions:
+        try:
+            parts = [int(x) for x in partitions.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter("expected partition numbers like 0,2", param_hint="--partitions")
+    plan = r.plan_replay(cfg, topic=topic, partitions=parts,
+                         from_offset=r.parse_offsets(from_offset, "--from-offset"),
+                         from_timestamp_ms=_timestamp_ms(from_timestamp, "--from-timestamp"),
+                         to_offset=r.parse_offsets(to_offset, "--to-offset"),
+                         to_timestamp_ms=_timestamp_ms(to_timestamp, "--to-timestamp"))
+    code, summary = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir,
+                                 tty=sys.stderr.isatty())
+    click.echo(summary, err=code != 0)
+    sys.exit(code)
+
+
+def _timestamp_ms(value, hint):
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    from datetime import datetime, timezone
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("expected ISO 8601 (2024-05-01T00:00:00Z) or epoch milliseconds",
+                                 param_hint=hint)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+@cli.command(context_settings=CONTEXT)
+@config_option
+@click.option("--sample", type=click.IntRange(0), default=100, show_default=True,
+              help="Messages to map as a schema check.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@handle_errors
+def check(config_path, sample, fmt):
+    """Connect to Kafka and Doris as `run` would; print pass/fail per step (exit 0 if all pass)."""
+    cfg = load(config_path)
+    from lib.check import run_checks
+    steps = run_checks(cfg, sample=sample)
+    if fmt == "json":
+        import json
+        click.echo(json.dumps([s.__dict__ for s in steps], indent=2))
+    else:
+        for s in steps:
+            mark = "PASS" if s.ok else "FAIL"
+            click.echo(f"{mark}  {s.name}: {s.detail}")
+    sys.exit(0 if all(s.ok for s in steps) else 5)
+
+
+def main():
+    cli(prog_name="sinker")
+
+
+if __name__ == "__main__":
+    main()
