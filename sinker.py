@@ -133,7 +133,8 @@ def schema_describe(config_path, table, fmt):
         for r in rows:
             t.add_row(r.name, r.type, "yes" if r.nullable else "no", "yes" if r.key else "",
                       "" if r.default is None else r.default, r.source, r.converter, r.when_missing)
-        console = Console()
+        # piped output is not cut to 80 columns: keep whole rows for grep and scripts
+        console = Console() if sys.stdout.isatty() else Console(width=200)
         console.print(t)
         for w in warnings:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)

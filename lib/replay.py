@@ -1,0 +1,251 @@
+"""``sinker replay``: a bounded backfill that is safe to re-run from cron.
+
+It fixes the end offsets when it starts, reads only the partitions it is given (no consumer
+group: the running group's offsets are never touched), and loads through the same pipeline as
+``run``. Its batches are cut per partition at offsets that are multiples of ``chunk_rows``, and
+each label names (table, topic, partition, first, last): re-running the same replay forms the same
+batches with the same labels, so Doris answers "Label Already Exists" instead of loading twice —
+for as long as Doris remembers Stream Load labels (``streaming_label_keep_max_second``, 12 hours
+by default). A file lock keeps two runs of the same replay from overlapping.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+
+from .consumer import consumer_options
+from .errors import AlreadyRunning, ConfigError, KafkaUnavailable
+
+log = logging.getLogger("sinker.replay")
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    topic: str
+    partitions: tuple
+    start: dict            # TopicPartition -> first offset to load
+    end: dict              # TopicPartition -> stop before this offset (fixed at start)
+    chunk_rows: int
+
+    @property
+    def total(self) -> int:
+        return sum(max(0, self.end[tp] - self.start[tp]) for tp in self.partitions)
+
+
+def parse_offsets(spec: str | None, what: str):
+    """``N`` (every partition) or ``P:N,P:N`` (per partition) → int | dict[int, int] | None."""
+    if spec is None or spec == "":
+        return None
+    try:
+        if ":" not in spec:
+            return int(spec)
+        out = {}
+        for part in spec.split(","):
+            p, _, n = part.partition(":")
+            out[int(p)] = int(n)
+        return out
+    except ValueError:
+        raise ConfigError(f"{what}: expected an offset N or per-partition P:N,P:N, got {spec!r}")
+
+
+def _per_partition(value, partition: int):
+    if isinstance(value, dict):
+        return value.get(partition)
+    return value
+
+
+def compute_plan(topic, partitions, beginning, ends, *, from_offset=None, from_times=None,
+                 to_offset=None, to_times=None, chunk_rows: int) -> ReplayPlan:
+    """Pure: offsets in, plan out. ``to_offset`` is inclusive (the last offset to load);
+    ``from_times``/``to_times`` are the offsets Kafka returned for the timestamps (None = past end)."""
+    start, end = {}, {}
+    for p in partitions:
+        tp = TopicPartition(topic, p)
+        lo, hi = beginning[tp], ends[tp]
+        s = _per_partition(from_offset, p)
+        if s is None and from_times is not None:
+            s = from_times.get(tp)
+            s = hi if s is None else s
+        if s is None:
+            raise ConfigError(f"replay: no start for partition {p}: give --from-offset or "
+                              "--from-timestamp (or P:N for every partition listed)")
+        e = _per_partition(to_offset, p)
+        if e is not None:
+            e = e + 1
+        elif to_times is not None:
+            e = to_times.get(tp)
+            e = hi if e is None else e
+        else:
+            e = hi
+        start[tp] = min(max(s, lo), hi)
+        end[tp] = min(max(e, start[tp]), hi)
+    return ReplayPlan(topic, tuple(TopicPartition(topic, p) for p in partitions), start, end,
+                      chunk_rows)
+
+
+def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_timestamp_ms=None,
+                to_offset=None, to_timestamp_ms=None) -> ReplayPlan:
+    """Ask Kafka for the partitions and offsets, then fix the plan (end offsets never move)."""
+    topic = topic or cfg.kafka.topics[0]
+    opts = consumer_options(cfg.kafka)
+    opts["group_id"] = None
+    try:
+        c = KafkaConsumer(**opts)
+    except Exception as e:
+        raise KafkaUnavailable(f"cannot reach Kafka at {', '.join(cfg.kafka.brokers)}: {e}") from e
+    try:
+        known = c.partitions_for_topic(topic)
+        if not known:
+            raise ConfigError(f"topic {topic!r} does not exist on {', '.join(cfg.kafka.brokers)}")
+        parts = sorted(partitions) if partitions else sorted(known)
+        missing = [p for p in parts if p not in known]
+        if missing:
+            raise ConfigError(f"--partitions: topic {topic} has no partition {missing}; it has "
+                              f"{sorted(known)}")
+        tps = [TopicPartition(topic, p) for p in parts]
+        beginning = c.beginning_offsets(tps)
+        ends = c.end_offsets(tps)
+
+        def times(ts):
+            if ts is None:
+                return None
+            found = c.offsets_for_times({tp: ts for tp in tps})
+            return {tp: (v.offset if v is not None else None) for tp, v in found.items()}
+
+        return compute_plan(topic, parts, beginning, ends, from_offset=from_offset,
+                            from_times=times(from_timestamp_ms), to_offset=to_offset,
+                            to_times=times(to_timestamp_ms), chunk_rows=cfg.batch.max_rows)
+    finally:
+        c.close(autocommit=False)
+
+
+class ReplayLock:
+    """An flock on a file named after the replay; released by the kernel if we die."""
+
+    def __init__(self, cfg, plan: ReplayPlan, lock_dir: str | None = None):
+        # keyed on what it writes (table, topic, partitions), not on offsets that move between runs
+        key = f"{cfg.doris.database}.{cfg.doris.table}|{plan.topic}|" + ",".join(
+            str(tp.partition) for tp in plan.partitions)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        self.path = os.path.join(lock_dir or tempfile.gettempdir(), f"sinker-replay-{digest}.lock")
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise AlreadyRunning(f"another run of this replay is still going (pid {holder}, lock "
+                                 f"{self.path}); this one did nothing. Let it finish, or stop it.")
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def progress_by_partition(plan: ReplayPlan, pipeline) -> dict:
+    """Rows confirmed in Doris (or dead-lettered) per partition, from the tracker's positions."""
+    done = pipeline.tracker.peek_committable() if hasattr(pipeline, "tracker") else {}
+    out = {}
+    for tp in plan.partitions:
+        pos = done.get((tp.topic, tp.partition), plan.start[tp])
+        out[tp.partition] = (max(0, min(pos, plan.end[tp]) - plan.start[tp]),
+                             plan.end[tp] - plan.start[tp])
+    return out
+
+
+def resume_command(config_path: str, plan: ReplayPlan, progress_positions: dict) -> str:
+    frm = ",".join(f"{tp.partition}:{progress_positions.get((tp.topic, tp.partition), plan.start[tp])}"
+                   for tp in plan.partitions)
+    to = ",".join(f"{tp.partition}:{plan.end[tp] - 1}" for tp in plan.partitions)
+    return (f"sinker replay -c {config_path} --topic {plan.topic} --from-offset {frm} "
+            f"--to-offset {to}")
+
+
+class ProgressReporter(threading.Thread):
+    """Draws a bar per partition on a terminal; writes a plain progress line to the log otherwise."""
+
+    def __init__(self, plan: ReplayPlan, pipeline, tty: bool, interval_s: float = 5.0):
+        super().__init__(name="replay-progress", daemon=True)
+        self.plan, self.pipeline, self.tty, self.interval_s = plan, pipeline, tty, interval_s
+        self.stop = threading.Event()
+
+    def run(self):
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          MofNCompleteColumn(), TimeRemainingColumn(), transient=False) as bar:
+                tasks = {tp.partition: bar.add_task(f"partition {tp.partition}",
+                                                    total=self.plan.end[tp] - self.plan.start[tp])
+                         for tp in self.plan.partitions}
+                while not self.stop.wait(0.5):
+                    self._update(bar, tasks)
+                self._update(bar, tasks)
+            return
+        last = 0.0
+        while not self.stop.wait(0.5):
+            if time.monotonic() - last >= self.interval_s:
+                last = time.monotonic()
+                self._log()
+        self._log()
+
+    def _update(self, bar, tasks):
+        if not hasattr(self.pipeline, "tracker"):
+            return
+        for p, (done, _total) in progress_by_partition(self.plan, self.pipeline).items():
+            bar.update(tasks[p], completed=done)
+
+    def _log(self):
+        if not hasattr(self.pipeline, "tracker"):
+            return
+        prog = progress_by_partition(self.plan, self.pipeline)
+        done = sum(d for d, _ in prog.values())
+        total = sum(t for _, t in prog.values())
+        log.info("replay progress: %d/%d rows (%s)", done, total,
+                 ", ".join(f"p{p}: {d}/{t}" for p, (d, t) in sorted(prog.items())))
+
+
+def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
+               tty=False) -> tuple[int, str]:
+    """Run the plan through the pipeline → (exit code, summary for the user): 0 when done, else
+    non-zero with the command that resumes where it stopped."""
+    from .pipeline import Pipeline
+    with ReplayLock(cfg, plan, lock_dir):
+        log.info("replay %s partitions %s: %d messages, offsets %s", plan.topic,
+                 [tp.partition for tp in plan.partitions], plan.total,
+                 ", ".join(f"p{tp.partition}:{plan.start[tp]}..{plan.end[tp] - 1}"
+                           for tp in plan.partitions))
+        pipeline = Pipeline(cfg, label_prefix="replay", replay=plan)
+        pipeline.install_signal_handlers()
+        reporter = ProgressReporter(plan, pipeline, tty)
+        reporter.start()
+        try:
+            result = pipeline.run()
+        finally:
+            reporter.stop.set()
+            reporter.join(5)
+    snap = pipeline.accounting.snapshot()
+    positions = pipeline.tracker.peek_committable() if hasattr(pipeline, "tracker") else {}
+    done = all(positions.get((tp.topic, tp.partition), plan.start[tp]) >= plan.end[tp]
+               for tp in plan.partitions if plan.end[tp] > plan.start[tp])
+    if result.error is None and done:
+        dead = snap.get("dead_lettered", 0)
+        return (5 if dead else 0,
+                f"replay done: {plan.total} messages in range, {snap.get('loaded', 0)} rows loaded "
+                f"(rows an earlier run loaded count as loaded), {dead} dead letters")
+    why = result.error or "stopped before the end of the range"
+    return (getattr(result.error, "exit_code", 4) or 4,
+            f"replay incomplete: {why}\nresume with:\n  {resume_command(config_path, plan, positions)}")

@@ -1,0 +1,152 @@
+"""Operator commands end to end (real broker + Doris emulator): the exit codes and the text a user sees."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.integration.support import (
+    ROOT, committed_offsets, count_rows, stack_config, unique, write_config)
+from tests.stack.kafka import create_topic, produce
+
+TABLE_DDL = """
+CREATE TABLE `{db}`.`{table}` (
+  id BIGINT NOT NULL, qty INT NOT NULL, name VARCHAR(8) NULL, day DATE NULL,
+  status VARCHAR(8) NOT NULL DEFAULT 'new', part INT NULL
+) DUPLICATE KEY(id) DISTRIBUTED BY HASH(id) BUCKETS 1 PROPERTIES ("replication_num" = "1")
+"""
+
+
+def sinker(*args, timeout=120, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "sinker.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=str(ROOT), env=env)
+
+
+def setup_table(doris, tmp_path, kafka_bootstrap, partitions=1, **sections):
+    topic, db, table = unique("cmd"), unique("db"), unique("t")
+    create_topic(kafka_bootstrap, topic, partitions)
+    doris.query(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    doris.query(TABLE_DDL.format(db=db, table=table))
+    sections.setdefault("mapping", {"format": "csv", "columns": {"part": "@kafka.partition"}})
+    cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, **sections)
+    return cfg, write_config(tmp_path, cfg), topic, db, table
+
+
+def test_version_and_help_everywhere():
+    out = sinker("version")
+    assert out.returncode == 0 and out.stdout.startswith("sinker 0.1.0 (python ")
+    for cmd in ([], ["run"], ["schema"], ["schema", "describe"], ["dry-run"], ["replay"], ["check"],
+                ["version"]):
+        r = sinker(*cmd, "--help")
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert "Usage: sinker" in r.stdout
+
+
+def test_schema_describe_shows_sources_and_warnings(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    r = sinker("schema", "describe", "-c", str(path), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["table"] == f"{db}.{table}"
+    by_name = {c["name"]: c for c in doc["columns"]}
+    assert list(by_name) == ["id", "qty", "name", "day", "status", "part"]
+    assert by_name["name"]["type"] == "varchar(8)" and by_name["name"]["when_missing"] == "NULL"
+    assert by_name["status"]["when_missing"] == "default new"
+    assert by_name["part"]["source"] == "kafka partition"
+    assert by_name["id"]["when_missing"] == "dead letter"
+    assert any("column id is NOT NULL" in w for w in doc["warnings"])
+    r = sinker("schema", "describe", "-c", str(path))
+    assert r.returncode == 0, r.stderr
+    for word in ("id", "varchar(8)", "kafka partition", "default new", "warning:"):
+        assert word in r.stdout
+    r = sinker("schema", "describe", "-c", str(path), "--table", f"{db}.missing_table")
+    assert r.returncode == 3
+    assert "not found" in r.stderr and "missing_table" in r.stderr
+
+
+def test_dry_run_prints_the_exact_body_and_touches_nothing(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    produce(kafka_bootstrap, topic, [
+        json.dumps({"id": 1, "qty": 2, "name": "a\tb", "day": "2024-01-01"}).encode(),
+        json.dumps({"id": 2, "qty": 3, "status": "seen"}).encode(),
+        b"{broken",
+        json.dumps({"id": 4, "qty": "x"}).encode(),
+    ])
+    r = sinker("dry-run", "-c", str(path), "--limit", "10", "--from", "earliest", "--wait", "2")
+    assert r.returncode == 5, r.stderr
+    assert r.stdout == '1\t2\t"a\tb"\t2024-01-01\tnew\t0\n2\t3\t\\N\t\\N\tseen\t0\n'
+    assert "dry-run: 4 messages read, 2 rows mapped" in r.stderr
+    assert "2 would go to the dead-letter output" in r.stderr
+    assert "invalid_json: 1" in r.stderr and "conversion: 1" in r.stderr
+    assert "partition 0 offset 2" in r.stderr
+    out = tmp_path / "body.csv"
+    r = sinker("dry-run", "-c", str(path), "--limit", "2", "--from", "earliest", "--wait", "2",
+               "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().count("\n") == 2
+    assert count_rows(doris, db, table) == 0
+    assert committed_offsets(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 1) == {0: None}
+
+
+def test_replay_twice_loads_once_and_leaves_the_group_alone(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap, partitions=2,
+                                              batch={"max_rows": 700, "max_interval_s": 0.5})
+    values = [json.dumps({"id": i, "qty": i}).encode() for i in range(5000)]
+    produce(kafka_bootstrap, topic, values, partition=lambda i: i % 2)
+    args = ["replay", "-c", str(path), "--from-offset", "0", "--lock-dir", str(tmp_path)]
+    r = sinker(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "replay done: 5000 messages in range" in r.stdout
+    assert count_rows(doris, db, table) == 5000
+    r = sinker(*args)          # the cron job runs again: Doris answers Label Already Exists
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert count_rows(doris, db, table) == 5000
+    assert int(doris.query(f"SELECT COUNT(DISTINCT id) FROM `{db}`.`{table}`")[0][0]) == 5000
+    # a bounded slice of one partition, re-run inside the first range: still nothing twice
+    r = sinker("replay", "-c", str(path), "--from-offset", "0:700", "--to-offset", "0:1399",
+               "--partitions", "0", "--lock-dir", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "replay done: 700 messages in range" in r.stdout
+    assert count_rows(doris, db, table) == 5000
+    assert committed_offsets(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2) == {0: None, 1: None}
+
+
+def test_replay_refuses_to_overlap_a_running_replay(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    produce(kafka_bootstrap, topic, [json.dumps({"id": 1, "qty": 1}).encode()])
+    from lib.config import load_config
+    from lib.replay import ReplayLock, compute_plan
+    from kafka import TopicPartition
+    tp = TopicPartition(topic, 0)
+    plan = compute_plan(topic, [0], {tp: 0}, {tp: 1}, from_offset=0, chunk_rows=10)
+    with ReplayLock(load_config(path), plan, str(tmp_path)):
+        r = sinker("replay", "-c", str(path), "--from-offset", "0", "--lock-dir", str(tmp_path))
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert "another run of this replay is still going" in r.stderr
+    assert count_rows(doris, db, table) == 0
+
+
+def test_replay_bad_arguments_are_usage_errors(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    r = sinker("replay", "-c", str(path))
+    assert r.returncode == 2 and "give exactly one of --from-offset and --from-timestamp" in r.stderr
+    r = sinker("replay", "-c", str(path), "--from-offset", "0", "--partitions", "7",
+               "--lock-dir", str(tmp_path))
+    assert r.returncode == 2 and "has no partition [7]" in r.stderr
+
+
+def test_check_passes_on_a_healthy_stack_and_names_the_failing_step(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    produce(kafka_bootstrap, topic, [json.dumps({"id": 1, "qty": 1}).encode()])
+    r = sinker("check", "-c", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 8 and all(x.startswith("PASS  ") for x in lines), r.stdout
+    cfg["doris"]["password"] = "wrong"
+    bad = write_config(tmp_path, cfg, "bad.yaml")
+    r = sinker("check", "-c", str(bad), "--format", "json")
+    assert r.returncode == 5
+    steps = {s["name"]: s for s in json.loads(r.stdout)}
+    assert steps["kafka brokers"]["ok"] and not steps["Doris FE HTTP + auth"]["ok"]
+    assert "SINKER_DORIS_PASSWORD" in steps["Doris FE HTTP + auth"]["detail"]
+    assert "wrong" not in r.stdout
