@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from .consumer import open_consumer
 from .errors import SinkerError
 
 
@@ -57,14 +58,7 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
     state: dict = {}
 
     def kafka_brokers():
-        from kafka import KafkaConsumer
-        from .consumer import consumer_options
-        opts = consumer_options(cfg.kafka)
-        opts["group_id"] = None
-        try:
-            c = KafkaConsumer(**opts)
-        except Exception as e:
-            raise SinkerError(f"no broker answered at {', '.join(cfg.kafka.brokers)}: {e}") from e
+        c = open_consumer(cfg.kafka, with_group=False)
         state["consumer"] = c
         return f"{len(c.topics())} topics visible at {', '.join(cfg.kafka.brokers)}"
 
@@ -80,9 +74,8 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
         return "; ".join(out)
 
     def kafka_group():
-        from kafka import KafkaConsumer, TopicPartition
-        from .consumer import consumer_options
-        c = KafkaConsumer(**consumer_options(cfg.kafka))
+        from kafka import TopicPartition
+        c = open_consumer(cfg.kafka)     # reads the group's commits; never joins or commits
         try:
             committed = {tp: c.committed(TopicPartition(*tp)) for tp in state.get("tps", [])}
         finally:

@@ -61,6 +61,24 @@ def consumer_options(cfg: KafkaConfig) -> dict:
     return opts
 
 
+def open_consumer(cfg: KafkaConfig, with_group: bool = True, factory=KafkaConsumer):
+    """A KafkaConsumer with sinker's options; without a group it only reads (dry-run, replay,
+    check), so the running group is neither rebalanced nor has its offsets touched."""
+    opts = consumer_options(cfg)
+    if not with_group:
+        opts["group_id"] = None
+    try:
+        return factory(**opts)
+    except Exception as e:
+        if e.__class__.__name__ == "NoBrokersAvailable":
+            raise KafkaUnavailable(
+                f"no Kafka broker answered at {', '.join(cfg.brokers)}: check kafka.brokers "
+                "and that the brokers are up") from e
+        if isinstance(e, (ValueError, TypeError, AssertionError)):
+            raise ConfigError(f"kafka settings rejected by kafka-python: {e}") from e
+        raise
+
+
 def check_crc32c() -> bool:
     """kafka-python falls back to a pure-Python CRC that costs ~5x the CPU per message."""
     try:
@@ -150,6 +168,8 @@ class ConsumerThread(threading.Thread):
         self._last_commit = 0.0
         self._last_end_offsets = 0.0
         self.committed: dict = {}          # (topic, partition) -> last committed offset (for tests/metrics)
+        self._group_committed: dict = {}   # (topic, partition) -> the group's offset when assigned (lag)
+        self._ends: dict = {}              # (topic, partition) -> end offset at the last refresh (lag)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def run(self):
@@ -172,24 +192,15 @@ class ConsumerThread(threading.Thread):
 
     def _connect(self):
         check_crc32c()
-        opts = consumer_options(self.cfg)
-        if self.assignment is not None:
-            opts["group_id"] = None        # replay: read only, never touch the group's offsets
-        try:
-            c = self.consumer_factory(**opts)
-        except Exception as e:
-            if e.__class__.__name__ == "NoBrokersAvailable":
-                raise KafkaUnavailable(
-                    f"no Kafka broker answered at {', '.join(self.cfg.brokers)}: check kafka.brokers "
-                    "and that the brokers are up") from e
-            if isinstance(e, (ValueError, TypeError, AssertionError)):
-                raise ConfigError(f"kafka settings rejected by kafka-python: {e}") from e
-            raise
+        # replay assigns partitions itself: read only, never touch the group's offsets
+        c = open_consumer(self.cfg, with_group=self.assignment is None, factory=self.consumer_factory)
         if self.assignment is not None:
             c.assign(list(self.assignment))
             for tp, off in self.start_offsets.items():
                 c.seek(tp, off)
             self._check_ends(c)
+            self.metrics.set_assigned(len(self.assignment))
+            self.health.set_assigned(len(self.assignment))
         else:
             c.subscribe(topics=list(self.topics), listener=self.listener)
         return c
@@ -291,10 +302,13 @@ class ConsumerThread(threading.Thread):
             self.tracker.revoke(keys)
             for tp in lost:
                 self.next_offset.pop(tp, None)
+                self._group_committed.pop((tp.topic, tp.partition), None)
             if self.on_revoke:
                 self.on_revoke(keys)
         self.metrics.observe_rebalance(revoked=len(revoked), assigned=len(current), lost=len(lost))
         self.health.set_assigned(len(current))
+        self._read_group_offsets(current)
+        self._last_end_offsets = 0.0       # new partitions: refresh their end offsets (lag) now
         log.info("rebalance: %d partitions assigned, %d moved away", len(current), len(lost))
 
     # -- commits -------------------------------------------------------------------------------
@@ -332,6 +346,7 @@ class ConsumerThread(threading.Thread):
         self.committed.update(done)
         self.metrics.observe_commit(done, time.monotonic() - t0, ok=True)
         self.health.progress()
+        self._publish_lag()
 
     def _refresh_end_offsets(self):
         now = time.monotonic()
@@ -347,14 +362,41 @@ class ConsumerThread(threading.Thread):
         except Exception as e:  # noqa: BLE001 - metrics only
             log.debug("end offsets: %s", e)
             return
-        lag = 0
-        end_map = {}
-        for tp, end in ends.items():
-            key = (tp.topic, tp.partition)
-            end_map[key] = end
-            done = self.committed.get(key)
+        self._ends = {(tp.topic, tp.partition): end for tp, end in ends.items()}
+        self.metrics.set_end_offsets(self._ends)
+        self._publish_lag()
+
+    def _publish_lag(self):
+        """Readiness lag: end - committed per partition. Where no commit is known (a new group),
+        what was read but is not yet in Doris (accounting's pending) stands in for it."""
+        lag, unknown = 0, False
+        for key, end in self._ends.items():
+            ours, group = self.committed.get(key), self._group_committed.get(key)
+            done = group if ours is None else ours if group is None else max(ours, group)
             if done is None:
-                done = self.next_offset.get(tp, end)
+                unknown = True
+                done = self.next_offset.get(TopicPartition(*key), end)
             lag += max(0, end - done)
-        self.metrics.set_end_offsets(end_map)
+        if unknown:
+            lag += max(0, self.accounting.snapshot()["pending"])
         self.health.set_lag(lag)
+
+    def _read_group_offsets(self, parts):
+        """The group's committed offsets of newly assigned partitions, so lag and the committed
+        offset gauges exist before this process commits anything (metrics only)."""
+        if self.assignment is not None:
+            return
+        known = {}
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            if key in self._group_committed:
+                continue
+            try:
+                off = self.consumer.committed(tp, timeout_ms=5000)
+            except Exception as e:  # noqa: BLE001 - metrics only
+                log.debug("committed offset of %s: %s", tp, e)
+                return
+            if off is not None:
+                known[key] = self._group_committed[key] = off
+        if known:
+            self.metrics.set_committed(known)

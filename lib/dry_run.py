@@ -11,10 +11,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from .consumer import consumer_options
-from .errors import ConfigError, KafkaUnavailable
+from .consumer import open_consumer
+from .errors import ConfigError
 
 log = logging.getLogger("sinker.dry_run")
 
@@ -34,13 +34,7 @@ class DryRunSummary:
 
 def open_reader(cfg, start: str, with_group: bool):
     """A consumer assigned to every partition of the topics, positioned at `start`."""
-    opts = consumer_options(cfg.kafka)
-    if not with_group:
-        opts["group_id"] = None
-    try:
-        c = KafkaConsumer(**opts)
-    except Exception as e:
-        raise KafkaUnavailable(f"cannot reach Kafka at {', '.join(cfg.kafka.brokers)}: {e}") from e
+    c = open_consumer(cfg.kafka, with_group=with_group)
     tps = []
     for topic in cfg.kafka.topics:
         parts = c.partitions_for_topic(topic)

@@ -19,10 +19,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from .consumer import consumer_options
-from .errors import AlreadyRunning, ConfigError, KafkaUnavailable
+from .consumer import open_consumer
+from .errors import AlreadyRunning, ConfigError
 
 log = logging.getLogger("sinker.replay")
 
@@ -95,12 +95,7 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
                 to_offset=None, to_timestamp_ms=None) -> ReplayPlan:
     """Ask Kafka for the partitions and offsets, then fix the plan (end offsets never move)."""
     topic = topic or cfg.kafka.topics[0]
-    opts = consumer_options(cfg.kafka)
-    opts["group_id"] = None
-    try:
-        c = KafkaConsumer(**opts)
-    except Exception as e:
-        raise KafkaUnavailable(f"cannot reach Kafka at {', '.join(cfg.kafka.brokers)}: {e}") from e
+    c = open_consumer(cfg.kafka, with_group=False)
     try:
         known = c.partitions_for_topic(topic)
         if not known:
