@@ -71,10 +71,16 @@ def retry_label(label: str, round_: int) -> str:
     A failed load's label may be reused, but a fresh one per round keeps each attempt's
     transaction apart in ``SHOW TRANSACTION`` and cannot collide with the original.
     """
-    suffix = f"_r{int(round_)}"
+    return derived_label(label, f"r{int(round_)}")
+
+
+def derived_label(label: str, tag: str) -> str:
+    """``{label}_{tag}``, deterministic and valid: when it would pass 128 characters, a readable
+    head plus a hash of (label, tag). Used for the retry rounds and halves of a rejected batch."""
+    suffix = f"_{_clean(tag)}"
     out = f"{label}{suffix}"
     if len(out) <= MAX_LEN and valid_label(out):
         return out
-    tag = _digest(f"{label}\x00{int(round_)}", LONG_HASH)
+    digest = _digest(f"{label}\x00{tag}", LONG_HASH)
     head = _clean(label)[:MAX_LEN - LONG_HASH - len(suffix) - 1].rstrip("_-")
-    return f"{head}_{tag}{suffix}"
+    return f"{head}_{digest}{suffix}"

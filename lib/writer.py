@@ -105,75 +105,86 @@ class WriterThread(threading.Thread):
             self.on_loaded(batch, time.time())
 
     def _load(self, batch: Batch) -> None:
-        label, lines, nbytes, rows = batch.label, batch.lines, batch.nbytes, batch.rows
+        self.metrics.loads_in_flight(+1)
+        try:
+            self._load_part(batch, batch.label, batch.lines, batch.nbytes, batch.rows)
+        finally:
+            self.metrics.loads_in_flight(-1)
+
+    def _load_part(self, batch: Batch, label: str, lines, nbytes: int, rows: int) -> None:
+        """Load these lines of the batch under ``label`` until Doris has them (or they are dead
+        letters). Retries reuse the label; each data-quality round gets a label derived from it."""
+        base = label
         attempt = 0
         quality_rounds = 0
         schema_refreshed = False
-        self.metrics.loads_in_flight(+1)
-        try:
-            while True:
-                if self.abort.is_set():
-                    raise RetriesExhausted(f"gave up loading batch {label}: sinker is stopping")
-                t0 = time.monotonic()
-                try:
-                    resp = self.loader.load(batch.db, batch.table, label, lines, nbytes, batch.headers)
-                    outcome = load_result.classify(resp.http_status, resp.body, None)
-                    body = resp.body
-                except TransportError as e:
-                    outcome = load_result.classify(None, None, e)
-                    body = None
-                self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
-                kind = outcome.kind
-                if kind == load_result.SUCCESS:
-                    self.health.doris_ok()
-                    self._dead_letter_filtered(batch, body)
-                    self.accounting.loaded(rows - self._filtered_count(body))
-                    return
-                if kind == load_result.PRECOMMITTED:
-                    # a two-phase load under our label holds exactly these rows: commit it
-                    self.health.doris_ok()
-                    self._commit_precommitted(batch, label, body)
-                    self.accounting.loaded(rows)
-                    return
-                if kind == load_result.DATA_QUALITY:
-                    self.health.doris_ok()
-                    quality_rounds += 1
-                    if quality_rounds > MAX_QUALITY_ROUNDS:
-                        raise RetriesExhausted(
-                            f"Doris keeps rejecting rows of batch {batch.label} after "
-                            f"{MAX_QUALITY_ROUNDS} rounds: {outcome.message}")
-                    lines, nbytes, rows = self._split_rejected(batch, lines, body, outcome)
-                    label = labels.retry_label(batch.label, quality_rounds)
-                    if not lines:
-                        return
-                    attempt = 0
-                    continue
-                if kind == load_result.FATAL:
-                    self.health.doris_ok()
-                    if outcome.reason == "column_not_found" and not schema_refreshed \
-                            and self.on_schema_error is not None:
-                        schema_refreshed = True
-                        self.on_schema_error()
-                        continue
-                    raise DorisFatalError(
-                        f"Doris refused batch {label} for {batch.full_name}: {outcome.message} "
-                        f"({outcome.reason}). {_fatal_hint(outcome.reason)}")
-                # RETRY, WAIT, BACKOFF: same label, bounded
-                if outcome.reason in ("connection", "timeout") or kind == load_result.RETRY:
-                    self.health.doris_error(outcome.message)
-                attempt += 1
-                self.metrics.observe_retry(batch.full_name, outcome.reason)
-                if attempt > self.cfg.max_retries:
+        while True:
+            if self.abort.is_set():
+                raise RetriesExhausted(f"gave up loading batch {label}: sinker is stopping")
+            t0 = time.monotonic()
+            try:
+                resp = self.loader.load(batch.db, batch.table, label, lines, nbytes, batch.headers)
+                outcome = load_result.classify(resp.http_status, resp.body, None)
+                body = resp.body
+            except TransportError as e:
+                outcome = load_result.classify(None, None, e)
+                body = None
+            self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
+            kind = outcome.kind
+            if kind == load_result.SUCCESS:
+                self.health.doris_ok()
+                self._dead_letter_filtered(batch, body)
+                self.accounting.loaded(rows - self._filtered_count(body))
+                return
+            if kind == load_result.PRECOMMITTED:
+                # a two-phase load under our label holds exactly these rows: commit it
+                self.health.doris_ok()
+                self._commit_precommitted(batch, label, body)
+                self.accounting.loaded(rows)
+                return
+            if kind == load_result.DATA_QUALITY:
+                self.health.doris_ok()
+                quality_rounds += 1
+                if quality_rounds > MAX_QUALITY_ROUNDS:
                     raise RetriesExhausted(
-                        f"could not load batch {label} into {batch.full_name} after "
-                        f"{self.cfg.max_retries} retries; last error: {outcome.message}. Nothing past "
-                        "it was committed: a restart re-reads it (same label, so no duplicates).")
-                delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
-                log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
-                            outcome.message, attempt, self.cfg.max_retries, delay)
-                self._sleep(delay)
-        finally:
-            self.metrics.loads_in_flight(-1)
+                        f"Doris keeps rejecting rows of batch {batch.label} after "
+                        f"{MAX_QUALITY_ROUNDS} rounds: {outcome.message}")
+                split = self._split_rejected(batch, lines, body, outcome)
+                if split is None:
+                    # Doris did not say which rows (no ErrorURL, or rows we cannot match):
+                    # halve until each rejected row stands alone
+                    self._bisect(batch, base, lines, body, outcome)
+                    return
+                lines, nbytes, rows = split
+                label = labels.retry_label(base, quality_rounds)
+                if not lines:
+                    return
+                attempt = 0
+                continue
+            if kind == load_result.FATAL:
+                self.health.doris_ok()
+                if outcome.reason == "column_not_found" and not schema_refreshed \
+                        and self.on_schema_error is not None:
+                    schema_refreshed = True
+                    self.on_schema_error()
+                    continue
+                raise DorisFatalError(
+                    f"Doris refused batch {label} for {batch.full_name}: {outcome.message} "
+                    f"({outcome.reason}). {_fatal_hint(outcome.reason)}")
+            # RETRY, WAIT, BACKOFF: same label, bounded
+            if outcome.reason in ("connection", "timeout") or kind == load_result.RETRY:
+                self.health.doris_error(outcome.message)
+            attempt += 1
+            self.metrics.observe_retry(batch.full_name, outcome.reason)
+            if attempt > self.cfg.max_retries:
+                raise RetriesExhausted(
+                    f"could not load batch {label} into {batch.full_name} after "
+                    f"{self.cfg.max_retries} retries; last error: {outcome.message}. Nothing past "
+                    "it was committed: a restart re-reads it (same label, so no duplicates).")
+            delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
+            log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
+                        outcome.message, attempt, self.cfg.max_retries, delay)
+            self._sleep(delay)
 
     # -- data quality ---------------------------------------------------------------------------
     @staticmethod
@@ -205,13 +216,12 @@ class WriterThread(threading.Thread):
         return pairs
 
     def _split_rejected(self, batch: Batch, lines, body, outcome):
+        """(kept lines, bytes, rows) without the rows Doris's ErrorURL names, which become dead
+        letters; None when the ErrorURL is missing or names no line of this body."""
         rejected = self._rejected(body)
         by_src: dict[str, str] = {src: reason for reason, src in rejected if src is not None}
         if not by_src:
-            raise RetriesExhausted(
-                f"Doris rejected rows of batch {batch.label} ({outcome.message}) but its ErrorURL "
-                "did not say which; nothing was committed past this batch. Inspect the ErrorURL "
-                f"{(body or {}).get('ErrorURL')} and fix the data or the table.")
+            return None
         keep, dead = [], []
         for line, rec in self._pair_lines(batch, lines):
             text = line.decode("utf-8", "replace").rstrip("\n")
@@ -220,18 +230,41 @@ class WriterThread(threading.Thread):
                 keep.append(line)
             else:
                 dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                       rec.value, f"doris rejected: {reason}", None))
+                                       rec.value, f"doris_rejected: {reason}", None))
         if not dead:
-            raise RetriesExhausted(
-                f"Doris rejected rows of batch {batch.label} but none matched the body sent "
-                f"({len(by_src)} rows listed at {(body or {}).get('ErrorURL')}); stopping without "
-                "committing.")
-        self.sink.write(dead, batch.full_name)
-        self.metrics.observe_dead_letters(batch.full_name, dead)
-        self.accounting.dead_lettered(len(dead))
+            return None
+        self._dead_letter(batch, dead)
         log.warning("batch %s: Doris rejected %d rows; they went to the dead-letter output, "
                     "loading the other %d", batch.label, len(dead), len(keep))
         return keep, sum(len(x) for x in keep), len(keep)
+
+    def _bisect(self, batch: Batch, label: str, lines, body, outcome) -> None:
+        """Doris refused these lines without saying which: load each half under its own derived
+        label; a single refused line is a dead letter with Doris's reason. Costs about
+        2·log2(n) extra loads per bad row, and only on this rare path."""
+        pairs = self._pair_lines(batch, lines)
+        if len(pairs) != len(lines):
+            raise RetriesExhausted(
+                f"Doris rejected rows of batch {batch.label} ({outcome.message}) and they could "
+                "not be matched to Kafka records; nothing was committed past this batch. Inspect "
+                f"{(body or {}).get('ErrorURL') or 'the Doris BE log'} and fix the data or the table.")
+        if len(pairs) == 1:
+            rec = pairs[0][1]
+            why = next((r for r, _ in self._rejected(body)), None) or outcome.message
+            self._dead_letter(batch, [DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                                 rec.value, f"doris_rejected: {why}", None)])
+            log.warning("batch %s: Doris rejected the row at %s[%d]@%d: %s", batch.label,
+                        rec.topic, rec.partition, rec.offset, why)
+            return
+        mid = len(lines) // 2
+        for tag, part in (("h0", lines[:mid]), ("h1", lines[mid:])):
+            self._load_part(batch, labels.derived_label(label, tag), part,
+                            sum(len(x) for x in part), len(part))
+
+    def _dead_letter(self, batch: Batch, dead: list) -> None:
+        self.sink.write(dead, batch.full_name)
+        self.metrics.observe_dead_letters(batch.full_name, dead)
+        self.accounting.dead_lettered(len(dead))
 
     def _dead_letter_filtered(self, batch: Batch, body) -> None:
         """With max_filter_ratio > 0 Doris may succeed yet drop rows: record them, never silently."""
@@ -240,14 +273,12 @@ class WriterThread(threading.Thread):
         rejected = self._rejected(body)
         by_src = {src: reason for reason, src in rejected if src is not None}
         dead = [DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.value,
-                           f"doris filtered: {by_src[line.decode('utf-8', 'replace').rstrip(chr(10))]}",
+                           f"doris_filtered: {by_src[line.decode('utf-8', 'replace').rstrip(chr(10))]}",
                            None)
                 for line, rec in self._pair_lines(batch, batch.lines)
                 if line.decode("utf-8", "replace").rstrip("\n") in by_src]
         if dead:
-            self.sink.write(dead, batch.full_name)
-            self.metrics.observe_dead_letters(batch.full_name, dead)
-            self.accounting.dead_lettered(len(dead))
+            self._dead_letter(batch, dead)
 
     def _commit_precommitted(self, batch: Batch, label: str, body) -> None:
         txn = (body or {}).get("TxnId")

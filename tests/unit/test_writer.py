@@ -1,0 +1,165 @@
+"""The writer's decisions with a fake Doris: same label on every retry, rejected rows dead-lettered
+(named by the ErrorURL or found by halving), dead letters durable before the batch is confirmed."""
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+
+import pytest
+
+from lib.batcher import Batch
+from lib.config import WriterConfig
+from lib.errors import DorisFatalError, RetriesExhausted, TransportError
+from lib.health import Health
+from lib.metrics import Metrics
+from lib.stream_load import LoadResponse
+from lib.writer import WriterThread
+
+Rec = namedtuple("Rec", "topic partition offset timestamp key value")
+OK = {"Status": "Success", "Message": "OK", "NumberLoadedRows": 1}
+
+
+class LineMapper:
+    def headers(self):
+        return {"format": "csv"}
+
+    def map_records(self, records, out, dead):
+        n = 0
+        for r in records:
+            out.append(r.value + b"\n")
+            n += len(r.value) + 1
+        return n
+
+    def line_for(self, r):
+        return r.value + b"\n"
+
+
+class FakeDoris:
+    """Refuses any load that contains a line in `bad`; `script` gives canned answers first."""
+
+    def __init__(self, bad=(), error_url=False, script=()):
+        self.bad, self.error_url, self.script = set(bad), error_url, list(script)
+        self.calls, self.loaded = [], []
+
+    def load(self, db, table, label, lines, nbytes, headers):
+        assert nbytes == sum(len(x) for x in lines)
+        self.calls.append((label, [x.rstrip(b"\n") for x in lines]))
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, Exception):
+                raise step
+            return LoadResponse(200, step, b"")
+        bad = [x for x in lines if x.rstrip(b"\n") in self.bad]
+        if bad:
+            body = {"Status": "Fail", "Message": "[DATA_QUALITY_ERROR]too many filtered rows"}
+            if self.error_url:
+                body["ErrorURL"] = "http://be/api/_load_error_log?file=x"
+            return LoadResponse(200, body, b"")
+        self.loaded.extend(x.rstrip(b"\n") for x in lines)
+        return LoadResponse(200, dict(OK, NumberLoadedRows=len(lines)), b"")
+
+    def fetch_error_rows(self, url):
+        return [f"Reason: column qty is bad. src line [{b.decode()}]; " for b in sorted(self.bad)]
+
+
+class Events:
+    def __init__(self):
+        self.log = []
+
+
+class FakeSink:
+    def __init__(self, events):
+        self.events, self.dead = events, []
+
+    def write(self, dead, table):
+        self.dead.extend(dead)
+        self.events.log.append(("write", len(dead)))
+
+    def flush(self):
+        self.events.log.append(("flush",))
+
+
+class FakeTracker:
+    def __init__(self, events):
+        self.events = events
+
+    def confirm(self, seq):
+        self.events.log.append(("confirm", seq))
+
+
+def make_batch(values, label="sinker_db_t_p0-0-9_abc"):
+    b = Batch("db", "t", LineMapper(), opened_at=0.0)
+    b.add("events", 0, [Rec("events", 0, i, 1_700_000_000_000 + i, None, v)
+                        for i, v in enumerate(values)])
+    b.seq, b.label = 0, label
+    return b
+
+
+def writer(doris, events, **cfg):
+    metrics = Metrics()
+    w = WriterThread(0, WriterConfig(**{"max_retries": 3, **cfg}), None, doris, FakeSink(events),
+                     FakeTracker(events), metrics, Health(), metrics.accounting,
+                     threading.Event(), threading.Event(), sleep=lambda s: None)
+    return w
+
+
+def test_retries_reuse_the_label_and_confirm_once():
+    events = Events()
+    doris = FakeDoris(script=[TransportError("reset"), {"Status": "Fail", "Message": "[E-235]too many versions"},
+                              {"Status": "Label Already Exists", "ExistingJobStatus": "FINISHED"}])
+    w = writer(doris, events)
+    w.deliver(make_batch([b"a", b"b"]))
+    assert [label for label, _ in doris.calls] == ["sinker_db_t_p0-0-9_abc"] * 3
+    assert events.log == [("flush",), ("confirm", 0)]
+    assert w.accounting.snapshot()["loaded"] == 2
+
+
+def test_rows_named_by_the_error_url_become_dead_letters_and_the_rest_load():
+    events = Events()
+    doris = FakeDoris(bad={b"x"}, error_url=True)
+    w = writer(doris, events)
+    w.deliver(make_batch([b"a", b"x", b"b"]))
+    assert doris.loaded == [b"a", b"b"]
+    assert [label for label, _ in doris.calls] == ["sinker_db_t_p0-0-9_abc", "sinker_db_t_p0-0-9_abc_r1"]
+    dead = w.sink.dead
+    assert [(d.offset, d.reason) for d in dead] == [(1, "doris_rejected: column qty is bad")]
+    assert events.log == [("write", 1), ("flush",), ("confirm", 0)]   # durable, then confirmed
+
+
+def test_without_an_error_url_halving_finds_each_rejected_row():
+    events = Events()
+    values = [b"v%d" % i for i in range(16)]
+    doris = FakeDoris(bad={b"v3", b"v12"})
+    w = writer(doris, events)
+    w.deliver(make_batch(values))
+    assert sorted(doris.loaded) == sorted(v for v in values if v not in (b"v3", b"v12"))
+    assert sorted(d.offset for d in w.sink.dead) == [3, 12]
+    assert all(d.reason.startswith("doris_rejected: ") for d in w.sink.dead)
+    labels = [label for label, _ in doris.calls]
+    assert all(len(x) <= 128 for x in labels)
+    loaded_labels = [label for label, lines in doris.calls if not set(lines) & doris.bad]
+    assert len(loaded_labels) == len(set(loaded_labels)), "a label was used for two loads"
+    assert events.log[-2:] == [("flush",), ("confirm", 0)]
+    acc = w.accounting.snapshot()
+    assert (acc["loaded"], acc["dead_lettered"]) == (14, 2)
+    # the same batch halves the same way: a retry after a crash reuses the same labels
+    doris2 = FakeDoris(bad={b"v3", b"v12"})
+    writer(doris2, Events()).deliver(make_batch(values))
+    assert [c[0] for c in doris2.calls] == labels
+
+
+def test_auth_failure_is_fatal_and_confirms_nothing():
+    events = Events()
+    doris = FakeDoris(script=[{"code": 401, "msg": "Unauthorized"}])
+    with pytest.raises(DorisFatalError, match="SINKER_DORIS_PASSWORD"):
+        writer(doris, events).deliver(make_batch([b"a"]))
+    assert ("confirm", 0) not in events.log and len(doris.calls) == 1
+
+
+def test_retries_exhausted_confirms_nothing():
+    events = Events()
+    doris = FakeDoris(script=[TransportError("down")] * 10)
+    with pytest.raises(RetriesExhausted, match="after 3 retries"):
+        writer(doris, events).deliver(make_batch([b"a"]))
+    assert len(doris.calls) == 4 and len({c[0] for c in doris.calls}) == 1
+    assert ("confirm", 0) not in events.log
