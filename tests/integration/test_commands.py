@@ -150,3 +150,22 @@ def test_check_passes_on_a_healthy_stack_and_names_the_failing_step(tmp_path, ka
     assert steps["kafka brokers"]["ok"] and not steps["Doris FE HTTP + auth"]["ok"]
     assert "SINKER_DORIS_PASSWORD" in steps["Doris FE HTTP + auth"]["detail"]
     assert "wrong" not in r.stdout
+
+
+def test_replay_that_cannot_finish_prints_the_resume_command(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(
+        doris, tmp_path, kafka_bootstrap, batch={"max_rows": 100, "max_interval_s": 0.2},
+        writer={"workers": 1, "max_retries": 1, "backoff_initial_s": 0.01, "backoff_max_s": 0.02})
+    produce(kafka_bootstrap, topic, [json.dumps({"id": i, "qty": i}).encode() for i in range(300)])
+    doris.faults.set("http_500", rate=1.0)
+    r = sinker("replay", "-c", str(path), "--from-offset", "0", "--lock-dir", str(tmp_path))
+    doris.faults.clear()
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "replay incomplete" in r.stderr and "resume with:" in r.stderr
+    resume = r.stderr.split("resume with:")[1].strip().splitlines()[0]
+    assert resume.startswith(f"sinker replay -c {path} --topic {topic} --from-offset 0:0 ")
+    assert "--to-offset 0:299" in resume
+    # running the printed command (minus the program name) finishes the job
+    r = sinker(*resume.split()[1:], "--lock-dir", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert count_rows(doris, db, table) == 300
