@@ -26,6 +26,9 @@ log = logging.getLogger("sinker.consumer")
 COMMIT_INTERVAL_S = 1.0        # commits are cheap but not free; batches confirm every few seconds
 END_OFFSETS_INTERVAL_S = 15.0  # lag metrics refresh
 POLL_TIMEOUT_MS = 200
+JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
+UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
+UNASSIGNED_REJOIN_MAX_S = 600.0
 
 
 def kafka_client_options(cfg: KafkaConfig) -> dict:
@@ -164,6 +167,8 @@ class ConsumerThread(threading.Thread):
         self.ready = threading.Event()
         self.consumer = None
         self._held = None                  # a poll result waiting for room in the queue
+        self._unassigned_since: float | None = None   # see _watch_unassigned
+        self._rejoin_after = UNASSIGNED_REJOIN_S
         self._paused = False
         self._last_commit = 0.0
         self._last_end_offsets = 0.0
@@ -223,8 +228,12 @@ class ConsumerThread(threading.Thread):
             self.metrics.set_paused(0)
 
         t0 = time.monotonic()
-        result = c.poll(timeout_ms=POLL_TIMEOUT_MS if not self._held else 50)
+        owned = c.assignment() if self.assignment is None else True
+        timeout = 50 if self._held else POLL_TIMEOUT_MS if owned else JOIN_POLL_TIMEOUT_MS
+        result = c.poll(timeout_ms=timeout)
         self._after_rebalance()
+        if self.assignment is None:
+            self._watch_unassigned(bool(c.assignment()))
         if self._paused and c.assignment():
             # partitions assigned while paused arrive unpaused: keep them paused
             c.pause(*c.assignment())
@@ -249,6 +258,31 @@ class ConsumerThread(threading.Thread):
             self._hand_on(None)
         self._commit()
         self._refresh_end_offsets()
+
+    def _watch_unassigned(self, owned: bool) -> None:
+        """kafka-python 3.0 can lose the assignment of a join that completes just as a poll
+        times out: the member then sits in the group with no partition and never rejoins.
+        When we own nothing for a while, ask the coordinator for a new join. A member that
+        is idle on purpose (more members than partitions) pays one extra rebalance per
+        interval, and the interval doubles up to 10 minutes."""
+        now = time.monotonic()
+        if owned:
+            self._unassigned_since = None
+            self._rejoin_after = UNASSIGNED_REJOIN_S
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+            return
+        if now - self._unassigned_since < self._rejoin_after:
+            return
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        if coordinator is None or not hasattr(coordinator, "request_rejoin"):
+            return
+        log.info("no partition assigned for %.0fs: asking the group coordinator to rejoin",
+                 now - self._unassigned_since)
+        coordinator.request_rejoin()
+        self._unassigned_since = now
+        self._rejoin_after = min(self._rejoin_after * 2, UNASSIGNED_REJOIN_MAX_S)
 
     def _trim_to_end(self, c, tp, recs):
         """Replay: never hand on a record at or past the end fixed at start; pause when done."""
@@ -355,6 +389,9 @@ class ConsumerThread(threading.Thread):
         self._last_end_offsets = now
         parts = list(self.consumer.assignment())
         if not parts:
+            if self._ends:
+                self._ends = {}
+                self.metrics.set_end_offsets({})   # no partitions: drop their gauges
             self.health.set_lag(0)
             return
         try:

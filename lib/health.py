@@ -27,6 +27,7 @@ class Health:
         self._running_since: float | None = None
         self._assigned = 0
         self._lag = 0
+        self._lag_since: float | None = None      # when lag last went from 0 to > 0
         self._progress_at: float | None = None
         self._doris_ok_at: float | None = None
         self._doris_error: str | None = None
@@ -52,6 +53,8 @@ class Health:
 
     def set_lag(self, n: int) -> None:
         with self._lock:
+            if n > 0 and self._lag <= 0:
+                self._lag_since = self._clock()   # a burst after a quiet spell is not a stall yet
             self._lag = n
 
     def progress(self) -> None:
@@ -96,7 +99,8 @@ class Health:
         with self._lock:
             phase, failed, assigned, lag = self._phase, self._failed, self._assigned, self._lag
             ok_at, err, err_since = self._doris_ok_at, self._doris_error, self._doris_error_since
-            since = self._progress_at if self._progress_at is not None else self._running_since
+            since = max((t for t in (self._progress_at, self._running_since, self._lag_since)
+                         if t is not None), default=None)
         reasons = []
         if failed:
             reasons.append(f"pipeline failed: {failed}")

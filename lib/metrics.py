@@ -276,6 +276,14 @@ class Metrics:
         self.lost.inc(lost)
         self.assigned.set(assigned)
 
+    def set_assigned(self, n: int) -> None:
+        """Partitions owned without a group rebalance (replay assigns them explicitly)."""
+        self.assigned.set(n)
+
+    def watch_queue(self, name: str, q) -> None:
+        """Read ``q.qsize()`` at scrape time, so the depth is never stale (set_queue_depth is then a no-op)."""
+        self.queue_depth.labels(name).set_function(q.qsize)
+
     def set_end_offsets(self, end_map: dict) -> None:
         """End offsets of the owned partitions; partitions missing here are no longer ours."""
         with self._lock:
@@ -301,6 +309,10 @@ class Metrics:
             self.commit_failures.inc()
             return
         self.last_commit.set(time.time())
+        self.set_committed(positions)
+
+    def set_committed(self, positions: dict) -> None:
+        """Committed offsets known without committing: the group's, read when partitions arrive."""
         with self._lock:
             for key, off in positions.items():
                 self._commits[key] = off

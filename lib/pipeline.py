@@ -129,6 +129,8 @@ class Pipeline:
         self.tracker = OffsetTracker()
         self.polled: queue.Queue = queue.Queue(maxsize=cfg.batch.queue_size)
         self.sealed: queue.Queue = queue.Queue(maxsize=max(2, cfg.writer.workers))
+        self.metrics.watch_queue("polled", self.polled)
+        self.metrics.watch_queue("sealed", self.sealed)
         self.consumer = ConsumerThread(
             cfg.kafka, self.polled, self.tracker, self.metrics, self.health, self.accounting,
             self.stop_polling, self.finish,
@@ -257,6 +259,10 @@ class Pipeline:
         self.health.fail(str(error))
         self.abort.set()
         self.stop_polling.set()
+        try:    # end the batcher too (nothing it seals will be loaded or committed now)
+            self.polled.put_nowait(batcher_mod.STOP)
+        except queue.Full:
+            pass
         self.finish.set()
         self.consumer.join(30)
 
