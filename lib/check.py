@@ -1,16 +1,15 @@
 """``sinker check``: connect to Kafka and Doris as ``run`` would and report each step."""
 from __future__ import annotations
 
-import base64
 import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import urllib3
-
+from . import load_result
 from .consumer import open_consumer
 from .errors import SinkerError
+from .stream_load import StreamLoader
 
 
 @dataclass
@@ -29,28 +28,6 @@ def _timed(name, fn) -> Step:
         return Step(name, False, str(e))
     except Exception as e:  # noqa: BLE001 - a check reports, it does not crash
         return Step(name, False, f"{type(e).__name__}: {e}")
-
-
-def fe_probe(doris, host_port: str) -> tuple[int, dict, str | None]:
-    """PUT an empty Stream Load to the FE without following the redirect: the FE checks the
-    password and answers 307 before reading any body, so nothing is loaded."""
-    host, _, port = host_port.partition(":")
-    scheme = "https" if doris.https else "http"
-    url = (f"{scheme}://{host}:{port or doris.http_port}/api/{doris.database}/{doris.table}"
-           "/_stream_load")
-    auth = base64.b64encode(f"{doris.user}:{doris.password}".encode()).decode()
-    http = urllib3.PoolManager(ca_certs=doris.ca_file) if doris.ca_file else urllib3.PoolManager()
-    r = http.request("PUT", url, body=b"", redirect=False, retries=False,
-                     headers={"Authorization": f"Basic {auth}", "Expect": "100-continue",
-                              "Content-Length": "0", "label": "sinker_check_never_loaded"},
-                     timeout=urllib3.Timeout(connect=doris.connect_timeout_s, read=10))
-    body = {}
-    try:
-        import json
-        body = json.loads(r.data or b"{}")
-    except ValueError:
-        pass
-    return r.status, body, r.headers.get("Location")
 
 
 def run_checks(cfg, sample: int = 100) -> list[Step]:
@@ -86,19 +63,25 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
 
     def fe_http():
         errors = []
-        for fe in cfg.doris.fe_hosts:
-            try:
-                status, body, location = fe_probe(cfg.doris, fe)
-            except Exception as e:  # noqa: BLE001
-                errors.append(f"{fe}: {e}")
-                continue
-            if status == 401 or body.get("code") == 401 or "nauthorized" in str(body.get("msg", "")):
-                raise SinkerError(f"FE {fe} refused user {cfg.doris.user!r}: check doris.user and "
-                                  "SINKER_DORIS_PASSWORD")
-            if status != 307 or not location:
-                raise SinkerError(f"FE {fe} answered HTTP {status} {body or ''} instead of a redirect")
-            state["location"] = location
-            return f"FE {fe} accepted the credentials and redirects to a BE"
+        loader = StreamLoader(cfg.doris)
+        try:
+            for fe in cfg.doris.fe_hosts:
+                try:
+                    resp, location = loader.probe_fe(fe, cfg.doris.database, cfg.doris.table)
+                except SinkerError as e:
+                    errors.append(f"{fe}: {e}")
+                    continue
+                outcome = load_result.classify(resp.http_status, resp.body, None)
+                if outcome.reason == "auth":
+                    raise SinkerError(f"FE {fe} refused user {cfg.doris.user!r}: check doris.user "
+                                      "and SINKER_DORIS_PASSWORD")
+                if resp.http_status != 307 or not location:
+                    raise SinkerError(f"FE {fe} answered HTTP {resp.http_status} "
+                                      f"{resp.body or ''} instead of a redirect")
+                state["location"] = location
+                return f"FE {fe} accepted the credentials and redirects to a BE"
+        finally:
+            loader.close()
         raise SinkerError("no FE answered: " + "; ".join(errors))
 
     def be_reachable():

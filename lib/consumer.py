@@ -228,8 +228,8 @@ class ConsumerThread(threading.Thread):
             self.metrics.set_paused(0)
 
         t0 = time.monotonic()
-        owned = c.assignment() if self.assignment is None else True
-        timeout = 50 if self._held else POLL_TIMEOUT_MS if owned else JOIN_POLL_TIMEOUT_MS
+        joining = self._unassigned_since is not None     # owned nothing after the last poll
+        timeout = 50 if self._held else JOIN_POLL_TIMEOUT_MS if joining else POLL_TIMEOUT_MS
         result = c.poll(timeout_ms=timeout)
         self._after_rebalance()
         if self.assignment is None:

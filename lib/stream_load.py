@@ -227,6 +227,14 @@ class StreamLoader:
                                 "through the FE instead", e)
         return self._load_via_fe(path, hdrs, lines, nbytes)
 
+    def probe_fe(self, fe: str, db: str, table: str) -> tuple[LoadResponse, str | None]:
+        """One FE's answer to an empty Stream Load, not followed (``sinker check``): the FE checks
+        the password and redirects before reading a body, so nothing is loaded."""
+        path = f"/api/{quote(db, safe='')}/{quote(table, safe='')}/_stream_load"
+        url = f"{self.scheme}://{host_port(fe, self.cfg.http_port)}{path}"
+        return self._send("PUT", url, self._load_headers("sinker_check_never_loaded", 0, {}), None,
+                          self._short_timeout)
+
     def fetch_error_rows(self, error_url: str) -> list[str]:
         """GET Doris's ErrorURL: one line per rejected row with the reason."""
         url = safe_url(error_url.strip())
