@@ -5,6 +5,7 @@ lib/ raises typed errors (lib/errors.py) and this layer turns them into messages
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 
@@ -45,7 +46,7 @@ def load(config_path, overrides=None):
 
 
 def setup_logs(cfg):
-    from lib import logs
+    from lib.observability import logs
     logs.setup_logging(cfg.logging)
     for secret in (cfg.doris.password, cfg.kafka.sasl_password):
         if secret:
@@ -64,7 +65,8 @@ def cli():
 
     Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris refused for good
     (auth, table, schema); 4 retries exhausted or dependency down (nothing past it committed);
-    5 some messages failed (dry-run/check/replay) or interrupted twice.
+    5 some messages failed (dry-run/check/replay) or interrupted twice; 6 another run of the
+    same replay holds its lock.
     """
 
 
@@ -88,8 +90,9 @@ def run(config_path, workers, group_id):
     overrides = {"kafka.group_id": group_id} if group_id else None
     cfg = load(config_path, overrides)
     if workers > 1:
-        from lib.workers import run_workers
-        sys.exit(run_workers(cfg, workers, config_path, overrides))
+        setup_logs(cfg)
+        from lib.commands.workers import run_workers
+        sys.exit(_worst_exit(run_workers(cfg, workers, config_path, overrides)))
     setup_logs(cfg)
     from lib.pipeline import Pipeline
     p = Pipeline(cfg)
@@ -115,9 +118,9 @@ def schema_describe(config_path, table, fmt):
     """Each column's Doris type, nullability, key and default, beside how sinker fills it."""
     overrides = _table_override(table)
     cfg = load(config_path, overrides)
-    from lib import describe as d
-    from lib.pipeline import SchemaSource
-    columns = SchemaSource.fetch_columns(cfg)
+    from lib.commands import describe as d
+    from lib.schema import table_columns
+    columns = table_columns(cfg)
     rows, warnings = d.describe(columns, cfg.mapping)
     name = f"{cfg.doris.database}.{cfg.doris.table}"
     if fmt == "json":
@@ -168,8 +171,9 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
     is 5 when any message would go to the dead-letter output.
     """
     cfg = load(config_path)
-    from lib.dry_run import dry_run
-    from lib.pipeline import SchemaSource
+    from lib.commands.dry_run import dry_run
+    from lib.dead_letter import category
+    from lib.schema import SchemaSource
     mapper = SchemaSource(cfg).mapper()
     out = open(output, "wb") if output else click.get_binary_stream("stdout")
     try:
@@ -183,14 +187,9 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
     err.write("headers: " + ", ".join(f"{k}={v!r}" for k, v in summary.headers.items()) + "\n")
     for reason, n in summary.reasons().most_common():
         err.write(f"  {reason}: {n}\n")
-        for dl in [x for x in summary.dead if _category(x.reason) == reason][:3]:
+        for dl in [x for x in summary.dead if category(x.reason) == reason][:3]:
             err.write(f"    partition {dl.partition} offset {dl.offset}: {dl.reason}\n")
     sys.exit(5 if summary.dead else 0)
-
-
-def _category(reason):
-    from lib.metrics import dead_letter_category
-    return dead_letter_category(reason)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -218,7 +217,7 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
         raise click.UsageError("give at most one of --to-offset and --to-timestamp")
     cfg = load(config_path, _table_override(table))
     setup_logs(cfg)
-    from lib import replay as r
+    from lib.commands import replay as r
     parts = None
     if partitions:
         try:
@@ -230,10 +229,40 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
                          from_timestamp_ms=_timestamp_ms(from_timestamp, "--from-timestamp"),
                          to_offset=r.parse_offsets(to_offset, "--to-offset"),
                          to_timestamp_ms=_timestamp_ms(to_timestamp, "--to-timestamp"))
-    code, summary = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir,
-                                 tty=sys.stderr.isatty())
-    click.echo(summary, err=code != 0)
-    sys.exit(code)
+    if sys.stderr.isatty():
+        with _progress_bars(plan) as on_progress:
+            outcome = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir, on_progress=on_progress)
+    else:
+        outcome = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir)
+    if outcome.done:
+        click.echo(f"replay done: {plan.total} messages in range, {outcome.loaded} rows loaded "
+                   f"(rows an earlier run loaded count as loaded), {outcome.dead_lettered} dead letters")
+        sys.exit(5 if outcome.dead_lettered else 0)
+    why = outcome.error or "stopped before the end of the range"
+    click.echo(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}", err=True)
+    sys.exit(getattr(outcome.error, "exit_code", 4) or 4)
+
+
+@contextlib.contextmanager
+def _progress_bars(plan):
+    """A bar per partition on the terminal; yields the callback replay feeds with progress."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=False) as bar:
+        tasks = {tp.partition: bar.add_task(f"partition {tp.partition}",
+                                            total=plan.end[tp] - plan.start[tp])
+                 for tp in plan.partitions}
+
+        def update(progress):
+            for p, (done, _total) in progress.items():
+                bar.update(tasks[p], completed=done)
+        yield update
+
+
+def _worst_exit(codes) -> int:
+    """The worst of the workers' exit codes, always one of the table's: a worker killed by a
+    signal (negative return code) left nothing committed past what Doris confirmed, like 4."""
+    return max((4 if c < 0 else c for c in codes), default=0)
 
 
 def _timestamp_ms(value, hint):
@@ -262,7 +291,7 @@ def _timestamp_ms(value, hint):
 def check(config_path, sample, fmt):
     """Connect to Kafka and Doris as `run` would; print pass/fail per step (exit 0 if all pass)."""
     cfg = load(config_path)
-    from lib.check import run_checks
+    from lib.commands.check import run_checks
     steps = run_checks(cfg, sample=sample)
     if fmt == "json":
         import json

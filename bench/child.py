@@ -147,7 +147,7 @@ def _gated_consumer_class(gate_dir: str, index: int):
         def _step(self):
             if self.gate_open:
                 return super()._step()
-            c = self.consumer
+            c = self.reader
             got = c.poll(timeout_ms=100)      # joins / rebalances
             for tp, recs in got.items():      # fetched before we could pause: read it again later
                 if recs:

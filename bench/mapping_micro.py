@@ -18,7 +18,7 @@ import ujson
 from bench.profiles import LARGE_COLUMNS, PROFILES
 from lib.config import MappingConfig
 from lib.mapping import Mapper
-from lib.schema import Column, DorisType
+from lib.doris_types import Column, DorisType
 
 Record = namedtuple("Record", "topic partition offset timestamp key value")
 

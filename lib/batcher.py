@@ -1,9 +1,10 @@
 """The batcher thread: maps whole poll results to rows and seals one batch per table.
 
-A batch is sealed when it reaches ``max_rows`` or ``max_bytes`` (checked after each partition's
-records of a poll result, so it may overshoot by at most one poll's worth), when its oldest row is
-``max_interval_s`` old, on shutdown, or when the Doris schema changed. Sealing fixes the label,
-from the offset ranges the batch covers, and registers the batch with the OffsetTracker, in order.
+In ``run`` a batch is sealed when it reaches ``max_rows`` or ``max_bytes`` (checked after each
+partition's records of a poll result, so it may overshoot by at most one partition slice), when
+its oldest row is ``max_interval_s`` old, on shutdown, or when the Doris schema changed; replay
+cuts at aligned offsets instead. Sealing fixes the label, from the offset ranges the batch covers,
+and registers the batch with the OffsetTracker, in order.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ log = logging.getLogger("sinker.batcher")
 # Young-generation size for CPython's cyclic GC while a pipeline runs (see tune_gc).
 GC_THRESHOLDS = (50_000, 20, 10)
 
-SEAL_ALL = "seal-all"     # control item: seal every open batch now (shutdown)
+SEAL_ALL = "seal-all"     # control item: seal every open batch now (the benchmark, at its end)
 STOP = "stop"             # control item: seal, hand on, and end the thread
 
 
@@ -73,7 +74,7 @@ def label_salt(batch: Batch) -> str:
 
 
 def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
-    """Pure decision: should this batch be sealed now, and why."""
+    """Pure decision, the one place the thresholds live: should this batch be sealed, and why."""
     if batch.rows >= cfg.max_rows:
         return "rows"
     if batch.nbytes >= cfg.max_bytes:
@@ -81,6 +82,107 @@ def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
     if batch.sources and now - batch.opened_at >= cfg.max_interval_s:
         return "interval"
     return None
+
+
+def aligned_slices(records: list, size: int) -> list[tuple[int, int, int, bool]]:
+    """Cut one partition's records at offsets that are multiples of ``size``: a list of
+    (chunk, start, end, closes_chunk) where ``records[start:end]`` all have ``offset // size ==
+    chunk`` and ``closes_chunk`` says the slice holds the chunk's last offset. Re-reading the same
+    offsets always gives the same cuts, whatever the poll sizes: replay's idempotence rests on it."""
+    out = []
+    start, n = 0, len(records)
+    while start < n:
+        chunk = records[start].offset // size
+        limit = (chunk + 1) * size          # first offset of the next chunk
+        end = start + 1
+        if records[-1].offset < limit:
+            end = n
+        else:
+            lo, hi = start + 1, n
+            while lo < hi:                   # first record at or past the next chunk
+                mid = (lo + hi) // 2
+                if records[mid].offset < limit:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            end = lo
+        out.append((chunk, start, end, records[end - 1].offset == limit - 1))
+        start = end
+    return out
+
+
+def batch_factory(db: str, table: str, schema, clock=time.monotonic):
+    """New batches map with the schema's current mapper (picked up at every new batch)."""
+    return lambda: Batch(db, table, schema.mapper(), clock())
+
+
+class OpenBatch:
+    """``run``: one batch open across partitions, sealed by rows, bytes or age (seal_reason)."""
+
+    def __init__(self, cfg: BatchConfig, new_batch):
+        self.cfg = cfg
+        self.new_batch = new_batch
+        self.batch: Batch | None = None
+
+    def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
+        sealed = []
+        for tp, records in poll_result.items():
+            if self.batch is None:
+                self.batch = self.new_batch()
+            self.batch.add(tp.topic, tp.partition, records)
+            reason = seal_reason(self.batch, self.cfg, now)
+            if reason:
+                sealed.append((self.batch, reason))
+                self.batch = None
+        return sealed
+
+    def due(self, now: float) -> list[tuple[Batch, str]]:
+        reason = seal_reason(self.batch, self.cfg, now) if self.batch is not None else None
+        return self.seal_all(reason) if reason else []
+
+    def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
+        b, self.batch = self.batch, None
+        return [(b, reason)] if b is not None else []
+
+    def deadline(self) -> float | None:
+        b = self.batch
+        return b.opened_at + self.cfg.max_interval_s if b is not None and b.sources else None
+
+
+class AlignedBatches:
+    """``replay``: one batch per partition and chunk of ``size`` offsets (aligned_slices), sealed
+    when its chunk's last offset arrives, so a re-run forms the same batches with the same labels."""
+
+    def __init__(self, size: int, new_batch):
+        self.size = size
+        self.new_batch = new_batch
+        self.open: dict = {}                 # TopicPartition -> (chunk, Batch)
+
+    def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
+        sealed = []
+        for tp, records in poll_result.items():
+            for chunk, start, end, closes in aligned_slices(records, self.size):
+                current = self.open.get(tp)
+                if current is not None and current[0] != chunk:
+                    sealed.append((self.open.pop(tp)[1], "rows"))   # its chunk had a gap at the end
+                    current = None
+                if current is None:
+                    current = self.open[tp] = (chunk, self.new_batch())
+                current[1].add(tp.topic, tp.partition, records[start:end])
+                if closes:
+                    sealed.append((self.open.pop(tp)[1], "rows"))
+        return sealed
+
+    def due(self, now: float) -> list[tuple[Batch, str]]:
+        return []
+
+    def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
+        sealed = [(self.open[tp][1], reason) for tp in sorted(self.open)]
+        self.open.clear()
+        return sealed
+
+    def deadline(self) -> float | None:
+        return None
 
 
 def tune_gc() -> None:
@@ -96,29 +198,23 @@ def tune_gc() -> None:
 
 
 class BatcherThread(threading.Thread):
-    def __init__(self, cfg: BatchConfig, db: str, table: str, mapper_source, inq: queue.Queue,
-                 outq: queue.Queue, tracker, metrics, health, label_prefix: str = "sinker",
-                 clock=time.monotonic, aligned_rows: int | None = None):
+    """Poll results in, sealed batches out, in seal order; ``cuts`` decides where batches end
+    (OpenBatch for run, AlignedBatches for replay)."""
+
+    def __init__(self, inq: queue.Queue, outq: queue.Queue, cuts, tracker, obs, schema,
+                 label_prefix: str = "sinker", clock=time.monotonic):
         super().__init__(name="batcher", daemon=True)
-        self.cfg = cfg
-        self.db = db
-        self.table = table
-        self.mapper_source = mapper_source   # .mapper() -> current Mapper; .changed() -> bool
         self.inq = inq
         self.outq = outq
+        self.cuts = cuts
         self.tracker = tracker
-        self.metrics = metrics
-        self.health = health
+        self.obs = obs
+        self.schema = schema                 # schema.SchemaSource: .mapper(), .generation
         self.label_prefix = label_prefix
         self.clock = clock
-        self.batch: Batch | None = None
-        # replay: one batch per partition, cut at offsets that are multiples of aligned_rows, so a
-        # re-run forms the same batches, hence the same labels, and Doris loads nothing twice
-        self.aligned_rows = aligned_rows
-        self.open: dict = {}
+        self._generation = schema.generation
         self.seq = 0
         self.error: BaseException | None = None
-        self.finished = threading.Event()
 
     def run(self):
         try:
@@ -127,89 +223,37 @@ class BatcherThread(threading.Thread):
         except BaseException as e:  # noqa: BLE001 - the pipeline decides the exit
             self.error = e
             log.error("batcher stopped: %s", e, exc_info=True)
-        finally:
-            self.finished.set()
 
     def _loop(self):
         while True:
-            timeout = self._time_to_deadline()
+            deadline = self.cuts.deadline()
+            timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self.clock()))
             try:
                 item = self.inq.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if item is STOP:
-                self._seal("shutdown")
+                self._seal(self.cuts.seal_all("shutdown"))
                 self.outq.put(STOP)
                 return
             if item is SEAL_ALL:
-                self._seal("shutdown")
+                self._seal(self.cuts.seal_all("shutdown"))
+            elif item is not None:
+                self._seal(self.cuts.add(item, self.clock()))
+            self._seal(self.cuts.due(self.clock()))
+            if self.schema.generation != self._generation:
+                self._generation = self.schema.generation
+                self._seal(self.cuts.seal_all("schema"))
+
+    def _seal(self, sealed: list) -> None:
+        for b, reason in sealed:
+            if not b.sources:
                 continue
-            if item is not None:
-                self._add(item)
-            if self.batch is not None:
-                reason = seal_reason(self.batch, self.cfg, self.clock())
-                if reason:
-                    self._seal(reason)
-            if self.mapper_source.changed():
-                self._seal("schema")
-
-    def _time_to_deadline(self) -> float:
-        if self.batch is None or not self.batch.sources:
-            return max(0.05, min(1.0, self.cfg.max_interval_s))
-        return max(0.0, self.batch.opened_at + self.cfg.max_interval_s - self.clock())
-
-    def _add(self, poll_result: dict) -> None:
-        if self.aligned_rows:
-            return self._add_aligned(poll_result)
-        for tp, records in poll_result.items():
-            if self.batch is None:
-                self.batch = Batch(self.db, self.table, self.mapper_source.mapper(), self.clock())
-            self.batch.add(tp.topic, tp.partition, records)
-            if self.batch.rows >= self.cfg.max_rows or self.batch.nbytes >= self.cfg.max_bytes:
-                self._seal("rows" if self.batch.rows >= self.cfg.max_rows else "bytes")
-
-    def _add_aligned(self, poll_result: dict) -> None:
-        size = self.aligned_rows
-        for tp, records in poll_result.items():
-            start = 0
-            while start < len(records):
-                chunk = records[start].offset // size
-                end = start
-                while end < len(records) and records[end].offset // size == chunk:
-                    end += 1
-                open_batch = self.open.get(tp)
-                if open_batch is not None and open_batch[0] != chunk:
-                    self._seal_batch(open_batch[1], "rows")
-                    open_batch = None
-                if open_batch is None:
-                    open_batch = self.open[tp] = (chunk, Batch(self.db, self.table,
-                                                               self.mapper_source.mapper(),
-                                                               self.clock()))
-                open_batch[1].add(tp.topic, tp.partition, records[start:end])
-                if records[end - 1].offset % size == size - 1:
-                    self._seal_batch(self.open.pop(tp)[1], "rows")
-                start = end
-
-    def _seal(self, reason: str) -> None:
-        if self.aligned_rows:
-            if reason == "shutdown":
-                for tp in sorted(self.open):
-                    self._seal_batch(self.open[tp][1], reason)
-                self.open.clear()
-            return
-        b = self.batch
-        self.batch = None
-        self._seal_batch(b, reason)
-
-    def _seal_batch(self, b, reason: str) -> None:
-        if b is None or not b.sources:
-            return
-        b.seq = self.seq
-        self.seq += 1
-        b.sealed_at = self.clock()
-        b.reason = reason
-        b.label = labels.make_label(self.label_prefix, b.full_name, b.ranges, salt=label_salt(b))
-        self.tracker.add(b.seq, b.ranges)
-        self.metrics.observe_seal(b)
-        self.outq.put(b)   # blocks while writers are busy: backpressure reaches the consumer
-        self.metrics.set_queue_depth("sealed", self.outq.qsize())
+            b.seq = self.seq
+            self.seq += 1
+            b.sealed_at = self.clock()
+            b.reason = reason
+            b.label = labels.make_label(self.label_prefix, b.full_name, b.ranges, salt=label_salt(b))
+            self.tracker.add(b.seq, b.ranges)
+            self.obs.metrics.observe_seal(b)
+            self.outq.put(b)   # blocks while writers are busy: backpressure reaches the consumer

@@ -23,10 +23,40 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 import yaml
 
+from .doris_types import KNOWN_BASES, parse_type
 from .errors import ConfigError
+
+
+class HostPort(NamedTuple):
+    """A parsed "host:port" (IPv6 without brackets in ``host``)."""
+    host: str
+    port: int
+
+    @property
+    def netloc(self) -> str:
+        """The form a URL or a log line takes: ``host:port`` or ``[v6]:port``."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.netloc
+
+
+def host_port(entry: str, default_port: int) -> HostPort:
+    """'host', 'host:port', '[v6]' or '[v6]:port' (already validated by _check)."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return HostPort(host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit()
+                        else default_port)
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return HostPort(host, int(port) if port.isdigit() else default_port)
+    return HostPort(entry, default_port)
 
 
 @dataclass(frozen=True)
@@ -66,6 +96,14 @@ class DorisConfig:
     connect_timeout_s: float = 5.0
     load_timeout_s: float = 600.0               # Doris 'timeout' header and HTTP read timeout
     timezone: str = "UTC"
+
+    @cached_property
+    def fe_addresses(self) -> tuple[HostPort, ...]:
+        return tuple(host_port(h, self.http_port) for h in self.fe_hosts)
+
+    @cached_property
+    def be_addresses(self) -> tuple[HostPort, ...]:
+        return tuple(host_port(h, DEFAULT_BE_PORT) for h in self.be_hosts)
 
 
 @dataclass(frozen=True)
@@ -126,6 +164,10 @@ class ServerConfig:
     listen: str = "127.0.0.1:9108"              # "" disables /metrics, /health, /ready, /debug
     ready_stall_s: float = 120.0
 
+    @cached_property
+    def address(self) -> HostPort | None:
+        return host_port(self.listen, 0) if self.listen else None
+
 
 @dataclass(frozen=True)
 class LoggingConfig:
@@ -168,6 +210,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 }
 SECRETS = (("doris", "password"), ("kafka", "sasl_password"))
 
+DEFAULT_BE_PORT = 8040                          # the BE webserver's port on a default install
 KAFKA_FIELDS = ("topic", "partition", "offset", "timestamp", "key")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -657,7 +700,6 @@ def _check_schema(m: MappingConfig, bad: set[str], problems: list[str]) -> None:
 
 
 def _type_problem(where: str, text: str) -> str | None:
-    from .schema import KNOWN_BASES, parse_type   # schema imports nothing from here
     base = parse_type(text).base
     if base in KNOWN_BASES:
         return None

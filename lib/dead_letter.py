@@ -1,22 +1,16 @@
-"""Dead letters: messages sinker could not load, kept with the reason so nothing is lost silently.
+"""Dead letters as values: a message sinker could not load, with its reason, and its JSON record.
 
-Sinks: ``FileSink`` (JSON lines, fsync'ed) and ``KafkaSink`` (a topic, acks=all); ``open_sink``
-picks one from the config. Every record keeps the original bytes (``value_b64``).
+Pure (the mapper makes them, the writer adds Doris's rejections); the durable outputs are in
+lib/dead_letter_sinks.py. Every record keeps the original bytes (``value_b64``).
 """
 from __future__ import annotations
 
 import base64
 import json
-import logging
-import os
-import threading
-import time
 from datetime import datetime, timezone
 from typing import NamedTuple
 
 from . import __version__
-from .config import DeadLetterConfig, KafkaConfig
-from .errors import ConfigError, KafkaUnavailable
 
 
 class DeadLetter(NamedTuple):
@@ -38,16 +32,6 @@ def category(reason: str) -> str:
     """The category part of a dead-letter reason (the text before the first colon)."""
     head, sep, _ = reason.partition(":")
     return head.strip() if sep else "other"
-
-
-# -- durable sinks ------------------------------------------------------------------------------
-# The writer calls ``write`` then ``flush`` before it confirms a batch; ``flush`` returning means
-# the dead letters survive a crash (fsync / acks=all). Any failure raises, so no offset past a
-# dead letter that was not made durable can ever be committed.
-
-log = logging.getLogger("sinker.dead_letter")
-
-LOG_VALUE_CHARS = 200          # at most this much of a message value goes into a log line
 
 
 def to_json(dl: DeadLetter, table: str) -> bytes:
@@ -77,215 +61,3 @@ def to_json(dl: DeadLetter, table: str) -> bytes:
     rec["at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     # json escapes \n and \r inside strings, so the record stays on one line
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-class _RateLimitedLog:
-    """At most ``per_minute`` WARNING lines a minute, then one line counting what was left out."""
-
-    def __init__(self, per_minute: int, clock=time.monotonic):
-        self.per_minute = max(0, int(per_minute))
-        self.clock = clock
-        self.lock = threading.Lock()
-        self.window_start = clock()
-        self.logged = 0
-        self.suppressed = 0
-
-    def dead_letter(self, dl: DeadLetter, table: str, where: str) -> None:
-        with self.lock:
-            self._roll()
-            if self.logged >= self.per_minute:
-                self.suppressed += 1
-                return
-            self.logged += 1
-        value = "" if dl.value is None else bytes(dl.value[:LOG_VALUE_CHARS]).decode("utf-8",
-                                                                                     "replace")
-        log.warning("dead letter for %s -> %s: %s[%d]@%d: %s; value: %.200s", table, where,
-                    dl.topic, dl.partition, dl.offset, dl.reason, value)
-
-    def _roll(self) -> None:
-        now = self.clock()
-        if now - self.window_start < 60.0:
-            return
-        self._report()
-        self.window_start = now
-        self.logged = 0
-
-    def _report(self) -> None:
-        if self.suppressed:
-            log.warning("%d more dead letters were not logged in the last minute (limit "
-                        "dead_letter.log_per_minute=%d); all of them are in the dead-letter output",
-                        self.suppressed, self.per_minute)
-            self.suppressed = 0
-
-    def finish(self) -> None:
-        with self.lock:
-            self._report()
-
-
-class FileSink:
-    """Append-only JSON-lines file; ``flush()`` returns once the lines are fsync'ed."""
-
-    def __init__(self, path: str, log_per_minute: int = 10):
-        self.path = path
-        self._log = _RateLimitedLog(log_per_minute)
-        self._lock = threading.Lock()
-        self._dirty = False
-        self._failed: BaseException | None = None
-        parent = os.path.dirname(os.path.abspath(path))
-        try:
-            os.makedirs(parent, exist_ok=True)
-            created = not os.path.exists(path)
-            self._f = open(path, "ab", buffering=1024 * 1024)
-            if created:
-                _fsync_dir(parent)     # the new file's name must survive a crash too
-        except OSError as e:
-            raise ConfigError(f"cannot open the dead-letter file {path}: {e}; fix "
-                              "dead_letter.path or its directory's permissions") from e
-
-    def write(self, dead: list[DeadLetter], table: str) -> None:
-        if not dead:
-            return
-        data = b"".join(to_json(dl, table) + b"\n" for dl in dead)
-        with self._lock:
-            self._check()
-            try:
-                self._f.write(data)
-            except BaseException as e:
-                self._failed = e
-                raise
-            self._dirty = True
-        for dl in dead:
-            self._log.dead_letter(dl, table, self.path)
-
-    def flush(self) -> None:
-        # The lock is held through fsync so that a caller who finds nothing dirty knows an
-        # earlier flush covering its lines has completed.
-        with self._lock:
-            self._check()
-            if not self._dirty:
-                return
-            try:
-                self._f.flush()
-                os.fsync(self._f.fileno())
-            except BaseException as e:
-                self._failed = e
-                raise
-            self._dirty = False
-
-    def close(self) -> None:
-        try:
-            if self._failed is None:
-                self.flush()
-        finally:
-            self._log.finish()
-            with self._lock:
-                if not self._f.closed:
-                    try:
-                        self._f.close()
-                    except OSError:
-                        pass   # flush above already raised what matters
-
-    def _check(self) -> None:
-        """After a failed write or fsync the file may be missing lines: refuse to go on."""
-        if self._failed is not None:
-            raise OSError(f"the dead-letter file {self.path} failed earlier ({self._failed}); "
-                          "lines may be missing, so no more batches are confirmed. Fix the disk "
-                          "and restart: uncommitted messages are read again.")
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return   # some platforms cannot open directories; the file data is still fsync'ed
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class KafkaSink:
-    """Dead letters as messages of a Kafka topic; ``flush()`` waits for acks=all on every send."""
-
-    def __init__(self, topic: str, kafka_cfg: KafkaConfig, log_per_minute: int = 10):
-        if not topic:
-            raise ConfigError("dead_letter.type is kafka but dead_letter.topic is empty: name the "
-                              "topic that receives dead letters")
-        from kafka import KafkaProducer   # only users of this sink pay for the import
-
-        from .consumer import kafka_client_options
-        self.topic = topic
-        self._log = _RateLimitedLog(log_per_minute)
-        self._lock = threading.Lock()
-        self._pending: list = []
-        self._failed: BaseException | None = None
-        self._flush_timeout_s = max(30.0, 4 * kafka_cfg.request_timeout_ms / 1000.0)
-        opts = kafka_client_options(kafka_cfg)
-        opts.update(acks="all", retries=10, linger_ms=5)
-        if "enable_idempotence" in KafkaProducer.DEFAULT_CONFIG:
-            opts.update(enable_idempotence=True, max_in_flight_requests_per_connection=5)
-        try:
-            self._producer = KafkaProducer(**opts)
-        except Exception as e:  # noqa: BLE001 - kafka-python raises several types here
-            raise KafkaUnavailable(f"cannot start the dead-letter producer for topic {topic}: "
-                                   f"{e}; check kafka.brokers and the topic") from e
-
-    def write(self, dead: list[DeadLetter], table: str) -> None:
-        if not dead:
-            return
-        with self._lock:
-            self._check()
-            for dl in dead:
-                key = f"{dl.topic}:{dl.partition}:{dl.offset}".encode("utf-8")
-                try:
-                    fut = self._producer.send(self.topic, key=key, value=to_json(dl, table))
-                except Exception as e:  # noqa: BLE001
-                    self._failed = e
-                    raise KafkaUnavailable(f"could not send a dead letter to topic {self.topic}: "
-                                           f"{e}") from e
-                self._pending.append(fut)
-        for dl in dead:
-            self._log.dead_letter(dl, table, f"topic {self.topic}")
-
-    def flush(self) -> None:
-        # Held through the wait so a caller with nothing pending knows earlier sends are checked.
-        with self._lock:
-            self._check()
-            if not self._pending:
-                return
-            pending, self._pending = self._pending, []
-            try:
-                self._producer.flush(timeout=self._flush_timeout_s)
-                for fut in pending:
-                    fut.get(timeout=0)
-            except Exception as e:  # noqa: BLE001 - any failure means "not durable"
-                self._failed = e
-                raise KafkaUnavailable(
-                    f"dead letters could not be written to topic {self.topic}: {e}. No offset "
-                    "past them was committed; fix Kafka and restart.") from e
-
-    def close(self) -> None:
-        try:
-            if self._failed is None:
-                self.flush()
-        finally:
-            self._log.finish()
-            try:
-                self._producer.close(timeout=self._flush_timeout_s)
-            except Exception as e:  # noqa: BLE001
-                log.warning("closing the dead-letter producer: %s", e)
-
-    def _check(self) -> None:
-        if self._failed is not None:
-            raise KafkaUnavailable(f"the dead-letter producer for topic {self.topic} failed "
-                                   f"earlier ({self._failed}); restart once Kafka is healthy")
-
-
-def open_sink(dl_cfg: DeadLetterConfig, kafka_cfg: KafkaConfig) -> FileSink | KafkaSink:
-    if dl_cfg.type == "file":
-        return FileSink(dl_cfg.path, dl_cfg.log_per_minute)
-    if dl_cfg.type == "kafka":
-        return KafkaSink(dl_cfg.topic or "", kafka_cfg, dl_cfg.log_per_minute)
-    raise ConfigError(f"dead_letter.type must be 'file' or 'kafka', not {dl_cfg.type!r}")

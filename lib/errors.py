@@ -16,7 +16,6 @@ from __future__ import annotations
 class SinkerError(Exception):
     """Base class: a message that says what to do next, and an exit code."""
     exit_code = 1
-    retriable = False
 
 
 class ConfigError(SinkerError):
@@ -40,17 +39,10 @@ class RetriesExhausted(SinkerError):
 class TransportError(SinkerError):
     """Connection error or timeout talking to Doris: the outcome of the request is unknown."""
     exit_code = 4
-    retriable = True
 
 
 class KafkaUnavailable(SinkerError):
     exit_code = 4
-    retriable = True
-
-
-class PartialFailure(SinkerError):
-    """A bounded command finished, but some messages went to the dead-letter output or failed."""
-    exit_code = 5
 
 
 class Interrupted(SinkerError):

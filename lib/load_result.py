@@ -22,7 +22,6 @@ class Outcome(NamedTuple):
     kind: str
     reason: str                # short, stable: used as a metrics label and in logs
     message: str               # for people: what Doris said
-    retry_after_s: float | None = None
 
 
 _AUTH = re.compile(r"basic authorization|access denied|password|unauthori[sz]ed|"

@@ -17,80 +17,18 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
-from . import schema as schema_mod
 from .config import Config
 from .consumer import ConsumerThread
-from .dead_letter import open_sink
-from .errors import Interrupted, RetriesExhausted, SinkerError
-from .mapping import Mapper
-from .metrics import Metrics
-from .health import Health
+from .dead_letter_sinks import open_sink
+from .errors import Interrupted, RetriesExhausted
+from .lifecycle import Shutdown
+from .observability import Observers
 from .offsets import OffsetTracker
+from .schema import SchemaSource
 from .stream_load import StreamLoader
 from .writer import WriterThread
 
 log = logging.getLogger("sinker.pipeline")
-
-
-class SchemaSource:
-    """The current Mapper for the table; looks for schema changes every ``schema_refresh_s`` so an
-    added column is picked up without a restart (the batcher seals, then maps with the new one)."""
-
-    def __init__(self, cfg: Config, clock=time.monotonic):
-        self.cfg = cfg
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._refresh_requested = False
-        self._columns = self._fetch()
-        self._mapper = self._build(self._columns)
-        self._next_check = clock() + cfg.mapping.schema_refresh_s
-
-    @staticmethod
-    def fetch_columns(cfg: Config):
-        """The table's columns: listed in the config, or read from Doris."""
-        if cfg.mapping.schema:
-            return schema_mod.columns_from_config(cfg.mapping)
-        return schema_mod.fetch_schema(cfg.doris, cfg.doris.database, cfg.doris.table)
-
-    def _fetch(self):
-        return self.fetch_columns(self.cfg)
-
-    def _build(self, columns):
-        return Mapper(columns, self.cfg.mapping, timezone=self.cfg.doris.timezone)
-
-    @property
-    def columns(self):
-        return self._columns
-
-    def mapper(self):
-        return self._mapper
-
-    def request_refresh(self) -> None:
-        """Called by a writer when Doris names a column we do not know."""
-        with self._lock:
-            self._refresh_requested = True
-
-    def changed(self) -> bool:
-        now = self.clock()
-        with self._lock:
-            due = self._refresh_requested or now >= self._next_check
-            self._refresh_requested = False
-        if not due or self.cfg.mapping.schema:
-            return False
-        self._next_check = now + self.cfg.mapping.schema_refresh_s
-        try:
-            columns = self._fetch()
-        except SinkerError as e:
-            log.warning("schema refresh failed (keeping the current one): %s", e)
-            return False
-        if columns == self._columns:
-            return False
-        added = [c.name for c in columns if c.name not in {x.name for x in self._columns}]
-        log.info("the Doris table changed (new columns: %s); mapping with the new schema",
-                 ", ".join(added) or "none, types changed")
-        self._columns = columns
-        self._mapper = self._build(columns)
-        return True
 
 
 @dataclass
@@ -101,27 +39,23 @@ class RunResult:
 
 
 class Pipeline:
-    """Owns the threads of one sinker process. ``run()`` blocks until shutdown or failure."""
+    """Owns the threads of one sinker process. ``run()`` blocks until shutdown or failure.
 
-    def __init__(self, cfg: Config, *, metrics: Metrics | None = None, health: Health | None = None,
-                 label_prefix: str = "sinker", replay=None, on_loaded=None):
+    ``replay`` (lib/commands/replay.py's ReplayBounds) reads fixed offset ranges without the group
+    and cuts batches at aligned offsets; without it the pipeline is ``sinker run``."""
+
+    def __init__(self, cfg: Config, *, obs: Observers | None = None, label_prefix: str = "sinker",
+                 replay=None, on_loaded=None):
         self.cfg = cfg
-        self.metrics = metrics or Metrics()
-        self.health = health or Health()
-        self.accounting = self.metrics.accounting   # one set of counters: the metrics export them
+        self.obs = obs or Observers.create()
+        self.metrics, self.health, self.accounting = self.obs.metrics, self.obs.health, self.obs.accounting
         self.label_prefix = label_prefix
-        self.replay = replay          # lib.replay.ReplayPlan: fixed partitions and offset ranges
+        self.replay = replay
         self.on_loaded = on_loaded    # callable(batch, acked_at_epoch_s): the benchmark's latency probe
-        self.stop_polling = threading.Event()
-        self.finish = threading.Event()
-        self.stopping = threading.Event()
-        self.abort = threading.Event()
+        self.shutdown = Shutdown()
         self._signals = 0
         self.threads: list[threading.Thread] = []
         self.status_server = None
-
-    # -- setup ----------------------------------------------------------------------------------
-    def _build(self):
         cfg = self.cfg
         self.schema = SchemaSource(cfg)
         self.loader = StreamLoader(cfg.doris)
@@ -131,31 +65,29 @@ class Pipeline:
         self.sealed: queue.Queue = queue.Queue(maxsize=max(2, cfg.writer.workers))
         self.metrics.watch_queue("polled", self.polled)
         self.metrics.watch_queue("sealed", self.sealed)
-        self.consumer = ConsumerThread(
-            cfg.kafka, self.polled, self.tracker, self.metrics, self.health, self.accounting,
-            self.stop_polling, self.finish,
-            assignment=self.replay.partitions if self.replay else None,
-            start_offsets=self.replay.start if self.replay else None,
-            end_offsets=self.replay.end if self.replay else None)
-        self.batcher = batcher_mod.BatcherThread(
-            cfg.batch, cfg.doris.database, cfg.doris.table, self.schema, self.polled, self.sealed,
-            self.tracker, self.metrics, self.health, label_prefix=self.label_prefix,
-            aligned_rows=self.replay.chunk_rows if self.replay else None)
+        self.consumer = ConsumerThread(cfg.kafka, self.polled, self.tracker, self.obs,
+                                       self.shutdown, bounds=replay)
+        new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema)
+        cuts = (batcher_mod.AlignedBatches(replay.chunk_rows, new_batch) if replay is not None
+                else batcher_mod.OpenBatch(cfg.batch, new_batch))
+        self.batcher = batcher_mod.BatcherThread(self.polled, self.sealed, cuts, self.tracker,
+                                                 self.obs, self.schema, label_prefix=label_prefix)
         self.writers = [
-            WriterThread(i, cfg.writer, self.sealed, self.loader, self.sink, self.tracker,
-                         self.metrics, self.health, self.accounting, self.stopping, self.abort,
-                         on_schema_error=self.schema.request_refresh, on_loaded=self.on_loaded)
+            WriterThread(i, cfg.writer, self.sealed, self.loader, self.sink, self.tracker, self.obs,
+                         self.shutdown, on_schema_error=self.schema.request_refresh,
+                         on_loaded=on_loaded)
             for i in range(cfg.writer.workers)]
         self.threads = [self.consumer, self.batcher, *self.writers]
         for t in self.threads:
             self.health.register_thread(t.name, t)
 
     def _start_status_server(self):
-        if not self.cfg.server.listen:
+        address = self.cfg.server.address
+        if address is None:
             return
         from .config import redacted
-        from .status_server import StatusServer
-        self.status_server = StatusServer(self.cfg.server.listen, self.metrics.registry, self.health,
+        from .observability.status_server import StatusServer
+        self.status_server = StatusServer(address, self.metrics.registry, self.health,
                                           lambda: redacted(self.cfg),
                                           ready_stall_s=self.cfg.server.ready_stall_s)
         self.status_server.start()
@@ -170,7 +102,7 @@ class Pipeline:
                 log.info("got %s: loading what is in flight, then committing and exiting "
                          "(send it again to exit at once without committing)",
                          signal.Signals(signum).name)
-                self.stopping.set()
+                self.shutdown.request_stop()
             else:
                 log.warning("second signal: exiting now without committing")
                 logging.shutdown()
@@ -179,13 +111,17 @@ class Pipeline:
         signal.signal(signal.SIGTERM, handler)
 
     def request_stop(self):
-        self.stopping.set()
+        self.shutdown.request_stop()
+
+    def seal_now(self):
+        """Seal the open batch without waiting for max_interval_s (the benchmark's end of input)."""
+        self.polled.put(batcher_mod.SEAL_ALL)
 
     # -- run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         self.health.set_phase("starting")
-        self._build()
         self._start_status_server()
+        self.schema.start()
         try:
             for t in self.threads:
                 t.start()
@@ -212,27 +148,20 @@ class Pipeline:
         return None
 
     def _watch(self):
-        while not self.stopping.is_set():
+        while not self.shutdown.wait_stop_requested(0.1):
             err = self._first_error()
             if err is not None:
                 return err
-            if self.replay is not None and self._replay_read_all():
+            if self.consumer.read_everything():
                 return None
-            time.sleep(0.1)
         return None
-
-    def _replay_read_all(self) -> bool:
-        """Replay is done reading when every partition reached its fixed end and nothing waits."""
-        c = self.consumer
-        return (c.ready.is_set() and set(self.replay.partitions) <= c.reached_end
-                and c._held is None)
 
     def _drain(self):
         """Graceful stop: seal and load what is in flight, then commit (bounded by the timeout)."""
         self.health.set_phase("draining")
         deadline = time.monotonic() + self.cfg.shutdown_timeout_s
-        self.stop_polling.set()
-        while self.consumer._held is not None and self.consumer.is_alive() \
+        self.shutdown.drain()
+        while self.consumer.holding() and self.consumer.is_alive() \
                 and time.monotonic() < deadline:
             time.sleep(0.02)
         try:
@@ -249,31 +178,31 @@ class Pipeline:
                 "batches not loaded; only what Doris confirmed was committed, the rest is re-read on "
                 "restart")
         if err is not None:
-            self.abort.set()
-        self.finish.set()
+            self.shutdown.abort()
+        self.shutdown.finish()
         self.consumer.join(30)
         return err or self.consumer.error
 
     def _fail(self, error):
         log.error("stopping: %s", error)
         self.health.fail(str(error))
-        self.abort.set()
-        self.stop_polling.set()
+        self.shutdown.abort()
+        self.shutdown.drain()
         try:    # end the batcher too (nothing it seals will be loaded or committed now)
             self.polled.put_nowait(batcher_mod.STOP)
         except queue.Full:
             pass
-        self.finish.set()
+        self.shutdown.finish()
         self.consumer.join(30)
 
     def _close(self):
         self.health.set_phase("stopped")
-        for closer in (getattr(self, "sink", None), getattr(self, "loader", None)):
-            if closer is not None:
-                try:
-                    closer.close()
-                except Exception as e:  # noqa: BLE001
-                    log.warning("closing %s: %s", type(closer).__name__, e)
+        self.schema.stop()
+        for closer in (self.sink, self.loader):
+            try:
+                closer.close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("closing %s: %s", type(closer).__name__, e)
         if self.status_server is not None:
             self.status_server.stop()
 

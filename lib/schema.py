@@ -1,104 +1,22 @@
-"""The Doris table's columns: type strings parsed into DorisType, read over the MySQL protocol.
+"""The Doris table's columns, read over the MySQL protocol, and the SchemaSource that keeps them current.
 
-Doris prints types differently by version and by where you look (``DATETIMEV2(3)`` on 2.x,
-``datetime(3)`` on 3.x, ``decimalv3(10, 2)`` and ``bigint unsigned`` in information_schema), so
-``parse_type`` folds every variant into one canonical shape the mappers can rely on.
+Rows of ``DESCRIBE`` or ``information_schema.columns`` become ``Column`` values (lib/doris_types.py);
+``SchemaSource`` refreshes them off the data path so an added column is picked up without a restart.
 """
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass
+import threading
 
-from .errors import DorisFatalError, SchemaError, TransportError
+from .doris_types import Column, parse_type
+from .errors import DorisFatalError, SchemaError, SinkerError, TransportError
 
-
-@dataclass(frozen=True)
-class DorisType:
-    raw: str                     # as Doris printed it, e.g. "varchar(20)", "DECIMAL(10, 2)", "datetimev2(3)"
-    base: str                    # canonical upper case: INT BIGINT LARGEINT TINYINT SMALLINT BOOLEAN FLOAT DOUBLE DECIMAL
-                                 # CHAR VARCHAR STRING DATE DATETIME JSON VARIANT ARRAY MAP STRUCT IPV4 IPV6 HLL BITMAP ...
-    length: int | None = None    # CHAR/VARCHAR n (bytes)
-    precision: int | None = None  # DECIMAL p
-    scale: int | None = None     # DECIMAL s; DATETIME fractional digits (0-6)
+log = logging.getLogger("sinker.schema")
 
 
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: DorisType
-    nullable: bool = True
-    default: str | None = None   # None: no default
-    is_key: bool = False
-    aggregation: str | None = None
-
-
-# Doris's documented default for a bare DECIMAL (2.0-3.0 docs); DESCRIBE always prints p and s.
-DECIMAL_DEFAULT = (9, 0)
-VARCHAR_MAX = 65533              # a VARCHAR without a length (or "varchar(*)") is the maximum
-CHAR_DEFAULT = 1
-
-_ALIASES = {
-    "tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INT", "integer": "INT",
-    "bigint": "BIGINT", "largeint": "LARGEINT",
-    "boolean": "BOOLEAN", "bool": "BOOLEAN",
-    "float": "FLOAT", "real": "FLOAT", "double": "DOUBLE",
-    "decimal": "DECIMAL", "numeric": "DECIMAL", "dec": "DECIMAL",
-    "decimal32": "DECIMAL", "decimal64": "DECIMAL", "decimal128": "DECIMAL",
-    "decimal128i": "DECIMAL", "decimal256": "DECIMAL",
-    "char": "CHAR", "character": "CHAR", "varchar": "VARCHAR",
-    "string": "STRING", "text": "STRING",
-    "date": "DATE", "datetime": "DATETIME", "timestamp": "DATETIME",
-    "json": "JSON", "jsonb": "JSON",
-    "variant": "VARIANT", "ipv4": "IPV4", "ipv6": "IPV6",
-    "hll": "HLL", "bitmap": "BITMAP", "quantile_state": "QUANTILE_STATE",
-}
-KNOWN_BASES = frozenset(_ALIASES.values()) | {"ARRAY", "MAP", "STRUCT", "AGG_STATE", "TIME"}
-_COMPLEX = re.compile(r"^\s*(array|map|struct|variant|agg_state)\s*<(.*)>\s*$", re.I | re.S)
-_SIMPLE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:\(\s*([^()]*?)\s*\))?"   # name, (args)
-                     r"\s*((?:\s*(?:unsigned|signed|zerofill))*)\s*$", re.I)      # MySQL-style flags
 _AGGREGATIONS = {"SUM", "MIN", "MAX", "REPLACE", "REPLACE_IF_NOT_NULL", "HLL_UNION", "BITMAP_UNION",
                  "QUANTILE_UNION", "GENERIC"}
-
-
-def parse_type(text: str) -> DorisType:
-    """Canonical DorisType for any Doris spelling of a type; unknown names keep their upper-cased name."""
-    raw = str(text).strip()
-    m = _COMPLEX.match(raw)
-    if m:
-        return DorisType(raw, m.group(1).upper())
-    m = _SIMPLE.match(raw)
-    if not m:
-        head = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", raw)
-        return DorisType(raw, head.group(1).upper() if head else raw.upper())
-    name, args, flags = m.group(1).lower(), m.group(2), (m.group(3) or "").lower()
-    if "unsigned" in flags and name == "bigint":
-        return DorisType(raw, "LARGEINT")          # information_schema's spelling of LARGEINT
-    base_name = re.sub(r"v[23]$", "", name) if name not in _ALIASES else name
-    base = _ALIASES.get(base_name, base_name.upper())
-    nums = _ints(args)
-    if base == "DECIMAL":
-        p = nums[0] if nums else DECIMAL_DEFAULT[0]
-        s = nums[1] if len(nums) > 1 else (0 if nums else DECIMAL_DEFAULT[1])
-        return DorisType(raw, base, precision=p, scale=s)
-    if base == "DATETIME":
-        return DorisType(raw, base, scale=nums[0] if nums else 0)
-    if base == "VARCHAR":
-        return DorisType(raw, base, length=nums[0] if nums else VARCHAR_MAX)
-    if base == "CHAR":
-        return DorisType(raw, base, length=nums[0] if nums else CHAR_DEFAULT)
-    return DorisType(raw, base)                    # int(11): display width, not a length
-
-
-def _ints(args: str | None) -> list[int]:
-    if not args:
-        return []
-    out = []
-    for part in args.split(","):
-        part = part.strip()
-        if not part.isdigit():
-            return out
-        out.append(int(part))
-    return out
 
 
 # -- rows -> columns ----------------------------------------------------------------------------
@@ -174,13 +92,6 @@ def columns_from_config(mapping_cfg) -> list[Column]:
 
 
 # -- over the MySQL protocol ----------------------------------------------------------------------
-def _host(entry: str) -> str:
-    entry = entry.strip()
-    if entry.startswith("["):                      # [::1]:8030
-        return entry[1:entry.index("]")] if "]" in entry else entry[1:]
-    return entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
-
-
 def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -201,53 +112,58 @@ def _kind(e: BaseException) -> str:
     return "other"
 
 
-def fetch_schema(doris_cfg, db: str, table: str) -> list[Column]:
-    """The table's columns, from the first FE (in ``fe_hosts`` order) that answers."""
+def connect(doris_cfg):
+    """A pymysql connection to the first FE (in ``fe_hosts`` order) whose query port answers.
+    Returns (connection, "host:port"); refused credentials raise DorisFatalError at once."""
     import pymysql
 
-    hosts = [_host(h) for h in doris_cfg.fe_hosts]
     port = doris_cfg.query_port
     failures = []
-    for host in hosts:
+    for host, _http_port in doris_cfg.fe_addresses:
         try:
             conn = pymysql.connect(host=host, port=port, user=doris_cfg.user,
                                    password=doris_cfg.password or "",
                                    connect_timeout=doris_cfg.connect_timeout_s,
                                    read_timeout=max(doris_cfg.connect_timeout_s, 30),
                                    autocommit=True, charset="utf8mb4")
+            return conn, f"{host}:{port}"
         except Exception as e:  # noqa: BLE001 - sorted by _kind below
-            kind = _kind(e)
-            if kind == "auth":
+            if _kind(e) == "auth":
                 raise DorisFatalError(
                     f"Doris FE {host}:{port} refused user {doris_cfg.user!r}: {e}. Check doris.user and "
                     "doris.password (env SINKER_DORIS_PASSWORD).") from e
             failures.append(f"{host}:{port} ({e})")
-            continue
-        try:
-            return _read_columns(conn, db, table)
-        except (DorisFatalError, SchemaError):
-            raise
-        except Exception as e:  # noqa: BLE001
-            kind = _kind(e)
-            if kind == "auth":
-                raise DorisFatalError(
-                    f"user {doris_cfg.user!r} may not read {db}.{table} on Doris FE {host}:{port}: {e}. "
-                    "Grant it SELECT_PRIV/LOAD_PRIV or fix doris.user / SINKER_DORIS_PASSWORD.") from e
-            if kind == "missing":
-                raise _not_found(db, table, e) from e
-            if kind == "other":
-                raise DorisFatalError(
-                    f"could not read the columns of {db}.{table} from Doris FE {host}:{port}: {e}. "
-                    "List them in mapping.schema instead, or fix the table.") from e
-            failures.append(f"{host}:{port} ({e})")
-        finally:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
     raise TransportError(
         f"no Doris FE answered on the query port {port} (tried {', '.join(failures) or 'no hosts'}). "
         "Check doris.fe_hosts and doris.query_port, and that the FE is up.")
+
+
+def fetch_schema(doris_cfg, db: str, table: str) -> list[Column]:
+    """The table's columns, from the first FE that answers."""
+    conn, where = connect(doris_cfg)
+    try:
+        return _read_columns(conn, db, table)
+    except (DorisFatalError, SchemaError):
+        raise
+    except Exception as e:  # noqa: BLE001
+        kind = _kind(e)
+        if kind == "auth":
+            raise DorisFatalError(
+                f"user {doris_cfg.user!r} may not read {db}.{table} on Doris FE {where}: {e}. "
+                "Grant it SELECT_PRIV/LOAD_PRIV or fix doris.user / SINKER_DORIS_PASSWORD.") from e
+        if kind == "missing":
+            raise _not_found(db, table, e) from e
+        if kind == "other":
+            raise DorisFatalError(
+                f"could not read the columns of {db}.{table} from Doris FE {where}: {e}. "
+                "List them in mapping.schema instead, or fix the table.") from e
+        raise TransportError(f"reading the columns of {db}.{table} from Doris FE {where} failed: "
+                             f"{e}. Check that the FE is up.") from e
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
 
 
 def _not_found(db: str, table: str, cause=None) -> SchemaError:
@@ -281,3 +197,78 @@ def _read_columns(conn, db: str, table: str) -> list[Column]:
     if cols:
         return cols
     raise _not_found(db, table, describe_error)
+
+
+def table_columns(cfg) -> list[Column]:
+    """The target table's columns: listed in the config, or read from Doris."""
+    if cfg.mapping.schema:
+        return columns_from_config(cfg.mapping)
+    return fetch_schema(cfg.doris, cfg.doris.database, cfg.doris.table)
+
+
+class SchemaSource:
+    """The current Mapper for the table. A refresher thread looks for schema changes every
+    ``schema_refresh_s`` (or at once when a writer asks), so an added column is picked up without a
+    restart; the batcher only compares ``generation`` and swaps mappers, never waits on Doris."""
+
+    def __init__(self, cfg, fetch=table_columns):
+        from .mapping import Mapper
+        self.cfg = cfg
+        self._fetch = fetch
+        self._build = lambda columns: Mapper(columns, cfg.mapping, timezone=cfg.doris.timezone)
+        self._lock = threading.Lock()
+        self._columns = fetch(cfg)
+        self._mapper = self._build(self._columns)
+        self.generation = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def columns(self):
+        return self._columns
+
+    def mapper(self):
+        with self._lock:
+            return self._mapper
+
+    def request_refresh(self) -> None:
+        """Called by a writer when Doris names a column we do not know."""
+        self._wake.set()
+
+    def refresh(self) -> bool:
+        """Fetch the columns once; swap the mapper when they changed. True when they did."""
+        try:
+            columns = self._fetch(self.cfg)
+        except SinkerError as e:
+            log.warning("schema refresh failed (keeping the current one): %s", e)
+            return False
+        if columns == self._columns:
+            return False
+        known = {x.name for x in self._columns}
+        added = [c.name for c in columns if c.name not in known]
+        log.info("the Doris table changed (new columns: %s); mapping with the new schema",
+                 ", ".join(added) or "none, types changed")
+        mapper = self._build(columns)
+        with self._lock:
+            self._columns, self._mapper = columns, mapper
+            self.generation += 1
+        return True
+
+    def start(self) -> None:
+        """Refresh in the background (nothing to do when the schema is in the config)."""
+        if self.cfg.mapping.schema or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="schema-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.cfg.mapping.schema_refresh_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.refresh()

@@ -25,7 +25,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError, NewConnectionErr
                                 ReadTimeoutError, SSLError)
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from .config import DorisConfig
+from .config import DEFAULT_BE_PORT, DorisConfig, HostPort
 from .errors import DorisFatalError, TransportError
 
 try:
@@ -37,7 +37,6 @@ log = logging.getLogger("sinker.stream_load")
 
 MAX_REDIRECTS = 3
 REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
-DEFAULT_BE_PORT = 8040
 BACKENDS_TTL_S = 60.0           # how long a discovered BE list is trusted
 DISCOVERY_RETRY_S = 10.0        # after a failed discovery, use the FE path this long before asking again
 CHUNK_BYTES = 256 * 1024        # body pieces are joined into sends of about this size (few syscalls)
@@ -93,25 +92,6 @@ def _connection_classes(send_timeout: float):
 
 
 # -- small pure helpers (tested directly) -------------------------------------------------------
-def host_port(entry: str, default_port: int) -> str:
-    """'host', 'host:port', '[v6]:port' or a bare IPv6 address -> 'host:port' for a URL."""
-    entry = entry.strip()
-    if "://" in entry:
-        entry = urlsplit(entry).netloc.rpartition("@")[2]
-    if entry.startswith("["):
-        host, _, rest = entry.partition("]")
-        port = rest[1:] if rest.startswith(":") and rest[1:].isdigit() else str(default_port)
-        return f"{host}]:{port}"
-    if entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-        if port.isdigit():
-            return f"{host}:{port}"
-        return f"{host}:{default_port}"
-    if entry.count(":") > 1:   # bare IPv6
-        return f"[{entry}]:{default_port}"
-    return f"{entry}:{default_port}"
-
-
 def safe_url(url: str) -> str:
     """The URL without any ``user:password@`` part: the only form that may be logged or raised."""
     parts = urlsplit(url)
@@ -182,10 +162,10 @@ class StreamLoader:
         self.cfg = cfg
         self.scheme = "https" if cfg.https else "http"
         self._auth = urllib3.make_headers(basic_auth=f"{cfg.user}:{cfg.password}")["authorization"]
-        self._fes = [host_port(h, cfg.http_port) for h in cfg.fe_hosts]
+        self._fes = [hp.netloc for hp in cfg.fe_addresses]
         if not self._fes:
             raise DorisFatalError("doris.fe_hosts is empty: list at least one Doris FE host")
-        self._bes = [host_port(h, DEFAULT_BE_PORT) for h in cfg.be_hosts]
+        self._bes = [hp.netloc for hp in cfg.be_addresses]
         self._lock = threading.Lock()
         self._fe_index = 0
         self._rr = itertools.count()
@@ -227,11 +207,11 @@ class StreamLoader:
                                 "through the FE instead", e)
         return self._load_via_fe(path, hdrs, lines, nbytes)
 
-    def probe_fe(self, fe: str, db: str, table: str) -> tuple[LoadResponse, str | None]:
+    def probe_fe(self, fe: HostPort, db: str, table: str) -> tuple[LoadResponse, str | None]:
         """One FE's answer to an empty Stream Load, not followed (``sinker check``): the FE checks
         the password and redirects before reading a body, so nothing is loaded."""
         path = f"/api/{quote(db, safe='')}/{quote(table, safe='')}/_stream_load"
-        url = f"{self.scheme}://{host_port(fe, self.cfg.http_port)}{path}"
+        url = f"{self.scheme}://{fe.netloc}{path}"
         return self._send("PUT", url, self._load_headers("sinker_check_never_loaded", 0, {}), None,
                           self._short_timeout)
 
@@ -285,9 +265,7 @@ class StreamLoader:
             host = b.get("ip") or b.get("host")
             port = b.get("http_port") or b.get("httpPort") or DEFAULT_BE_PORT
             if host:
-                host = str(host)
-                out.append(f"[{host}]:{port}" if ":" in host and not host.startswith("[")
-                           else f"{host}:{port}")
+                out.append(HostPort(str(host).strip("[]"), int(port)).netloc)
         return out
 
     def close(self) -> None:

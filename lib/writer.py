@@ -54,30 +54,23 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 
 class WriterThread(threading.Thread):
     def __init__(self, index: int, cfg: WriterConfig, inq: queue.Queue, loader, sink, tracker,
-                 metrics, health, accounting, stopping: threading.Event, abort: threading.Event,
-                 on_schema_error=None, sleep=None, on_loaded=None):
+                 obs, shutdown, *, on_schema_error=None, sleep=None, on_loaded=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
         self.loader = loader
         self.sink = sink
         self.tracker = tracker
-        self.metrics = metrics
-        self.health = health
-        self.accounting = accounting
-        self.stopping = stopping      # shutdown requested: keep loading what is sealed
-        self.abort = abort            # give up now (second signal, fatal error elsewhere)
+        self.metrics, self.health, self.accounting = obs.metrics, obs.health, obs.accounting
+        self.shutdown = shutdown      # lifecycle.Shutdown: aborted = give up now
         self.on_schema_error = on_schema_error
         self.on_loaded = on_loaded
-        self._sleep = sleep or self._interruptible_sleep
+        self._sleep = sleep or shutdown.wait_abort
         self.error: BaseException | None = None
-
-    def _interruptible_sleep(self, seconds: float) -> None:
-        self.abort.wait(seconds)
 
     def run(self):
         try:
-            while not self.abort.is_set():
+            while not self.shutdown.aborted:
                 try:
                     item = self.inq.get(timeout=0.5)
                 except queue.Empty:
@@ -119,7 +112,7 @@ class WriterThread(threading.Thread):
         quality_rounds = 0
         schema_refreshed = False
         while True:
-            if self.abort.is_set():
+            if self.shutdown.aborted:
                 raise RetriesExhausted(f"gave up loading batch {label}: sinker is stopping")
             t0 = time.monotonic()
             try:

@@ -115,7 +115,7 @@ def test_replay_refuses_to_overlap_a_running_replay(tmp_path, kafka_bootstrap, d
     cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
     produce(kafka_bootstrap, topic, [json.dumps({"id": 1, "qty": 1}).encode()])
     from lib.config import load_config
-    from lib.replay import ReplayLock, compute_plan
+    from lib.commands.replay import ReplayLock, compute_plan
     from kafka import TopicPartition
     tp = TopicPartition(topic, 0)
     plan = compute_plan(topic, [0], {tp: 0}, {tp: 1}, from_offset=0, chunk_rows=10)

@@ -258,3 +258,25 @@ def test_load_config_uses_env_and_overrides(tmp_path):
     p.write_text("kafka:\n  topics: [events]\ndoris:\n  database: demo\n  table: events\n")
     cfg = load_config(p, overrides={"kafka.group_id": "g2"}, env={"SINKER_DORIS_PASSWORD": "pw"})
     assert cfg.kafka.group_id == "g2" and cfg.doris.password == "pw"
+
+
+@pytest.mark.parametrize("section,entry,expected", [
+    ("doris", {"fe_hosts": ["fe1"]}, ("fe_addresses", (("fe1", 8030),))),
+    ("doris", {"fe_hosts": ["fe1:18030", "[::1]:9", "[::1]"]},
+     ("fe_addresses", (("fe1", 18030), ("::1", 9), ("::1", 8030)))),
+    ("doris", {"be_hosts": ["be1:8041", "[fd00::2]:8040"]},
+     ("be_addresses", (("be1", 8041), ("fd00::2", 8040)))),
+    ("server", {"listen": "[::1]:9108"}, ("address", ("::1", 9108))),
+    ("server", {"listen": "0.0.0.0:0"}, ("address", ("0.0.0.0", 0))),
+    ("server", {"listen": ""}, ("address", None)),
+])
+def test_hosts_are_parsed_once_in_config(section, entry, expected):
+    """Every module reads parsed addresses from the config; IPv6 keeps its brackets in netloc."""
+    cfg = config_from_dict({**MINIMAL, section: {**MINIMAL.get(section, {}), **entry}})
+    attr, want = expected
+    assert getattr(getattr(cfg, section), attr) == want
+
+
+def test_host_port_netloc_brackets_ipv6():
+    from lib.config import HostPort
+    assert HostPort("::1", 8030).netloc == "[::1]:8030" and str(HostPort("fe", 1)) == "fe:1"

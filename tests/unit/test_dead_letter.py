@@ -9,9 +9,10 @@ import os
 import pytest
 
 import lib
-from lib import dead_letter
+from lib import dead_letter_sinks
 from lib.config import DeadLetterConfig, KafkaConfig
-from lib.dead_letter import DeadLetter, FileSink, category, open_sink, to_json
+from lib.dead_letter import DeadLetter, category, to_json
+from lib.dead_letter_sinks import FileSink, open_sink
 from lib.errors import ConfigError
 
 GOOD = DeadLetter("events", 3, 1234, 1_700_000_000_000, '{"id":"é\n"}'.encode(),
@@ -75,7 +76,7 @@ def test_flush_writes_then_fsyncs(tmp_path, monkeypatch):
         # at fsync time the lines must already be handed to the OS (buffer flushed)
         calls.append(len(read_records(path)))
         real_fsync(fd)
-    monkeypatch.setattr(dead_letter.os, "fsync", fsync)
+    monkeypatch.setattr(dead_letter_sinks.os, "fsync", fsync)
     sink.write([GOOD, BAD_UTF8], "db.t")
     assert calls == []                  # write alone does not claim durability
     sink.flush()
@@ -93,7 +94,7 @@ def test_fsync_error_propagates_and_sticks(tmp_path, monkeypatch):
 
     def broken(fd):
         raise OSError(5, "Input/output error")
-    monkeypatch.setattr(dead_letter.os, "fsync", broken)
+    monkeypatch.setattr(dead_letter_sinks.os, "fsync", broken)
     sink.write([GOOD], "db.t")
     with pytest.raises(OSError, match="Input/output"):
         sink.flush()
@@ -136,8 +137,7 @@ def test_unwritable_path_is_a_config_error(tmp_path):
 def test_log_rate_limit(tmp_path, caplog):
     now = [1000.0]
     sink = FileSink(str(tmp_path / "dead.jsonl"), log_per_minute=3)
-    sink._log.clock = lambda: now[0]
-    sink._log.window_start = now[0]
+    sink._log.sampler.clock = lambda: now[0]
     big = DeadLetter("events", 0, 1, None, b"A" * 5000, "invalid_json: too big")
     with caplog.at_level(logging.WARNING, logger="sinker.dead_letter"):
         sink.write([big] * 10, "db.t")

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from lib.health import Health
+from lib.observability.health import Health
 
 STALL = 120.0
 

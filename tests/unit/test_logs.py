@@ -10,9 +10,12 @@ from datetime import datetime
 
 import pytest
 
-from lib import logs
+from lib.observability import logs
 from lib.config import LoggingConfig
+from lib.config import config_from_dict
 from lib.errors import ConfigError
+
+MINIMAL = {"kafka": {"topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
 
 JSON = LoggingConfig(format="json", sample_per_minute=0)
 
@@ -148,14 +151,19 @@ def test_both_outputs_console_format_file_is_plain_text(tmp_path):
 
 
 def test_file_output_needs_a_file():
+    """config.py is the one validator: setup_logging is only ever given a checked config."""
     with pytest.raises(ConfigError, match="logging.file"):
-        logs.setup_logging(LoggingConfig(output="file"))
+        config_from_dict({**MINIMAL, "logging": {"output": "file"}})
 
 
 @pytest.mark.parametrize("field,value", [("level", "loud"), ("format", "xml"), ("output", "syslog")])
 def test_bad_values_are_config_errors(field, value):
     with pytest.raises(ConfigError, match=f"logging.{field}"):
-        logs.setup_logging(replace(LoggingConfig(), **{field: value}), io.StringIO())
+        config_from_dict({**MINIMAL, "logging": {field: value}})
+
+
+def test_warn_is_read_as_warning():
+    assert config_from_dict({**MINIMAL, "logging": {"level": "WARN"}}).logging.level == "warning"
 
 
 # -- sampling ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from lib.config import ColumnSource, MappingConfig
 from lib.dead_letter import DeadLetter, category
 from lib.errors import ConfigError
 from lib.mapping import Bad, Mapper
-from lib.schema import Column, DorisType
+from lib.doris_types import Column, DorisType
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 

@@ -9,8 +9,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import generate_latest
 
 from lib.dead_letter import DeadLetter, category
-from lib.metrics import (METRIC_NAMES, Accounting, Metrics, dead_letter_category,
-                         is_known_series)
+from lib.observability.metrics import METRIC_NAMES, Accounting, Metrics, is_known_series
 
 
 def rec(topic, partition, offset, value):
@@ -25,7 +24,7 @@ def val(m: Metrics, name: str, **labels):
 def exercise(m: Metrics) -> None:
     """Touch every method so every labelled family has a sample."""
     m.observe_poll({TopicPartition("t", 0): [rec("t", 0, 0, b"abc")]}, 0.01)
-    m.set_queue_depth("polled", 1)
+    m.watch_queue("polled", SimpleNamespace(qsize=lambda: 1))
     m.set_paused(0)
     m.observe_rebalance(revoked=0, assigned=1, lost=0)
     m.observe_commit({("t", 0): 1}, 0.002, ok=True)
@@ -37,7 +36,7 @@ def exercise(m: Metrics) -> None:
                                        "NumberUnselectedRows": 1, "LoadBytes": 4, "LoadTimeMs": 3}, 0.1)
     m.observe_retry("db.t", "connection")
     m.observe_dead_letters("db.t", [DeadLetter("t", 0, 0, None, b"x", "conversion: bad int", "id")])
-    m.accounting.consumed(1)
+    m.accounting.consumed({("t", 0): 1})
 
 
 def test_every_exported_family_is_listed_and_every_listed_one_exported():
@@ -70,24 +69,22 @@ def test_build_info_present():
     assert 'sinker_build_info{' in text and 'version="' in text
 
 
-def test_observe_poll_counts_messages_and_value_bytes_per_partition():
+def test_observe_poll_counts_value_bytes_per_partition():
     m = Metrics()
     tp0, tp1 = TopicPartition("ev", 0), TopicPartition("ev", 1)
     result = {tp0: [rec("ev", 0, i, b"12345") for i in range(1000)],
               tp1: [rec("ev", 1, 0, b"xy"), rec("ev", 1, 1, None)]}   # a tombstone
     m.observe_poll(result, 0.05)
     m.observe_poll({tp0: [rec("ev", 0, 1000, b"1")]}, 0.01)
-    assert val(m, "sinker_consumed_messages_total", topic="ev", partition="0") == 1001
     assert val(m, "sinker_consumed_bytes_total", topic="ev", partition="0") == 5001
-    assert val(m, "sinker_consumed_messages_total", topic="ev", partition="1") == 2
     assert val(m, "sinker_consumed_bytes_total", topic="ev", partition="1") == 2
     assert val(m, "sinker_poll_seconds_count") == 2
 
 
 def test_gauges_for_queues_paused_rebalance():
     m = Metrics()
-    m.set_queue_depth("polled", 3)
-    m.set_queue_depth("sealed", 1)
+    m.watch_queue("polled", SimpleNamespace(qsize=lambda: 3))
+    m.watch_queue("sealed", SimpleNamespace(qsize=lambda: 1))
     m.set_paused(4)
     m.observe_rebalance(revoked=2, assigned=6, lost=1)
     assert val(m, "sinker_queue_depth", queue="polled") == 3
@@ -188,19 +185,20 @@ def test_retries_and_dead_letters_by_category_and_column():
     assert val(m, "sinker_mapping_errors_total", table="db.t", column="id") == 1
 
 
-def test_dead_letter_category_is_the_dead_letter_modules():
-    for reason in ("invalid_json: x", "doris_rejected: a: b", "weird"):
-        assert dead_letter_category(reason) == category(reason)
+def test_dead_letter_category():
+    assert [category(r) for r in ("invalid_json: x", "doris_rejected: a: b", "weird")] == \
+        ["invalid_json", "doris_rejected", "other"]
 
 
 def test_accounting_invariant_and_metrics():
     m = Metrics()
     acc = m.accounting
-    acc.consumed(10)
+    acc.consumed({("t", 0): 4, ("t", 1): 6})
     acc.loaded(6)
     acc.dead_lettered(1)
     assert acc.snapshot() == {"consumed": 10, "loaded": 6, "dead_lettered": 1, "pending": 3}
-    assert val(m, "sinker_messages_consumed_total") == 10
+    assert val(m, "sinker_messages_consumed_total", topic="t", partition="0") == 4
+    assert val(m, "sinker_messages_consumed_total", topic="t", partition="1") == 6
     assert val(m, "sinker_rows_loaded_total") == 6
     assert val(m, "sinker_dead_letters_total") == 1
     assert val(m, "sinker_messages_pending") == 3
@@ -211,12 +209,12 @@ def test_accounting_invariant_and_metrics():
 def test_metrics_can_adopt_an_accounting():
     acc = Accounting()
     m = Metrics(accounting=acc)
-    acc.consumed(2)
-    assert val(m, "sinker_messages_consumed_total") == 2
+    acc.consumed({("t", 0): 2})
+    assert val(m, "sinker_messages_consumed_total", topic="t", partition="0") == 2
     other = Accounting()
     m.accounting = other            # what a pipeline holding its own Accounting may do
-    other.consumed(5)
-    assert val(m, "sinker_messages_consumed_total") == 5
+    other.consumed({("t", 0): 5})
+    assert val(m, "sinker_messages_consumed_total", topic="t", partition="0") == 5
 
 
 def test_accounting_is_thread_safe():
@@ -224,7 +222,7 @@ def test_accounting_is_thread_safe():
 
     def work():
         for _ in range(10_000):
-            acc.consumed(3)
+            acc.consumed({("t", 0): 3})
             acc.loaded(2)
             acc.dead_lettered(1)
 

@@ -5,7 +5,7 @@ import pytest
 from lib import schema
 from lib.config import DorisConfig, MappingConfig, SchemaColumn
 from lib.errors import DorisFatalError, SchemaError, TransportError
-from lib.schema import Column, DorisType, parse_type
+from lib.doris_types import Column, DorisType, parse_type
 
 
 @pytest.mark.parametrize("text,base,length,precision,scale", [
@@ -219,6 +219,6 @@ def test_fetch_schema_no_fe_reachable(monkeypatch):
                                for h in ("fe1", "fe2", "fe3")})
     with pytest.raises(TransportError) as e:
         schema.fetch_schema(CFG, "db", "t")
-    assert e.value.retriable
+    assert e.value.exit_code == 4
     for h in ("fe1:9031", "fe2:9031", "fe3:9031"):
         assert h in str(e.value)

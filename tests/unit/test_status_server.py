@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import pytest
 
 from lib.errors import ConfigError
-from lib.health import Health
-from lib.metrics import Metrics
-from lib.status_server import StatusServer, parse_listen
+from lib.observability.health import Health
+from lib.observability.metrics import Metrics
+from lib.config import HostPort
+from lib.observability.status_server import StatusServer
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never via a proxy
 
@@ -37,7 +38,7 @@ def get(srv, path, accept=None):
 @pytest.fixture
 def parts():
     metrics, health = Metrics(), Health()
-    srv = StatusServer("127.0.0.1:0", metrics.registry, health, lambda: FakeConfig(), ready_stall_s=60)
+    srv = StatusServer(HostPort("127.0.0.1", 0), metrics.registry, health, lambda: FakeConfig(), ready_stall_s=60)
     srv.start()
     yield srv, metrics, health
     srv.stop()
@@ -51,12 +52,12 @@ def test_picks_a_free_port_on_loopback(parts):
 def test_metrics_exposition(parts):
     srv, metrics, _ = parts
     metrics.observe_retry("db.t", "timeout")
-    metrics.accounting.consumed(7)
+    metrics.accounting.consumed({("t", 0): 7})
     status, ctype, body = get(srv, "/metrics")
     text = body.decode()
     assert status == 200 and ctype.startswith("text/plain")
     assert 'sinker_load_retries_total{reason="timeout",table="db.t"} 1.0' in text
-    assert "sinker_messages_consumed_total 7.0" in text
+    assert 'sinker_messages_consumed_total{partition="0",topic="t"} 7.0' in text
     status, ctype, body = get(srv, "/metrics", accept="application/openmetrics-text; version=1.0.0")
     assert status == 200 and "openmetrics" in ctype and body.decode().endswith("# EOF\n")
 
@@ -119,7 +120,7 @@ def test_index_and_not_found(parts):
 def test_a_failing_page_answers_500_and_server_keeps_serving():
     def boom():
         raise RuntimeError("config exploded")
-    srv = StatusServer("127.0.0.1:0", Metrics().registry, Health(), boom)
+    srv = StatusServer(HostPort("127.0.0.1", 0), Metrics().registry, Health(), boom)
     srv.start()
     try:
         status, _, body = get(srv, "/debug/config")
@@ -130,12 +131,12 @@ def test_a_failing_page_answers_500_and_server_keeps_serving():
 
 
 def test_stop_frees_the_port_and_is_idempotent():
-    srv = StatusServer("127.0.0.1:0", Metrics().registry, Health(), dict)
+    srv = StatusServer(HostPort("127.0.0.1", 0), Metrics().registry, Health(), dict)
     srv.start()
     port = srv.port
     srv.stop()
     srv.stop()
-    again = StatusServer(f"127.0.0.1:{port}", Metrics().registry, Health(), dict)
+    again = StatusServer(HostPort("127.0.0.1", port), Metrics().registry, Health(), dict)
     again.start()
     try:
         assert again.port == port and get(again, "/health")[0] == 200
@@ -145,24 +146,7 @@ def test_stop_frees_the_port_and_is_idempotent():
 
 def test_port_in_use_is_a_config_error(parts):
     srv, _, _ = parts
-    other = StatusServer(f"127.0.0.1:{srv.port}", Metrics().registry, Health(), dict)
+    other = StatusServer(HostPort("127.0.0.1", srv.port), Metrics().registry, Health(), dict)
     with pytest.raises(ConfigError, match="Address already in use.*server.listen"):
         other.start()
     assert get(srv, "/health")[0] == 200
-
-
-@pytest.mark.parametrize("text,expected", [
-    ("127.0.0.1:9108", ("127.0.0.1", 9108)),
-    (":9108", ("127.0.0.1", 9108)),
-    ("9108", ("127.0.0.1", 9108)),
-    ("0.0.0.0:0", ("0.0.0.0", 0)),
-    ("[::1]:9108", ("::1", 9108)),
-])
-def test_parse_listen(text, expected):
-    assert parse_listen(text) == expected
-
-
-@pytest.mark.parametrize("text", ["localhost:http", "127.0.0.1:70000", "nonsense"])
-def test_parse_listen_rejects(text):
-    with pytest.raises(ConfigError, match="server.listen"):
-        parse_listen(text)

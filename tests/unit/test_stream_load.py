@@ -20,7 +20,7 @@ import pytest
 
 from lib.config import DorisConfig
 from lib.errors import DorisFatalError, TransportError
-from lib.stream_load import LoadResponse, StreamLoader, body_chunks, host_port, next_url, safe_url
+from lib.stream_load import LoadResponse, StreamLoader, body_chunks, next_url, safe_url
 
 PASSWORD = "s3cret-pw"
 AUTH = "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()
@@ -252,13 +252,6 @@ def test_next_url_rules():
     with pytest.raises(DorisFatalError):
         next_url(cur, "ftp://be/x")
     assert safe_url("http://root:pw@be:8040/x?q") == "http://be:8040/x?q"
-
-
-def test_host_port_forms():
-    assert host_port("fe1", 8030) == "fe1:8030"
-    assert host_port("fe1:18030", 8030) == "fe1:18030"
-    assert host_port("[::1]:9", 8030) == "[::1]:9"
-    assert host_port("::1", 8030) == "[::1]:8030"
 
 
 @pytest.fixture

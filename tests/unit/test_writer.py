@@ -2,20 +2,17 @@
 (named by the ErrorURL or found by halving), dead letters durable before the batch is confirmed."""
 from __future__ import annotations
 
-import threading
-from collections import namedtuple
 
 import pytest
 
 from lib.batcher import Batch
 from lib.config import WriterConfig
 from lib.errors import DorisFatalError, RetriesExhausted, TransportError
-from lib.health import Health
-from lib.metrics import Metrics
+from lib.lifecycle import Shutdown
 from lib.stream_load import LoadResponse
-from lib.writer import WriterThread
+from lib.writer import WriterThread, backoff_s, parse_error_row
+from tests.fakes import Rec, observers
 
-Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 OK = {"Status": "Success", "Message": "OK", "NumberLoadedRows": 1}
 
 
@@ -96,10 +93,8 @@ def make_batch(values, label="sinker_db_t_p0-0-9_abc"):
 
 
 def writer(doris, events, **cfg):
-    metrics = Metrics()
     w = WriterThread(0, WriterConfig(**{"max_retries": 3, **cfg}), None, doris, FakeSink(events),
-                     FakeTracker(events), metrics, Health(), metrics.accounting,
-                     threading.Event(), threading.Event(), sleep=lambda s: None)
+                     FakeTracker(events), observers(), Shutdown(), sleep=lambda s: None)
     return w
 
 
@@ -163,3 +158,23 @@ def test_retries_exhausted_confirms_nothing():
         writer(doris, events).deliver(make_batch([b"a"]))
     assert len(doris.calls) == 4 and len({c[0] for c in doris.calls}) == 1
     assert ("confirm", 0) not in events.log
+
+
+@pytest.mark.parametrize("line,reason,src", [
+    ("Reason: column_name[name], the length of input is too long than schema. src line [1\x01abc]; ",
+     "column_name[name], the length of input is too long than schema", "1\x01abc"),
+    ("Reason: no partition for this tuple. src line [{\"id\": 1}]; ",
+     "no partition for this tuple", '{"id": 1}'),
+    ("Reason: actual column number is less than schema column number.",
+     "actual column number is less than schema column number", None),
+])
+def test_parse_error_row(line, reason, src):
+    assert parse_error_row(line) == (reason, src)
+
+
+def test_backoff_grows_is_capped_and_busy_starts_higher():
+    cfg = WriterConfig(backoff_initial_s=1, backoff_max_s=8, busy_backoff_s=5)
+    top = [backoff_s(a, cfg, rng=lambda: 1.0) for a in range(1, 7)]
+    assert top == [1, 2, 4, 8, 8, 8]
+    assert backoff_s(1, cfg, rng=lambda: 0.0) == 0.5
+    assert backoff_s(1, cfg, busy=True, rng=lambda: 1.0) == 5

@@ -19,10 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import TopicPartition
-
-from .consumer import open_consumer
-from .errors import AlreadyRunning, ConfigError
+from ..errors import AlreadyRunning, ConfigError
+from ..kafka_client import KafkaReader, TopicPartition
 
 log = logging.getLogger("sinker.replay")
 
@@ -38,6 +36,42 @@ class ReplayPlan:
     @property
     def total(self) -> int:
         return sum(max(0, self.end[tp] - self.start[tp]) for tp in self.partitions)
+
+
+class ReplayBounds:
+    """Where each partition of a replay starts and ends, and which are done: what the consumer
+    thread asks before handing records on. Done means the read position reached the end fixed at
+    start — not "saw the record at end - 1", which a transaction marker or a compacted gap
+    before the end would never show. Used from the consumer thread only."""
+
+    def __init__(self, plan: ReplayPlan):
+        self.partitions = plan.partitions
+        self.start = plan.start
+        self.end = plan.end
+        self.chunk_rows = plan.chunk_rows
+        self._done = {tp for tp in plan.partitions if plan.start[tp] >= plan.end[tp]}
+        self._all_done = len(self._done) == len(self.partitions)
+
+    def trim(self, tp, records: list) -> list:
+        """The records below the partition's end."""
+        end = self.end[tp]
+        if not records or records[-1].offset < end:
+            return records
+        return [r for r in records if r.offset < end]
+
+    def reached(self, tp, position: int) -> bool:
+        """Record the partition's read position; True when it is done now."""
+        if position >= self.end[tp]:
+            self._done.add(tp)
+            self._all_done = len(self._done) == len(self.partitions)
+            return True
+        return False
+
+    def is_done(self, tp) -> bool:
+        return tp in self._done
+
+    def finished(self) -> bool:
+        return self._all_done
 
 
 def parse_offsets(spec: str | None, what: str):
@@ -95,7 +129,7 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
                 to_offset=None, to_timestamp_ms=None) -> ReplayPlan:
     """Ask Kafka for the partitions and offsets, then fix the plan (end offsets never move)."""
     topic = topic or cfg.kafka.topics[0]
-    c = open_consumer(cfg.kafka, with_group=False)
+    c = KafkaReader(cfg.kafka, group=False)
     try:
         known = c.partitions_for_topic(topic)
         if not known:
@@ -112,14 +146,13 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
         def times(ts):
             if ts is None:
                 return None
-            found = c.offsets_for_times({tp: ts for tp in tps})
-            return {tp: (v.offset if v is not None else None) for tp, v in found.items()}
+            return c.offsets_for_times({tp: ts for tp in tps})
 
         return compute_plan(topic, parts, beginning, ends, from_offset=from_offset,
                             from_times=times(from_timestamp_ms), to_offset=to_offset,
                             to_times=times(to_timestamp_ms), chunk_rows=cfg.batch.max_rows)
     finally:
-        c.close(autocommit=False)
+        c.close()
 
 
 class ReplayLock:
@@ -153,7 +186,7 @@ class ReplayLock:
 
 def progress_by_partition(plan: ReplayPlan, pipeline) -> dict:
     """Rows confirmed in Doris (or dead-lettered) per partition, from the tracker's positions."""
-    done = pipeline.tracker.peek_committable() if hasattr(pipeline, "tracker") else {}
+    done = pipeline.tracker.peek_committable()
     out = {}
     for tp in plan.partitions:
         pos = done.get((tp.topic, tp.partition), plan.start[tp])
@@ -170,42 +203,40 @@ def resume_command(config_path: str, plan: ReplayPlan, progress_positions: dict)
             f"--to-offset {to}")
 
 
-class ProgressReporter(threading.Thread):
-    """Draws a bar per partition on a terminal; writes a plain progress line to the log otherwise."""
+@dataclass
+class ReplayOutcome:
+    """What a replay did, for sinker.py to report and turn into an exit code."""
+    plan: ReplayPlan
+    done: bool                      # the whole range is in Doris or in the dead-letter output
+    loaded: int
+    dead_lettered: int
+    error: BaseException | None
+    resume: str                     # the command that finishes the job (when not done)
 
-    def __init__(self, plan: ReplayPlan, pipeline, tty: bool, interval_s: float = 5.0):
+
+class _Progress(threading.Thread):
+    """Every half second, hands per-partition progress to ``on_progress`` (a terminal's bars);
+    without one, logs a progress line every ``interval_s``."""
+
+    def __init__(self, plan: ReplayPlan, pipeline, on_progress, interval_s: float = 5.0):
         super().__init__(name="replay-progress", daemon=True)
-        self.plan, self.pipeline, self.tty, self.interval_s = plan, pipeline, tty, interval_s
+        self.plan, self.pipeline, self.on_progress, self.interval_s = plan, pipeline, on_progress, interval_s
         self.stop = threading.Event()
 
     def run(self):
-        if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeRemainingColumn(), transient=False) as bar:
-                tasks = {tp.partition: bar.add_task(f"partition {tp.partition}",
-                                                    total=self.plan.end[tp] - self.plan.start[tp])
-                         for tp in self.plan.partitions}
-                while not self.stop.wait(0.5):
-                    self._update(bar, tasks)
-                self._update(bar, tasks)
-            return
         last = 0.0
         while not self.stop.wait(0.5):
-            if time.monotonic() - last >= self.interval_s:
+            if self.on_progress is not None:
+                self.on_progress(progress_by_partition(self.plan, self.pipeline))
+            elif time.monotonic() - last >= self.interval_s:
                 last = time.monotonic()
                 self._log()
-        self._log()
-
-    def _update(self, bar, tasks):
-        if not hasattr(self.pipeline, "tracker"):
-            return
-        for p, (done, _total) in progress_by_partition(self.plan, self.pipeline).items():
-            bar.update(tasks[p], completed=done)
+        if self.on_progress is not None:
+            self.on_progress(progress_by_partition(self.plan, self.pipeline))
+        else:
+            self._log()
 
     def _log(self):
-        if not hasattr(self.pipeline, "tracker"):
-            return
         prog = progress_by_partition(self.plan, self.pipeline)
         done = sum(d for d, _ in prog.values())
         total = sum(t for _, t in prog.values())
@@ -214,18 +245,18 @@ class ProgressReporter(threading.Thread):
 
 
 def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
-               tty=False) -> tuple[int, str]:
-    """Run the plan through the pipeline → (exit code, summary for the user): 0 when done, else
-    non-zero with the command that resumes where it stopped."""
-    from .pipeline import Pipeline
+               on_progress=None) -> ReplayOutcome:
+    """Run the plan through the pipeline, holding the replay's lock."""
+    from ..pipeline import Pipeline
     with ReplayLock(cfg, plan, lock_dir):
         log.info("replay %s partitions %s: %d messages, offsets %s", plan.topic,
                  [tp.partition for tp in plan.partitions], plan.total,
                  ", ".join(f"p{tp.partition}:{plan.start[tp]}..{plan.end[tp] - 1}"
                            for tp in plan.partitions))
-        pipeline = Pipeline(cfg, label_prefix="replay", replay=plan)
+        bounds = ReplayBounds(plan)
+        pipeline = Pipeline(cfg, label_prefix="replay", replay=bounds)
         pipeline.install_signal_handlers()
-        reporter = ProgressReporter(plan, pipeline, tty)
+        reporter = _Progress(plan, pipeline, on_progress)
         reporter.start()
         try:
             result = pipeline.run()
@@ -233,14 +264,6 @@ def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
             reporter.stop.set()
             reporter.join(5)
     snap = pipeline.accounting.snapshot()
-    positions = pipeline.tracker.peek_committable() if hasattr(pipeline, "tracker") else {}
-    done = all(positions.get((tp.topic, tp.partition), plan.start[tp]) >= plan.end[tp]
-               for tp in plan.partitions if plan.end[tp] > plan.start[tp])
-    if result.error is None and done:
-        dead = snap.get("dead_lettered", 0)
-        return (5 if dead else 0,
-                f"replay done: {plan.total} messages in range, {snap.get('loaded', 0)} rows loaded "
-                f"(rows an earlier run loaded count as loaded), {dead} dead letters")
-    why = result.error or "stopped before the end of the range"
-    return (getattr(result.error, "exit_code", 4) or 4,
-            f"replay incomplete: {why}\nresume with:\n  {resume_command(config_path, plan, positions)}")
+    done = result.error is None and bounds.finished() and pipeline.tracker.pending_count() == 0
+    return ReplayOutcome(plan, done, snap["loaded"], snap["dead_lettered"], result.error,
+                         resume_command(config_path, plan, pipeline.tracker.peek_committable()))

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client.exposition import choose_encoder
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("sinker.status")
 
@@ -29,25 +29,6 @@ INDEX = """sinker status
   /debug/threads  stack of every thread
   /debug/config   effective configuration (secrets redacted)
 """
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """'host:port', ':port', 'port' or '[v6]:port' -> (host, port); the host defaults to 127.0.0.1."""
-    text = listen.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif ":" in text:
-        host, _, port = text.rpartition(":")
-    else:
-        host, port = "", text
-    try:
-        n = int(port)
-    except ValueError:
-        raise ConfigError(f"server.listen {listen!r} is not host:port (e.g. 127.0.0.1:9108)") from None
-    if not 0 <= n <= 65535:
-        raise ConfigError(f"server.listen {listen!r}: port must be 0-65535")
-    return host or "127.0.0.1", n
 
 
 class _Server(ThreadingHTTPServer):
@@ -76,12 +57,12 @@ def thread_dump() -> str:
 class StatusServer:
     """Serves the status endpoints of one pipeline; ``port`` 0 picks a free one."""
 
-    def __init__(self, listen: str, registry, health, config_fn, ready_stall_s: float = 120.0):
+    def __init__(self, address, registry, health, config_fn, ready_stall_s: float = 120.0):
         self.registry = registry
         self.health = health
         self.config_fn = config_fn
         self.ready_stall_s = ready_stall_s
-        self._host, self._port = parse_listen(listen)
+        self._host, self._port = address     # a config.HostPort
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

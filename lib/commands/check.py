@@ -6,10 +6,13 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import load_result
-from .consumer import open_consumer
-from .errors import SinkerError
-from .stream_load import StreamLoader
+from .. import load_result
+from ..config import HostPort
+from ..errors import SinkerError
+from ..kafka_client import KafkaReader, TopicPartition
+from ..schema import SchemaSource, connect
+from ..stream_load import StreamLoader
+from .dry_run import dry_run
 
 
 @dataclass
@@ -35,7 +38,7 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
     state: dict = {}
 
     def kafka_brokers():
-        c = open_consumer(cfg.kafka, with_group=False)
+        c = KafkaReader(cfg.kafka, group=False)
         state["consumer"] = c
         return f"{len(c.topics())} topics visible at {', '.join(cfg.kafka.brokers)}"
 
@@ -51,12 +54,11 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
         return "; ".join(out)
 
     def kafka_group():
-        from kafka import TopicPartition
-        c = open_consumer(cfg.kafka)     # reads the group's commits; never joins or commits
+        c = KafkaReader(cfg.kafka, group=True)   # reads the group's commits; never joins or commits
         try:
             committed = {tp: c.committed(TopicPartition(*tp)) for tp in state.get("tps", [])}
         finally:
-            c.close(autocommit=False)
+            c.close()
         n = sum(1 for v in committed.values() if v is not None)
         return (f"group {cfg.kafka.group_id}: {n}/{len(committed)} partitions have commits"
                 + ("" if n else f" (a new group starts at {cfg.kafka.start_from})"))
@@ -65,7 +67,7 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
         errors = []
         loader = StreamLoader(cfg.doris)
         try:
-            for fe in cfg.doris.fe_hosts:
+            for fe in cfg.doris.fe_addresses:
                 try:
                     resp, location = loader.probe_fe(fe, cfg.doris.database, cfg.doris.table)
                 except SinkerError as e:
@@ -86,36 +88,31 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
 
     def be_reachable():
         loc = urlsplit(state["location"]) if "location" in state else None
-        targets = [(h.partition(":")[0], int(h.partition(":")[2] or 8040))
-                   for h in cfg.doris.be_hosts] or ([(loc.hostname, loc.port or 80)] if loc else [])
+        targets = list(cfg.doris.be_addresses) or (
+            [HostPort(loc.hostname, loc.port or (443 if loc.scheme == "https" else 80))] if loc else [])
         if not targets:
             raise SinkerError("no BE to try: the FE check failed")
-        for host, port in targets:
-            with socket.create_connection((host, port), timeout=cfg.doris.connect_timeout_s):
+        for be in targets:
+            with socket.create_connection(be, timeout=cfg.doris.connect_timeout_s):
                 pass
-        return "reachable: " + ", ".join(f"{h}:{p}" for h, p in targets)
+        return "reachable: " + ", ".join(be.netloc for be in targets)
 
     def query_port():
-        import pymysql
-        host, _, port = cfg.doris.fe_hosts[0].partition(":")
-        conn = pymysql.connect(host=host, port=cfg.doris.query_port, user=cfg.doris.user,
-                               password=cfg.doris.password, connect_timeout=cfg.doris.connect_timeout_s)
+        conn, where = connect(cfg.doris)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT @@version_comment")
-                return str(cur.fetchone()[0])
+                return f"{where}: {cur.fetchone()[0]}"
         finally:
             conn.close()
 
     def table_exists():
-        from .pipeline import SchemaSource
         src = SchemaSource(cfg)
         state["schema"] = src
         return f"{cfg.doris.database}.{cfg.doris.table}: {len(src.columns)} columns"
 
     def sample_messages():
         import io
-        from .dry_run import dry_run
         if "schema" not in state:
             raise SinkerError("skipped: the table check failed")
         summary = dry_run(cfg, state["schema"].mapper(), sample, "committed", io.BytesIO(),
@@ -135,5 +132,5 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
             continue
         steps.append(_timed(name, fn))
     if "consumer" in state:
-        state["consumer"].close(autocommit=False)
+        state["consumer"].close()
     return steps

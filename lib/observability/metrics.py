@@ -25,8 +25,8 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Inf
                                PlatformCollector, ProcessCollector)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import __version__
-from .dead_letter import category as _category
+from .. import __version__
+from ..dead_letter import category as _category
 
 # The *_created series double the series count of every labelled counter and no dashboard uses
 # them. sinker owns its process, so turning them off globally is safe.
@@ -51,7 +51,7 @@ METRIC_NAMES = frozenset({
     "sinker_messages_consumed_total", "sinker_rows_loaded_total", "sinker_dead_letters_total",
     "sinker_messages_pending",
     # consumer
-    "sinker_consumed_messages_total", "sinker_consumed_bytes_total", "sinker_poll_seconds",
+    "sinker_consumed_bytes_total", "sinker_poll_seconds",
     "sinker_queue_depth", "sinker_partitions_paused", "sinker_partitions_assigned",
     "sinker_rebalances_total", "sinker_partitions_revoked_total", "sinker_partitions_lost_total",
     "sinker_partition_end_offset", "sinker_committed_offset", "sinker_consumer_lag",
@@ -81,23 +81,27 @@ def is_known_series(name: str) -> bool:
     return any(name.endswith(s) and name[: -len(s)] in METRIC_NAMES for s in _SERIES_SUFFIXES)
 
 
-def dead_letter_category(reason: str) -> str:
-    """The category of a dead-letter reason (``invalid_json``, ``conversion``, ...)."""
-    return _category(reason)
-
-
 class Accounting:
     """Thread-safe counters behind the invariant ``consumed == loaded + dead_lettered + pending``."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._consumed = 0
+        self._by_partition: dict[tuple[str, int], int] = {}
         self._loaded = 0
         self._dead = 0
 
-    def consumed(self, n: int) -> None:
+    def consumed(self, counts: dict) -> None:
+        """Messages handed on, one call per poll result: ``{(topic, partition): n}``."""
         with self._lock:
-            self._consumed += n
+            by = self._by_partition
+            for key, n in counts.items():
+                by[key] = by.get(key, 0) + n
+                self._consumed += n
+
+    def consumed_by_partition(self) -> dict:
+        with self._lock:
+            return dict(self._by_partition)
 
     def loaded(self, n: int) -> None:
         with self._lock:
@@ -109,7 +113,10 @@ class Accounting:
 
     def snapshot(self) -> dict:
         with self._lock:
-            c, lo, d = self._consumed, self._loaded, self._dead
+            return self.snapshot_locked()
+
+    def snapshot_locked(self) -> dict:
+        c, lo, d = self._consumed, self._loaded, self._dead
         return {"consumed": c, "loaded": lo, "dead_lettered": d, "pending": c - lo - d}
 
 
@@ -120,9 +127,17 @@ class _AccountingCollector:
         self._owner = owner
 
     def collect(self):
-        snap = self._owner.accounting.snapshot()
+        acc = self._owner.accounting
+        with acc._lock:     # one consistent reading: the invariant holds in every scrape
+            snap = acc.snapshot_locked()
+            by_partition = dict(acc._by_partition)
+        m = CounterMetricFamily("sinker_messages_consumed",
+                                "Messages handed on by the Kafka consumer, per partition.",
+                                labels=("topic", "partition"))
+        for (topic, partition), n in sorted(by_partition.items()):
+            m.add_metric([topic, str(partition)], n)
+        yield m
         for name, key, doc in (
-                ("sinker_messages_consumed", "consumed", "Messages handed on by the Kafka consumer."),
                 ("sinker_rows_loaded", "loaded", "Rows Doris accepted."),
                 ("sinker_dead_letters", "dead_lettered", "Messages written to the dead-letter output.")):
             m = CounterMetricFamily(name, doc)
@@ -180,8 +195,6 @@ class Metrics:
         Info("sinker_build", "sinker version and key libraries.", registry=r).info(_build_labels())
 
         tp = ("topic", "partition")
-        self.consumed_messages = Counter("sinker_consumed_messages_total",
-                                         "Messages polled, per partition.", tp, registry=r)
         self.consumed_bytes = Counter("sinker_consumed_bytes_total",
                                       "Message value bytes polled, per partition.", tp, registry=r)
         self.poll_seconds = Histogram("sinker_poll_seconds", "Latency of poll() calls that returned records.",
@@ -243,7 +256,7 @@ class Metrics:
                                       "Messages dead-lettered because of one column's value.",
                                       ("table", "column"), registry=r)
 
-        self._tp_children: dict = {}   # (topic, partition) -> (messages child, bytes child)
+        self._tp_children: dict = {}   # (topic, partition) -> consumed-bytes child
         self._ends: dict = {}          # (topic, partition) -> end offset
         self._commits: dict = {}       # (topic, partition) -> committed offset
 
@@ -255,17 +268,11 @@ class Metrics:
             if not records:
                 continue
             key = (tp.topic, tp.partition)
-            pair = children.get(key)
-            if pair is None:
-                labels = (tp.topic, str(tp.partition))
-                pair = children[key] = (self.consumed_messages.labels(*labels),
-                                        self.consumed_bytes.labels(*labels))
-            pair[0].inc(len(records))
-            pair[1].inc(_records_bytes(records))
+            child = children.get(key)
+            if child is None:
+                child = children[key] = self.consumed_bytes.labels(tp.topic, str(tp.partition))
+            child.inc(_records_bytes(records))
         self.poll_seconds.observe(seconds)
-
-    def set_queue_depth(self, name: str, n: int) -> None:
-        self.queue_depth.labels(name).set(n)
 
     def set_paused(self, n: int) -> None:
         self.paused.set(n)
@@ -281,7 +288,7 @@ class Metrics:
         self.assigned.set(n)
 
     def watch_queue(self, name: str, q) -> None:
-        """Read ``q.qsize()`` at scrape time, so the depth is never stale (set_queue_depth is then a no-op)."""
+        """Read ``q.qsize()`` at scrape time, so the depth is never stale."""
         self.queue_depth.labels(name).set_function(q.qsize)
 
     def set_end_offsets(self, end_map: dict) -> None:
@@ -379,7 +386,6 @@ class Metrics:
                     outcomes[o] = outcomes.get(o, 0.0) + s.value
         snap = self.accounting.snapshot()
         snap.update({
-            "polled_messages": int(sums.get("sinker_consumed_messages_total", 0)),
             "polled_bytes": int(sums.get("sinker_consumed_bytes_total", 0)),
             "batches_sealed": int(sums.get("sinker_batches_sealed_total", 0)),
             "loads": {k: int(v) for k, v in outcomes.items()},

@@ -11,10 +11,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kafka import TopicPartition
-
-from .consumer import open_consumer
-from .errors import ConfigError
+from ..dead_letter import category
+from ..errors import ConfigError
+from ..kafka_client import KafkaReader, TopicPartition
 
 log = logging.getLogger("sinker.dry_run")
 
@@ -28,18 +27,17 @@ class DryRunSummary:
     headers: dict = field(default_factory=dict)
 
     def reasons(self) -> Counter:
-        from .metrics import dead_letter_category
-        return Counter(dead_letter_category(d.reason) for d in self.dead)
+        return Counter(category(d.reason) for d in self.dead)
 
 
 def open_reader(cfg, start: str, with_group: bool):
     """A consumer assigned to every partition of the topics, positioned at `start`."""
-    c = open_consumer(cfg.kafka, with_group=with_group)
+    c = KafkaReader(cfg.kafka, group=with_group)
     tps = []
     for topic in cfg.kafka.topics:
         parts = c.partitions_for_topic(topic)
         if not parts:
-            c.close(autocommit=False)
+            c.close()
             raise ConfigError(f"kafka.topics: topic {topic!r} does not exist on "
                               f"{', '.join(cfg.kafka.brokers)}")
         tps += [TopicPartition(topic, p) for p in sorted(parts)]
@@ -87,5 +85,5 @@ def dry_run(cfg, mapper, limit: int, start: str, out, wait_s: float = 5.0) -> Dr
                     pending.discard(tp)
         out.flush()
     finally:
-        c.close(autocommit=False)
+        c.close()
     return summary

@@ -1,0 +1,219 @@
+"""The one seam between sinker and its Kafka client library (kafka-python).
+
+Everything in lib/ that talks to Kafka goes through here: ``KafkaReader`` for consuming (a group
+member for ``run``, a plain reader of assigned partitions for replay, dry-run and check) and
+``open_producer`` for the dead-letter topic. Its surface is kept small on purpose — open, poll a
+batch, pause/resume, commit with metadata, committed and watermark offsets, rebalance events,
+close — so a second client library can stand behind it. Poll results are handed on as the
+library returns them (``{TopicPartition: [record, ...]}``, records with ``offset``, ``timestamp``,
+``key`` and ``value``): no per-record wrapper on the hot path.
+
+A KafkaReader is not thread-safe: only the thread that opened it may call it (the consumer thread
+in ``run``). Rebalance callbacks run on kafka-python's I/O thread; they only record the event,
+and ``take_rebalance()`` hands it to the owning thread after ``poll()`` returns.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from kafka import KafkaConsumer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from .config import KafkaConfig
+from .errors import ConfigError, KafkaUnavailable
+
+__all__ = ["TopicPartition", "KafkaReader", "client_options", "open_producer", "check_crc32c"]
+
+log = logging.getLogger("sinker.kafka")
+
+
+def client_options(cfg: KafkaConfig) -> dict:
+    """Options shared by every client sinker creates (consumer, dead-letter producer)."""
+    opts = dict(
+        bootstrap_servers=list(cfg.brokers),
+        client_id=cfg.client_id,
+        request_timeout_ms=cfg.request_timeout_ms,
+        security_protocol=cfg.security_protocol,
+    )
+    if cfg.sasl_mechanism:
+        opts.update(sasl_mechanism=cfg.sasl_mechanism, sasl_plain_username=cfg.sasl_username,
+                    sasl_plain_password=cfg.sasl_password)
+    if cfg.ssl_cafile:
+        opts["ssl_cafile"] = cfg.ssl_cafile
+    return opts
+
+
+def consumer_options(cfg: KafkaConfig, group: bool) -> dict:
+    opts = client_options(cfg)
+    opts.update(
+        group_id=cfg.group_id if group else None,
+        enable_auto_commit=False,
+        auto_offset_reset=cfg.start_from,
+        max_poll_records=cfg.max_poll_records,
+        fetch_max_bytes=cfg.fetch_max_bytes,
+        max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
+        session_timeout_ms=cfg.session_timeout_ms,
+        heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+        max_poll_interval_ms=cfg.max_poll_interval_ms,
+        check_crcs=True,
+    )
+    return opts
+
+
+def check_crc32c() -> bool:
+    """kafka-python falls back to a pure-Python CRC that costs ~5x the CPU per message."""
+    try:
+        import crc32c  # noqa: F401
+        return True
+    except ImportError:
+        log.warning("the crc32c package is missing: kafka-python will use a slow pure-Python CRC; "
+                    "install kafka-python[crc32c]")
+        return False
+
+
+def _open(factory, cfg: KafkaConfig, what: str, **opts):
+    """Build a client, turning kafka-python's start-up errors into sinker's typed errors."""
+    try:
+        return factory(**opts)
+    except Exception as e:
+        if e.__class__.__name__ == "NoBrokersAvailable":
+            raise KafkaUnavailable(
+                f"no Kafka broker answered at {', '.join(cfg.brokers)} ({what}): check "
+                "kafka.brokers and that the brokers are up") from e
+        if isinstance(e, (ValueError, TypeError, AssertionError)):
+            raise ConfigError(f"kafka settings rejected by kafka-python: {e}") from e
+        raise
+
+
+def open_producer(cfg: KafkaConfig, **overrides):
+    """A KafkaProducer with sinker's connection options (the dead-letter topic)."""
+    from kafka import KafkaProducer   # only users of a producer pay for the import
+    opts = client_options(cfg)
+    opts.update(overrides)
+    return _open(KafkaProducer, cfg, "dead-letter producer", **opts)
+
+
+class _Rebalances(ConsumerRebalanceListener):
+    """Runs on kafka-python's I/O thread: record the event and return at once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.revoked: set = set()
+        self.assigned: set | None = None
+        self.events = 0
+
+    def on_partitions_revoked(self, revoked):
+        with self.lock:
+            self.revoked.update(revoked)
+            self.events += 1
+
+    def on_partitions_assigned(self, assigned):
+        with self.lock:
+            self.assigned = set(assigned)
+            self.events += 1
+
+    def on_partitions_lost(self, lost):
+        self.on_partitions_revoked(lost)
+
+    def take(self):
+        with self.lock:
+            revoked, assigned = self.revoked, self.assigned
+            self.revoked, self.assigned = set(), None
+            return revoked, assigned
+
+
+class KafkaReader:
+    """A consumer with sinker's options. ``group=True``: a member of ``kafka.group_id`` that
+    subscribes and commits; ``group=False``: reads assigned partitions only, so a running group
+    is neither rebalanced nor has its offsets touched (replay, dry-run, check)."""
+
+    def __init__(self, cfg: KafkaConfig, group: bool, factory=KafkaConsumer):
+        self.cfg = cfg
+        self.group = group
+        self._rebalances = _Rebalances()
+        self._c = _open(factory, cfg, "consumer", **consumer_options(cfg, group))
+
+    # -- membership ----------------------------------------------------------------------------
+    def subscribe(self, topics) -> None:
+        self._c.subscribe(topics=list(topics), listener=self._rebalances)
+
+    def take_rebalance(self) -> tuple[set, set | None]:
+        """(partitions revoked or lost, the new assignment or None) since the last call."""
+        return self._rebalances.take()
+
+    @property
+    def rebalance_events(self) -> int:
+        return self._rebalances.events
+
+    def request_rejoin(self) -> bool:
+        """Ask the group coordinator for a new join (kafka-python can lose a join's assignment)."""
+        coordinator = getattr(self._c, "_coordinator", None)
+        if coordinator is None or not hasattr(coordinator, "request_rejoin"):
+            return False
+        coordinator.request_rejoin()
+        return True
+
+    # -- reading -------------------------------------------------------------------------------
+    def assign(self, partitions) -> None:
+        self._c.assign(list(partitions))
+
+    def seek(self, tp, offset: int) -> None:
+        self._c.seek(tp, offset)
+
+    def seek_to_beginning(self, *tps) -> None:
+        self._c.seek_to_beginning(*tps)
+
+    def seek_to_end(self, *tps) -> None:
+        self._c.seek_to_end(*tps)
+
+    def position(self, tp) -> int:
+        return self._c.position(tp)
+
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> dict:
+        return self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
+
+    def assignment(self) -> set:
+        return self._c.assignment()
+
+    def pause(self, *tps) -> None:
+        if tps:
+            self._c.pause(*tps)
+
+    def resume(self, *tps) -> None:
+        if tps:
+            self._c.resume(*tps)
+
+    def paused(self) -> set:
+        return self._c.paused()
+
+    # -- offsets and metadata ------------------------------------------------------------------
+    def commit(self, offsets: dict, metadata: str, timeout_ms: int = 10_000) -> None:
+        """Commit ``{TopicPartition: next offset}`` with ``metadata`` on each; raises on failure
+        (a commit that timed out may still have happened: the caller retries the same values)."""
+        self._c.commit({tp: OffsetAndMetadata(off, metadata, -1) for tp, off in offsets.items()},
+                       timeout_ms=timeout_ms)
+
+    def committed(self, tp, timeout_ms: int = 5000) -> int | None:
+        return self._c.committed(tp, timeout_ms=timeout_ms)
+
+    def beginning_offsets(self, tps, timeout_ms: int = 10_000) -> dict:
+        return self._c.beginning_offsets(list(tps), timeout_ms=timeout_ms)
+
+    def end_offsets(self, tps, timeout_ms: int = 10_000) -> dict:
+        return self._c.end_offsets(list(tps), timeout_ms=timeout_ms)
+
+    def offsets_for_times(self, timestamps: dict) -> dict:
+        """``{tp: ms}`` → ``{tp: first offset at or after it, or None past the end}``."""
+        found = self._c.offsets_for_times(timestamps)
+        return {tp: (v.offset if v is not None else None) for tp, v in found.items()}
+
+    def partitions_for_topic(self, topic: str) -> set | None:
+        return self._c.partitions_for_topic(topic)
+
+    def topics(self) -> set:
+        return self._c.topics()
+
+    def close(self) -> None:
+        self._c.close(autocommit=False, timeout_ms=5000)

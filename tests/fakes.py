@@ -1,0 +1,184 @@
+"""Small fakes shared by the unit tests (integration tests use the real broker and the emulator)."""
+from __future__ import annotations
+
+import socket
+from collections import namedtuple
+
+from lib.kafka_client import TopicPartition
+from lib.observability import Observers
+from lib.observability.health import Health
+from lib.observability.metrics import Metrics
+
+# The fields of a Kafka record that sinker reads (kafka-python's ConsumerRecord has them too).
+Rec = namedtuple("Rec", "topic partition offset timestamp key value")
+
+
+def recs(topic, partition, offsets, value=b"v"):
+    return [Rec(topic, partition, o, 1000 + o, None, value) for o in offsets]
+
+
+def observers() -> Observers:
+    return Observers(Metrics(), Health())
+
+
+class Clock:
+    """A settable monotonic clock: ``clock()`` reads it, ``clock.t`` or ``advance`` moves it."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class FakeMapper:
+    """Every record becomes one line; values equal to b'bad' become dead letters."""
+
+    def headers(self):
+        return {"format": "csv"}
+
+    def map_records(self, records, out, dead):
+        n = 0
+        for r in records:
+            if r.value == b"bad":
+                dead.append(("dead", r.offset))
+                continue
+            line = r.value + b"\n"
+            out.append(line)
+            n += len(line)
+        return n
+
+
+class FakeSchema:
+    """SchemaSource's face to the batcher: the current mapper and a generation to compare."""
+
+    def __init__(self):
+        self.built = 0
+        self.generation = 0
+        self.m = self._build()
+
+    def _build(self):
+        self.built += 1
+        return FakeMapper()
+
+    def mapper(self):
+        return self.m
+
+    def change(self):
+        self.m = self._build()
+        self.generation += 1
+
+
+class FakeReader:
+    """lib.kafka_client.KafkaReader's surface over in-memory partitions, for the consumer thread.
+
+    ``log[tp]`` holds the records; ``poll`` returns up to ``batch`` records per unpaused assigned
+    partition from its position. ``rebalance(assigned)`` queues a rebalance event as the I/O
+    thread would; ``commits`` records every commit; ``fail_commits`` makes the next ones raise."""
+
+    def __init__(self, cfg=None, group=True, *, log=None, batch=3, committed=None):
+        self.group = group
+        self.log = {TopicPartition(*tp): list(v) for tp, v in (log or {}).items()}
+        self.batch = batch
+        self.positions: dict = {}
+        self._assigned: set = set()
+        self._paused: set = set()
+        self._events: list = []
+        self._revoked: set = set()
+        self._taken: set | None = None
+        self.group_offsets = {TopicPartition(*k): v for k, v in (committed or {}).items()}
+        self.commits: list = []
+        self.fail_commits = 0
+        self.subscribed = None
+        self.closed = False
+        self.rejoins = 0
+
+    # membership
+    def subscribe(self, topics):
+        self.subscribed = list(topics)
+
+    def rebalance(self, assigned):
+        """A rebalance to ``assigned`` that the next ``poll`` carries out (as kafka-python's poll
+        joins the group): everything owned is revoked first (eager protocol), and every
+        assigned partition starts at the group's committed offset (or 0)."""
+        self._events.append({TopicPartition(*tp) for tp in assigned})
+
+    def _rebalance_now(self):
+        while self._events:
+            new = self._events.pop(0)
+            self._revoked |= self._assigned
+            for tp in new:
+                self.positions[tp] = self.group_offsets.get(tp, 0)
+            self._assigned = set(new)
+            self._paused = set()             # kafka-python: newly assigned partitions are unpaused
+            self._taken = set(new)
+
+    def take_rebalance(self):
+        revoked, assigned = self._revoked, self._taken
+        self._revoked, self._taken = set(), None
+        return revoked, assigned
+
+    def request_rejoin(self):
+        self.rejoins += 1
+        return True
+
+    # reading
+    def assign(self, partitions):
+        self._assigned = {TopicPartition(*tp) for tp in partitions}
+
+    def seek(self, tp, offset):
+        self.positions[tp] = offset
+
+    def position(self, tp):
+        return self.positions.get(tp, 0)
+
+    def poll(self, timeout_ms, max_records=None):
+        self._rebalance_now()
+        out = {}
+        for tp in sorted(self._assigned - self._paused):
+            pos = self.positions.get(tp, 0)
+            got = [r for r in self.log.get(tp, []) if r.offset >= pos][: self.batch]
+            if got:
+                out[tp] = got
+                self.positions[tp] = got[-1].offset + 1
+        return out
+
+    def assignment(self):
+        return set(self._assigned)
+
+    def pause(self, *tps):
+        self._paused |= set(tps)
+
+    def resume(self, *tps):
+        self._paused -= set(tps)
+
+    def paused(self):
+        return set(self._paused)
+
+    # offsets
+    def commit(self, offsets, metadata, timeout_ms=10_000):
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise RuntimeError("commit timed out")
+        self.commits.append(dict(offsets))
+        self.group_offsets.update(offsets)
+
+    def committed(self, tp, timeout_ms=5000):
+        return self.group_offsets.get(tp)
+
+    def end_offsets(self, tps, timeout_ms=10_000):
+        return {tp: (self.log[tp][-1].offset + 1 if self.log.get(tp) else 0) for tp in tps}
+
+    def close(self):
+        self.closed = True

@@ -1,0 +1,123 @@
+"""Batching decisions: seal thresholds in one place, batches in seal order with their ranges and
+labels, one compiled mapper per schema, replay's aligned cuts independent of poll sizes."""
+from __future__ import annotations
+
+import queue
+
+import pytest
+
+from lib import batcher as b
+from lib.config import BatchConfig
+from lib.kafka_client import TopicPartition
+from tests.fakes import FakeMapper, FakeSchema, observers, recs
+
+CFG = BatchConfig(max_rows=5, max_bytes=10_000, max_interval_s=10)
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.added = []
+
+    def add(self, seq, ranges):
+        self.added.append((seq, dict(ranges)))
+
+
+def make(cuts=None, clock=lambda: 0.0):
+    schema = FakeSchema()
+    new_batch = b.batch_factory("db", "tbl", schema, clock)
+    outq = queue.Queue()
+    t = b.BatcherThread(queue.Queue(), outq, cuts(new_batch) if cuts else b.OpenBatch(CFG, new_batch),
+                        RecordingTracker(), observers(), schema, clock=clock)
+    return t, outq, schema
+
+
+def drain(q):
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+def add(t, poll_result):
+    t._seal(t.cuts.add(poll_result, t.clock()))
+
+
+@pytest.mark.parametrize("rows,nbytes,age,expected", [
+    (0, 0, 0, None), (5, 0, 0, "rows"), (1, 10_000, 0, "bytes"), (1, 10, 10, "interval"),
+    (4, 9_999, 9.9, None),
+])
+def test_seal_reason(rows, nbytes, age, expected):
+    batch = b.Batch("db", "t", FakeMapper(), opened_at=0.0)
+    batch.rows, batch.nbytes = rows, nbytes
+    if rows:
+        batch.sources.append([object()])
+    assert b.seal_reason(batch, CFG, now=age) == expected
+
+
+def test_batches_carry_ranges_labels_and_dead_letters_in_seal_order():
+    t, outq, _ = make()
+    add(t, {TopicPartition("t", 0): recs("t", 0, [10, 11, 12]),
+            TopicPartition("t", 1): recs("t", 1, [5, 6, 7])})
+    add(t, {TopicPartition("t", 0): recs("t", 0, [13], value=b"bad")})
+    t._seal(t.cuts.seal_all("shutdown"))
+    sealed = drain(outq)
+    assert [x.seq for x in sealed] == [0, 1]
+    assert sealed[0].reason == "rows" and sealed[0].rows == 6
+    assert sealed[0].ranges == {("t", 0): (10, 12), ("t", 1): (5, 7)}
+    assert sealed[1].ranges == {("t", 0): (13, 13)} and sealed[1].rows == 0
+    assert sealed[1].dead == [("dead", 13)] and sealed[1].reason == "shutdown"
+    assert sealed[0].label and sealed[0].label != sealed[1].label
+    assert t.tracker.added == [(0, sealed[0].ranges), (1, sealed[1].ranges)]
+
+
+def test_an_old_batch_is_sealed_by_age():
+    now = [0.0]
+    t, outq, _ = make(clock=lambda: now[0])
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1])})
+    assert t.cuts.deadline() == 10 and t.cuts.due(9.9) == []
+    now[0] = 10.0
+    t._seal(t.cuts.due(now[0]))
+    assert [x.reason for x in drain(outq)] == ["interval"]
+
+
+def test_mapper_compiled_once_per_schema_not_per_batch():
+    t, outq, schema = make()
+    for i in range(10):
+        add(t, {TopicPartition("t", 0): recs("t", 0, range(i * 5, i * 5 + 5))})
+    assert len(drain(outq)) == 10
+    assert schema.built == 1
+
+
+def test_a_schema_change_seals_and_the_next_batch_maps_with_the_new_mapper():
+    t, outq, schema = make()
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2])})
+    schema.change()
+    t.inq.put({})                 # one loop turn sees the new generation
+    t.inq.put(b.STOP)
+    t._loop()
+    sealed = [x for x in drain(outq) if x is not b.STOP]
+    assert [x.reason for x in sealed] == ["schema"]
+    assert b.batch_factory("db", "t", schema)().mapper is schema.m
+
+
+def test_aligned_slices_cut_at_multiples_of_the_size():
+    rs = recs("t", 0, [2, 3, 4, 7, 8, 13])
+    assert b.aligned_slices(rs, 4) == [(0, 0, 2, True), (1, 2, 4, True), (2, 4, 5, False),
+                                       (3, 5, 6, False)]
+    assert b.aligned_slices([], 4) == []
+
+
+def test_aligned_batches_are_the_same_whatever_the_poll_sizes():
+    """Replay idempotence rests on this: batches cut at multiples of the chunk size."""
+    def run(slices):
+        t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(4, nb))
+        for lo, hi in slices:
+            add(t, {TopicPartition("t", 0): recs("t", 0, range(lo, hi))})
+        t._seal(t.cuts.seal_all("shutdown"))
+        return [(x.ranges, x.label) for x in drain(outq)]
+
+    a = run([(2, 3), (3, 9), (9, 11)])
+    c = run([(2, 11)])
+    d = run([(2, 5), (5, 6), (6, 7), (7, 11)])
+    assert a == c == d
+    assert [r for r, _ in a] == [{("t", 0): (2, 3)}, {("t", 0): (4, 7)}, {("t", 0): (8, 10)}]
