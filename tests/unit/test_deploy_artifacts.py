@@ -23,7 +23,8 @@ from dockerfile_parse import DockerfileParser
 
 from lib.config import ENV_VARS, SECRETS, Config, config_from_dict, load_config
 from lib.errors import ConfigError, DorisFatalError
-from lib.status_server import parse_listen
+
+MINIMAL_FOR_LISTEN = {"kafka": {"topics": ["t"]}, "doris": {"database": "d", "table": "t"}}
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -178,7 +179,7 @@ def test_kustomization_lists_every_manifest_but_the_secret(k8s):
 
 # -- Kubernetes: agreement between the manifests and sinker ---------------------------------------
 def test_probes_and_ports_use_the_configmap_listen_port(k8s, container, cm_config):
-    host, port = parse_listen(cm_config.server.listen)
+    host, port = cm_config.server.address
     assert host in ("0.0.0.0", "::"), "on 127.0.0.1 the kubelet and Prometheus cannot reach it"
     probes = {k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probes["livenessProbe"]["path"] == "/health"
@@ -286,8 +287,9 @@ def test_dockerfile_runtime_user_port_healthcheck_and_stop():
     assert uid.isdigit() and uid != "0", "numeric and non-root, so runAsNonRoot can check it"
     (expose,) = instructions(final, "EXPOSE")
     port = int(expose.split("/")[0])
-    assert port == parse_listen(yaml.safe_load(k8s_docs()["ConfigMap"]["data"]["config.yaml"])
-                                ["server"]["listen"])[1]
+    listen = yaml.safe_load(k8s_docs()["ConfigMap"]["data"]["config.yaml"])["server"]["listen"]
+    assert port == config_from_dict({**MINIMAL_FOR_LISTEN, "server": {"listen": listen}},
+                                    env={}).server.address.port
     (health,) = instructions(final, "HEALTHCHECK")
     cmd = json.loads(health.split("CMD", 1)[1])
     # -f: curl fails on the 503 that /health answers when sinker is unhealthy
