@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.profiles import LARGE_COLUMNS
+from tests.stack.profiles import LARGE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     # SIGTERM (timeout, Ctrl-C in make) must still run the clean-up below: workers, emulator, broker
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.path.insert(0, str(ROOT))
-    from bench.profiles import PROFILES
+    from tests.stack.profiles import PROFILES
     from tests.stack.kafka import KafkaBroker, create_topic
 
     machine = machine_info()

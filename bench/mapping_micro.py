@@ -9,46 +9,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import time
 from collections import namedtuple
 
 import ujson
 
-from bench.profiles import LARGE_COLUMNS, PROFILES
 from lib.config import MappingConfig
 from lib.mapping import Mapper
-from lib.doris_types import Column, DorisType
+from tests.stack.profiles import LARGE_COLUMNS, PROFILES, SMALL_COLUMNS, columns_for
 
 Record = namedtuple("Record", "topic partition offset timestamp key value")
-
-SMALL_COLUMNS = [(n, t) for n, t in re.findall(
-    r"(\w+) ((?:BIGINT|DATETIME|INT|VARCHAR\(\d+\)|CHAR\(\d+\)|DOUBLE|SMALLINT|BOOLEAN)"
-    r"(?: NOT)? NULL)", PROFILES["small"][0])]
-
-
-def doris_type(text: str) -> tuple[DorisType, bool]:
-    """Just enough of a type parser for the two profiles (lib.schema.parse_type is not needed)."""
-    nullable = "NOT NULL" not in text
-    raw = text.replace(" NOT NULL", "").replace(" NULL", "").strip()
-    m = re.fullmatch(r"(\w+)(?:\((\d+)(?:,\s*(\d+))?\))?", raw)
-    base, a, b = m.group(1).upper(), m.group(2), m.group(3)
-    if base in ("CHAR", "VARCHAR"):
-        return DorisType(raw, base, int(a)), nullable
-    if base == "DECIMAL":
-        return DorisType(raw, base, None, int(a), int(b or 0)), nullable
-    if base == "DATETIME":
-        return DorisType(raw, base, None, None, int(a or 0)), nullable
-    return DorisType(raw, base), nullable
-
-
-def columns_for(spec) -> list[Column]:
-    out = []
-    for name, text in spec:
-        t, nullable = doris_type(text)
-        out.append(Column(name, t, nullable))
-    return out
-
 
 def per_message_us(fn, slices, n, runs) -> float:
     """Sum over slices of each slice's best time: robust to other processes sharing the CPU."""

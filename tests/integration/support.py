@@ -2,6 +2,7 @@
 real process, and reading back what Doris holds (through the emulator's MySQL port, like a user)."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -9,10 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,3 +129,64 @@ def committed_offsets(bootstrap, group, topic, partitions) -> dict[int, int | No
         return {p: c.committed(TopicPartition(topic, p)) for p in range(partitions)}
     finally:
         c.close(autocommit=False)
+
+
+# -- the status endpoint of a run: /metrics, /ready ---------------------------------------------------------------------------------
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def get_json(port: int, path: str) -> tuple[int, dict]:
+    status, body = get(port, path)
+    return status, json.loads(body)
+
+
+class Scrape:
+    """One /metrics exposition: sample values by name and labels."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples: list[tuple[str, dict, float]] = []
+        self.families: dict[str, str] = {}
+        for fam in text_string_to_metric_families(text):
+            self.families[fam.name] = fam.type
+            for s in fam.samples:
+                self.samples.append((s.name, dict(s.labels), s.value))
+
+    def all(self, name: str, **labels) -> list[tuple[dict, float]]:
+        return [(lb, v) for n, lb, v in self.samples
+                if n == name and all(lb.get(k) == str(x) for k, x in labels.items())]
+
+    def value(self, name: str, **labels) -> float:
+        return sum(v for _, v in self.all(name, **labels))
+
+    def by(self, name: str, label: str, **labels) -> dict[str, float]:
+        out: dict[str, float] = collections.defaultdict(float)
+        for lb, v in self.all(name, **labels):
+            out[lb[label]] += v
+        return dict(out)
+
+
+def scrape(port: int) -> Scrape:
+    status, body = get(port, "/metrics")
+    assert status == 200
+    return Scrape(body.decode())
+
+
+def status_section() -> tuple[dict, int]:
+    """A server section with a fixed free port, for a `sinker run` process the test watches."""
+    from tests.fakes import free_port
+    port = free_port()
+    return {"listen": f"127.0.0.1:{port}"}, port
+
+
+def scrape_when_up(port: int):
+    """The process's metrics, or None while its status server is not listening yet."""
+    try:
+        return scrape(port)
+    except (OSError, AssertionError):
+        return None

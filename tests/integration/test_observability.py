@@ -6,18 +6,14 @@ import collections
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from lib.dead_letter import category
 from lib.observability.metrics import is_known_series
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
-    InProcess, committed_offsets, count_rows, read_dead_letters, stack_config, start_process,
-    stop_process, unique, wait_for, write_config)
+    InProcess, committed_offsets, count_rows, get, get_json, read_dead_letters, scrape,
+    stack_config, start_process, stop_process, unique, wait_for, write_config)
 
 DDL = """
 CREATE TABLE `{db}`.`{table}` (
@@ -60,52 +56,6 @@ POISON = [
     json.dumps([1, 2, 3]).encode(),                                               # not an object
     json.dumps({"id": 1_000_005, "name": "no qty"}).encode(),                     # NOT NULL missing
 ]
-
-
-# -- HTTP helpers ---------------------------------------------------------------------------------
-def get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def get_json(port: int, path: str) -> tuple[int, dict]:
-    status, body = get(port, path)
-    return status, json.loads(body)
-
-
-class Scrape:
-    """One /metrics exposition: sample values by name and labels."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.samples: list[tuple[str, dict, float]] = []
-        self.families: dict[str, str] = {}
-        for fam in text_string_to_metric_families(text):
-            self.families[fam.name] = fam.type
-            for s in fam.samples:
-                self.samples.append((s.name, dict(s.labels), s.value))
-
-    def all(self, name: str, **labels) -> list[tuple[dict, float]]:
-        return [(lb, v) for n, lb, v in self.samples
-                if n == name and all(lb.get(k) == str(x) for k, x in labels.items())]
-
-    def value(self, name: str, **labels) -> float:
-        return sum(v for _, v in self.all(name, **labels))
-
-    def by(self, name: str, label: str, **labels) -> dict[str, float]:
-        out: dict[str, float] = collections.defaultdict(float)
-        for lb, v in self.all(name, **labels):
-            out[lb[label]] += v
-        return dict(out)
-
-
-def scrape(port: int) -> Scrape:
-    status, body = get(port, "/metrics")
-    assert status == 200
-    return Scrape(body.decode())
 
 
 def server_port(run: InProcess, timeout: float = 60) -> int:

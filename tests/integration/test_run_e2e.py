@@ -7,15 +7,14 @@ import math
 import signal
 import subprocess
 import sys
-import time
 from decimal import Decimal
 
 import pytest
 
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
-    ROOT, InProcess, committed_offsets, count_rows, read_dead_letters, stack_config, start_process,
-    stop_process, unique, wait_for, write_config)
+    ROOT, InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
+    stack_config, start_process, status_section, stop_process, unique, wait_for, write_config)
 
 ALL_TYPES_DDL = """
 CREATE TABLE `{db}`.`{table}` (
@@ -194,7 +193,7 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, kafka_bootstrap, do
         assert_rows_exact(doris, db, table, n, partitions)
 
 
-def test_doris_down_30s_no_commits_then_full_catch_up(tmp_path, kafka_bootstrap, doris):
+def test_doris_down_no_commits_then_full_catch_up(tmp_path, kafka_bootstrap, doris):
     n, partitions = 20_000, 2
     topic = unique("down")
     create_topic(kafka_bootstrap, topic, partitions)
@@ -211,9 +210,14 @@ def test_doris_down_30s_no_commits_then_full_catch_up(tmp_path, kafka_bootstrap,
                  60, 0.5, "first half committed")
         doris.take_down()
         try:
-            produce_numbered(kafka_bootstrap, topic, n // 2, partitions, start=n // 2)
             before = committed_offsets(kafka_bootstrap, group, topic, partitions)
-            time.sleep(30)
+            retries = run.pipeline.metrics.snapshot()["retries"]
+            produce_numbered(kafka_bootstrap, topic, n // 2, partitions, start=n // 2)
+            # the second half is read and its loads keep failing: commits had every chance
+            wait_for(lambda: run.pipeline.accounting.snapshot()["consumed"] == n, 120, 0.2,
+                     "the second half consumed")
+            wait_for(lambda: run.pipeline.metrics.snapshot()["retries"] >= retries + 5, 120, 0.2,
+                     "loads retried while Doris is down")
             during = committed_offsets(kafka_bootstrap, group, topic, partitions)
         finally:
             doris.bring_up()
@@ -274,14 +278,17 @@ def test_sigterm_loads_and_commits_the_partial_batch(tmp_path, kafka_bootstrap, 
     topic = unique("sigterm")
     create_topic(kafka_bootstrap, topic, partitions)
     db, table = make_table(doris)
-    cfg, path = _process_config(tmp_path, kafka_bootstrap, doris, topic, db, table,
+    server, port = status_section()
+    cfg, path = _process_config(tmp_path, kafka_bootstrap, doris, topic, db, table, server=server,
                                 batch={"max_rows": 1_000_000, "max_interval_s": 3600})
     proc = start_process(path, log_path=tmp_path / "run.log")
     try:
-        time.sleep(3)
+        wait_for(lambda: (m := scrape_when_up(port)) and m.value("sinker_partitions_assigned") == 2,
+                 90, 0.2, "the process owns both partitions")
         produce_numbered(kafka_bootstrap, topic, n, partitions)
-        time.sleep(4)   # consumed, but the batch is far from any seal condition
-        assert count_rows(doris, db, table) == 0
+        wait_for(lambda: scrape(port).value("sinker_messages_consumed_total") == n, 60, 0.2,
+                 "every message consumed")
+        assert count_rows(doris, db, table) == 0   # the open batch is far from any seal condition
     finally:
         code = stop_process(proc, signal.SIGTERM)
     log = (tmp_path / "run.log").read_text()
@@ -289,10 +296,15 @@ def test_sigterm_loads_and_commits_the_partial_batch(tmp_path, kafka_bootstrap, 
     assert count_rows(doris, db, table) == n
     offsets = committed_offsets(kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions)
     assert sum(v or 0 for v in offsets.values()) == n
-    # a restart loads nothing again
+    # a restart owns the partitions, finds nothing left to read, and loads nothing again
     proc = start_process(path, log_path=tmp_path / "run2.log")
-    time.sleep(6)
-    assert stop_process(proc) == 0
+    try:
+        wait_for(lambda: (m := scrape_when_up(port)) and m.value("sinker_partitions_assigned") == 2
+                 and len(m.all("sinker_consumer_lag")) == 2 and m.value("sinker_consumer_lag") == 0,
+                 90, 0.2, "the restart owns both partitions with no lag")
+        assert scrape(port).value("sinker_messages_consumed_total") == 0
+    finally:
+        assert stop_process(proc) == 0
     assert count_rows(doris, db, table) == n
 
 
@@ -390,7 +402,7 @@ def test_added_column_is_picked_up_without_restart(tmp_path, kafka_bootstrap, do
         produce(kafka_bootstrap, topic, [json.dumps({"id": 1, "qty": 1, "color": "red"}).encode()])
         wait_for(lambda: count_rows(doris, db, table) == 1, 60, 0.3, "first row")
         doris.query(f"ALTER TABLE `{db}`.`{table}` ADD COLUMN color VARCHAR(16) NULL")
-        time.sleep(2)
+        wait_for(lambda: run.pipeline.schema.generation >= 1, 30, 0.1, "the schema refreshed")
         produce(kafka_bootstrap, topic, [json.dumps({"id": 2, "qty": 2, "color": "blue"}).encode()])
         wait_for(lambda: count_rows(doris, db, table) == 2, 60, 0.3, "second row")
         result = run.stop()

@@ -531,8 +531,7 @@ def test_bench_profiles_take_the_fast_path_and_match_the_general_path():
     """The common shapes must not fall back to the general path (a silent slowdown)."""
     import random
 
-    from bench.mapping_micro import SMALL_COLUMNS, columns_for
-    from bench.profiles import LARGE_COLUMNS, PROFILES
+    from tests.stack.profiles import LARGE_COLUMNS, PROFILES, SMALL_COLUMNS, columns_for
     rng = random.Random(3)
     for profile, spec in (("small", SMALL_COLUMNS), ("large", LARGE_COLUMNS)):
         m = make(columns_for(spec))

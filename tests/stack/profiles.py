@@ -1,8 +1,10 @@
-"""Benchmark message profiles: small (~150 B, 9 fields) and large (~1 KB, 30 fields, mixed types)."""
+"""Message profiles shared by the mapping tests, the demo stack and the benchmark: small (~150 B,
+9 fields) and large (~1 KB, 30 fields, mixed types), with their Doris DDL and column lists."""
 from __future__ import annotations
 
 import json
 import random
+import re
 
 SMALL_DDL = """
 CREATE TABLE IF NOT EXISTS `{db}`.`{table}` (
@@ -71,3 +73,15 @@ PROFILES = {
     "small": (SMALL_DDL, small_message),
     "large": (LARGE_DDL, large_message),
 }
+
+
+SMALL_COLUMNS = [(n, t) for n, t in re.findall(
+    r"(\w+) ((?:BIGINT|DATETIME|INT|VARCHAR\(\d+\)|CHAR\(\d+\)|DOUBLE|SMALLINT|BOOLEAN)"
+    r"(?: NOT)? NULL)", SMALL_DDL)]
+
+
+def columns_for(spec):
+    """[(name, "TYPE [NOT] NULL")] -> lib Columns, as DESCRIBE would give them."""
+    from lib.doris_types import Column, parse_type
+    return [Column(name, parse_type(text.replace(" NOT NULL", "").replace(" NULL", "")),
+                   "NOT NULL" not in text) for name, text in spec]
