@@ -4,8 +4,17 @@
     emu.query("CREATE DATABASE d"); ...; emu.stop()
 
 Everything binds to 127.0.0.1 and free ports unless ports are given; read the real ports after
-start(). The facade only wires the parts together: catalog.py (storage + SQL), mysql_server.py
-(port 9030), http_server.py (8030/8040), loader.py (body parsing), faults.py (fault injection).
+start(). The facade only wires the parts together:
+
+  schema.py        columns, types, Doris errors, literal coercion (shared by everything below)
+  sql_parser.py    SQL tokenizer, CREATE TABLE / column DDL parser, SHOW CREATE TABLE rendering
+  storage.py       the Catalog: databases, tables and rows in sqlite, information_schema, txn records
+  sql_exec.py      runs one SQL statement (DDL, SHOW, DESCRIBE, INSERT; SELECT rewritten for sqlite)
+  transactions.py  Stream Load transactions: label rules, PREPARE/PRECOMMITTED/VISIBLE/ABORTED, 2PC
+  mysql_server.py  the FE query port (9030), MySQL wire protocol
+  http_server.py   FE (8030: redirects, 2PC API) and BE (8040: Stream Load) over HTTP
+  loader.py        Stream Load bodies -> rows (headers, CSV/JSON parsing, Doris's conversion rules)
+  faults.py        fault injection
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ class DorisEmulator:
                  query_port: int = 0, user: str = "root", password: str = "", bench: bool = False,
                  auth_error_style: str = "http401", precommit_timeout_s: float = 3600.0,
                  catalog_path: str = ":memory:"):
-        from .catalog import Catalog
+        from .storage import Catalog
         from .http_server import DorisHTTP
         self.host, self.user, self.password, self.bench = host, user, password, bench
         self.catalog = Catalog(catalog_path)

@@ -18,7 +18,8 @@ import socket
 import struct
 import threading
 
-from .catalog import Catalog, DateText, DateTimeText, DecimalText, DorisError
+from .schema import DateText, DateTimeText, DecimalText, DorisError
+from .storage import Catalog
 
 log = logging.getLogger(__name__)
 

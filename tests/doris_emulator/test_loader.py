@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.doris_emulator import loader as L
-from tests.doris_emulator.catalog import Column, TableDef
+from tests.doris_emulator.schema import Column, TableDef
 
 
 def col(name, type_str, base, nullable=True, default=None, length=None, precision=None, scale=None):
