@@ -31,7 +31,8 @@ class DorisEmulator:
     def __init__(self, host: str = "127.0.0.1", fe_http_port: int = 0, be_http_port: int = 0,
                  query_port: int = 0, user: str = "root", password: str = "", bench: bool = False,
                  auth_error_style: str = "http401", precommit_timeout_s: float = 3600.0,
-                 catalog_path: str = ":memory:"):
+                 catalog_path: str = ":memory:", max_running_txn_num_per_db: int = 1000,
+                 load_state_style: str = "wrapped"):
         from .storage import Catalog
         from .http_server import DorisHTTP
         self.host, self.user, self.password, self.bench = host, user, password, bench
@@ -40,7 +41,9 @@ class DorisEmulator:
         self._query_port_wanted = query_port
         self._mysql = None
         self._http = DorisHTTP(self.catalog, host, fe_http_port, be_http_port, user, password, self.faults,
-                               bench, auth_error_style, precommit_timeout_s)
+                               bench, auth_error_style, precommit_timeout_s,
+                               max_running_txn_num_per_db=max_running_txn_num_per_db,
+                               load_state_style=load_state_style)
         self._conn = None
         self._conn_lock = threading.Lock()
 

@@ -20,10 +20,18 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", action="store_true",
                     help="check framing, labels and row/column counts without converting or storing rows")
     ap.add_argument("--auth-error-style", choices=("http401", "json200"), default="http401")
+    ap.add_argument("--precommit-timeout-s", type=float, default=3600.0,
+                    help="abort a pre-committed (2PC) txn nobody committed after this long")
+    ap.add_argument("--max-running-txn-num-per-db", type=int, default=1000,
+                    help="running-transaction slots per database (PRECOMMITTED txns hold one)")
+    ap.add_argument("--load-state-style", choices=("wrapped", "flat"), default="wrapped",
+                    help="get_load_state answer: newer {msg,code,data} or older {Label,Status,State}")
     args = ap.parse_args(argv)
     emu = DorisEmulator(host=args.host, fe_http_port=args.fe_http_port, be_http_port=args.be_http_port,
                         query_port=args.query_port, user=args.user, password=args.password, bench=args.bench,
-                        auth_error_style=args.auth_error_style)
+                        auth_error_style=args.auth_error_style, precommit_timeout_s=args.precommit_timeout_s,
+                        max_running_txn_num_per_db=args.max_running_txn_num_per_db,
+                        load_state_style=args.load_state_style)
     emu.start()
     done = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: done.set())

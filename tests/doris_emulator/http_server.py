@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import loader
 from .faults import Faults
-from .transactions import LabelExists, TxnBook
+from .transactions import LabelExists, TooManyRunningTxns, TxnBook
 
 _PRECOMMIT_CHECK_S = 0.2
 
@@ -28,14 +28,15 @@ _PRECOMMIT_CHECK_S = 0.2
 class _State:
     """What both servers share."""
 
-    def __init__(self, catalog, host, user, password, faults, bench, auth_error_style,
-                 precommit_timeout_s, query_port):
+    def __init__(self, catalog, host, user, password, faults, bench, auth_error_style, load_state_style,
+                 txns: TxnBook, query_port):
         self.catalog, self.host, self.user, self.password = catalog, host, user, password
         self.faults, self.bench, self.auth_error_style = faults, bench, auth_error_style
+        self.load_state_style = load_state_style
         self.query_port = query_port
         self.fe_port = 0
         self.be_port = 0
-        self.txns = TxnBook(catalog, precommit_timeout_s)
+        self.txns = txns
         self.error_logs: dict[str, str] = {}
         self.error_log_order: list[str] = []
         self.lock = threading.Lock()
@@ -287,11 +288,30 @@ class FEHandler(_Base):
         if parts == ["api", "health"]:
             return self.reply(200, _js({"msg": "success", "code": 0, "data": {
                 "online_backend_num": 1, "total_backend_num": 1}, "count": 0}))
+        if len(parts) == 3 and parts[0] == "api" and parts[2] == "get_load_state":
+            return self.load_state(parts[1], (parse_qs(query).get("label") or [""])[0])
         if parts == ["api", "bootstrap"]:
             return self.reply(200, _js({"msg": "success", "code": 0, "data": {
                 "replayedJournalId": 0, "queryPort": st.query_port, "rpcPort": 0,
                 "version": "doris-2.1.7-rc01-emulator"}, "count": 0}))
         return self.not_found()
+
+
+    def load_state(self, db: str, label: str) -> None:
+        """A label's txn state without the MySQL port, in the wrapped (newer) or flat (older) shape."""
+        st = self.server.state
+        if not self.auth_ok():
+            return self.unauthorized(fe=True)
+        if not label:
+            return self.reply(200, _js({"msg": "No label selected: give ?label=...", "code": 1, "data": None,
+                                        "count": 0}))
+        if not st.catalog.has_database(db):
+            return self.reply(200, _js({"msg": f"unknown database, database={db}", "code": 1, "data": None,
+                                        "count": 0}))
+        state = st.txns.label_state(db, label)
+        if st.load_state_style == "flat":
+            return self.reply(200, _js({"Label": label, "Status": "Success", "State": state}))
+        self.reply(200, _js({"msg": "success", "code": 0, "data": state, "count": 0}))
 
 
 class BEHandler(_Base):
@@ -348,9 +368,9 @@ class BEHandler(_Base):
         if faults.armed():
             if faults.fire("http_500"):
                 return self.reply(500, _js({"status": "FAILED", "msg": "injected fault http_500"}), close=True)
-            if faults.fire("txn_limit"):
-                return early(f"[ANALYSIS_ERROR]TStatus: errCode = 2, detailMessage = current running txns "
-                             f"on db 10001 is 100, larger than limit 100")
+            if faults.fire("txn_limit"):       # an old build's limit of 100, whatever the real slots say
+                return early("[ANALYSIS_ERROR]TStatus: errCode = 2, detailMessage = current running txns "
+                             "on db 10001 is 100, larger than limit 100")
             if faults.fire("label_running"):
                 return early(f"Label [{resp['Label']}] has already been used, relate to txn [0]",
                              status="Label Already Exists", ExistingJobStatus="RUNNING")
@@ -369,6 +389,8 @@ class BEHandler(_Base):
         except LabelExists as e:
             return early(f"Label [{label}] has already been used, relate to txn [{e.txn.txn_id}]",
                          status="Label Already Exists", ExistingJobStatus=e.job_status)
+        except TooManyRunningTxns as e:
+            return early(str(e))
         resp["TxnId"] = txn.txn_id
         t_begin = time.monotonic()
         try:
@@ -479,12 +501,16 @@ class DorisHTTP:
     def __init__(self, catalog, host: str = "127.0.0.1", fe_port: int = 0, be_port: int = 0,
                  user: str = "root", password: str = "", faults: Faults | None = None, bench: bool = False,
                  auth_error_style: str = "http401", precommit_timeout_s: float = 3600.0,
-                 query_port: int = 0):
+                 query_port: int = 0, max_running_txn_num_per_db: int = 1000,
+                 load_state_style: str = "wrapped"):
         if auth_error_style not in ("http401", "json200"):
             raise ValueError("auth_error_style must be 'http401' or 'json200'")
+        if load_state_style not in ("wrapped", "flat"):
+            raise ValueError("load_state_style must be 'wrapped' ({msg, code, data}) or 'flat' ({Label, Status, State})")
         self.faults = faults or Faults()
-        self.state = _State(catalog, host, user, password, self.faults, bench, auth_error_style,
-                            precommit_timeout_s, query_port)
+        txns = TxnBook(catalog, precommit_timeout_s, max_running_txn_num_per_db)
+        self.state = _State(catalog, host, user, password, self.faults, bench, auth_error_style, load_state_style,
+                            txns, query_port)
         self.host = host
         self.fe_port, self.be_port = fe_port, be_port
         self._servers: list[tuple[_Server, threading.Thread]] = []

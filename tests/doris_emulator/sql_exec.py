@@ -302,8 +302,7 @@ class _Statement:
             if not found:
                 raise err(f"transaction with id {tid} does not exist")
         elif key == "LABEL" and like:
-            rx = re.compile("".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch)
-                                    for ch in val) + r"\Z", re.S)
+            rx = like_regex(val, ignore_case=False)
             found = [t for t in txns if rx.match(t.label)]
         elif key == "LABEL":
             t = self.cat.find_txn(db, label=val)
@@ -494,7 +493,10 @@ class _Statement:
             elif t.kind == "bq":
                 emit(t.start, t.end, '"' + t.value.replace('"', '""') + '"')
             elif t.kind in ("str", "dstr"):
-                emit(t.start, t.end, _sql_str(t.value))
+                lit = _sql_str(t.value)
+                if prev is not None and prev.up == "LIKE" and "\\" in t.value:
+                    lit += " ESCAPE '\\'"          # MySQL's LIKE escape is the backslash; sqlite has none
+                emit(t.start, t.end, lit)
             elif t.kind == "num" and t.text.isdigit() and int(t.text) >= 1 << 63:
                 emit(t.start, t.end, _sql_str(t.text))    # LARGEINT literal: sqlite would make it a float
             elif t.kind == "var":

@@ -28,6 +28,12 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "Z": "\x1a", 
             "'": "'", '"': '"'}
 
 
+def _unescape(m: re.Match) -> str:
+    """MySQL string escapes; `\\%` and `\\_` stay two characters so LIKE can still see them as literals."""
+    ch = m.group(1)
+    return "\\" + ch if ch in "%_" else _ESCAPES.get(ch, ch)
+
+
 @dataclass
 class Tok:
     kind: str      # str dstr bq var num word op
@@ -47,7 +53,7 @@ class Tok:
         if self.kind in ("str", "dstr"):
             q = self.text[0]
             body = self.text[1:-1].replace(q + q, q)
-            return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body, flags=re.S)
+            return re.sub(r"\\(.)", _unescape, body, flags=re.S)
         return self.text
 
 
@@ -378,6 +384,15 @@ def render_ddl(td: TableDef) -> str:
     return out
 
 
-def like_regex(pattern: str) -> re.Pattern:
-    rx = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
-    return re.compile(rx + r"\Z", re.I | re.S)
+def like_regex(pattern: str, ignore_case: bool = True) -> re.Pattern:
+    """A LIKE pattern as MySQL reads it: `%` any run, `_` one char, backslash makes the next char literal."""
+    parts, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.compile("".join(parts) + r"\Z", (re.I if ignore_case else 0) | re.S)

@@ -163,6 +163,12 @@ class Catalog:
         with self._lock:
             self._conn.close()
 
+    def db_id(self, name: str) -> int:
+        """A stable numeric id like the FE's (Doris messages name databases by id)."""
+        with self._lock:
+            names = list(self._dbs)
+            return 10001 + (names.index(name) if name in names else len(names))
+
     def has_database(self, name: str) -> bool:
         with self._lock:
             return name in self._dbs

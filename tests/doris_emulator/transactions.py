@@ -30,23 +30,35 @@ class Txn:
     pending: object = None
 
 
+# Not final yet: such a txn holds one of the database's running-transaction slots.
+RUNNING = ("PREPARE", "PRECOMMITTED", "COMMITTED")
+STATES = ("UNKNOWN", "PREPARE", "PRECOMMITTED", "COMMITTED", "VISIBLE", "ABORTED")
+
+
 class LabelExists(Exception):
     def __init__(self, job_status: str, txn):
         super().__init__(job_status)
         self.job_status, self.txn = job_status, txn
 
 
+class TooManyRunningTxns(Exception):
+    """begin() refused: the database already has max_running_txn_num_per_db unfinished txns."""
+
+
 class TxnBook:
     """Label rules and transaction state on top of the catalog's txn registry (storage only)."""
 
-    def __init__(self, catalog, precommit_timeout_s: float):
+    def __init__(self, catalog, precommit_timeout_s: float, max_running_txn_num_per_db: int = 1000):
         self.catalog = catalog
         self.precommit_timeout_s = precommit_timeout_s
+        self.max_running = max_running_txn_num_per_db
         self.lock = threading.Lock()
-        self.precommitted: dict[int, object] = {}
+        self.precommitted: dict[int, Txn] = {}
+        self.running: dict[str, set[int]] = {}     # db -> ids of txns in RUNNING states
 
-    def begin(self, db: str, label: str, timeout_s: int):
-        """Register a PREPARE txn, or raise LabelExists when the label is taken or still loading."""
+    def begin(self, db: str, label: str, timeout_s: int) -> Txn:
+        """Register a PREPARE txn. Raises LabelExists when the label is loading, pre-committed or loaded
+        (an aborted label may be used again), then TooManyRunningTxns when the database has no slot."""
         with self.lock:
             old = self.catalog.find_txn(db, label=label)
             if old is not None:
@@ -56,31 +68,49 @@ class TxnBook:
                     raise LabelExists("FINISHED", old)
                 if old.status == "PRECOMMITTED":
                     raise LabelExists("PRECOMMITTED", old)
+            running = self.running.setdefault(db, set())
+            if len(running) >= self.max_running:
+                raise TooManyRunningTxns(self.limit_message(db, len(running)))
             txn = Txn(txn_id=self.catalog.next_txn_id(), db=db, label=label, status="PREPARE",
                       prepare_time=time.time(), timeout_ms=timeout_s * 1000)
             self.catalog.add_txn(txn)
+            running.add(txn.txn_id)
             return txn
 
-    def abort(self, txn, reason: str) -> None:
+    def limit_message(self, db: str, running: int) -> str:
+        """The FE's refusal, as the BE relays it in a Stream Load answer."""
+        return (f"[ANALYSIS_ERROR]TStatus: errCode = 2, detailMessage = current running txns on db "
+                f"{self.catalog.db_id(db)} is {running}, larger than limit {self.max_running}")
+
+    def _final(self, txn: Txn, status: str, reason: str = "") -> None:
+        """Move to VISIBLE or ABORTED (lock held): the txn gives its running slot back."""
+        now = time.time()
+        txn.status, txn.pending = status, None
+        txn.finish_time = now
+        if status == "ABORTED":
+            txn.reason = txn.err_msg = reason
+        else:
+            txn.commit_time = txn.commit_time or now
+            txn.publish_time = now
+        self.precommitted.pop(txn.txn_id, None)
+        self.running.get(txn.db, set()).discard(txn.txn_id)
+
+    def abort(self, txn: Txn, reason: str) -> None:
         with self.lock:
             if txn.status in ("PREPARE", "PRECOMMITTED"):
-                txn.status = "ABORTED"
-                txn.reason = reason
-                txn.err_msg = reason
-                txn.finish_time = time.time()
-                self.precommitted.pop(txn.txn_id, None)
+                self._final(txn, "ABORTED", reason)
 
-    def visible(self, txn, committed_only: bool = False) -> None:
-        now = time.time()
+    def visible(self, txn: Txn, committed_only: bool = False) -> None:
+        """Commit; committed_only leaves it COMMITTED (publish pending, still holding its slot)."""
         with self.lock:
-            txn.commit_time = now
+            txn.commit_time = time.time()
             if committed_only:
                 txn.status = "COMMITTED"
             else:
-                txn.status = "VISIBLE"
-                txn.publish_time = txn.finish_time = now
+                self._final(txn, "VISIBLE")
 
-    def precommit(self, txn, table: str, rows) -> None:
+    def precommit(self, txn: Txn, table: str, rows) -> None:
+        """2PC: the rows wait in the txn, invisible, until commit (or abort / the precommit timeout)."""
         with self.lock:
             txn.status = "PRECOMMITTED"
             txn.precommit_time = time.time()
@@ -95,11 +125,13 @@ class TxnBook:
         with self.lock:
             for txn in list(self.precommitted.values()):
                 if txn.status == "PRECOMMITTED" and txn.precommit_time <= cutoff:
-                    txn.status = "ABORTED"
-                    txn.reason = txn.err_msg = "timeout by txn manager"
-                    txn.finish_time = time.time()
-                    txn.pending = None
-                    self.precommitted.pop(txn.txn_id, None)
+                    self._final(txn, "ABORTED", "timeout by txn manager")
+
+    def label_state(self, db: str, label: str) -> str:
+        """What get_load_state answers: the state of the label's latest txn, UNKNOWN if it has none."""
+        self.expire()
+        txn = self.catalog.find_txn(db, label=label)
+        return "UNKNOWN" if txn is None else txn.status
 
     def two_phase(self, db: str, txn_id: int | None, label: str | None, op: str) -> tuple[bool, str]:
         """commit | abort a pre-committed txn; (ok, msg) like the FE's 2PC answer."""
@@ -111,29 +143,20 @@ class TxnBook:
         tid = txn.txn_id
         with self.lock:
             st = txn.status
+            if st == "ABORTED":
+                return False, (f"errCode = 2, detailMessage = transaction [{tid}] is already aborted. "
+                               f"abort reason: {txn.reason}")
             if op == "commit":
                 if st in ("VISIBLE", "COMMITTED"):
                     return False, f"errCode = 2, detailMessage = transaction [{tid}] is already visible, not pre-committed."
-                if st == "ABORTED":
-                    return False, (f"errCode = 2, detailMessage = transaction [{tid}] is already aborted. "
-                                   f"abort reason: {txn.reason}")
                 if st != "PRECOMMITTED":
                     return False, f"errCode = 2, detailMessage = transaction [{tid}] is not pre-committed, status: {st}"
                 table, rows = txn.pending or (None, None)
                 if rows:
                     self.catalog.insert_rows(db, table, rows)
-                now = time.time()
-                txn.status, txn.pending = "VISIBLE", None
-                txn.commit_time = txn.publish_time = txn.finish_time = now
-                self.precommitted.pop(tid, None)
+                self._final(txn, "VISIBLE")
                 return True, f"transaction [{tid}] commit successfully."
-            if st == "ABORTED":
-                return False, (f"errCode = 2, detailMessage = transaction [{tid}] is already aborted. "
-                               f"abort reason: {txn.reason}")
             if st in ("VISIBLE", "COMMITTED"):
                 return False, f"errCode = 2, detailMessage = transaction [{tid}] is already {st}, could not abort."
-            txn.status, txn.pending = "ABORTED", None
-            txn.reason = txn.err_msg = "user abort"
-            txn.finish_time = time.time()
-            self.precommitted.pop(tid, None)
+            self._final(txn, "ABORTED", "user abort")
             return True, f"transaction [{tid}] abort successfully."
