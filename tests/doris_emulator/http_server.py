@@ -433,8 +433,7 @@ class BEHandler(_Base):
         resp.update(NumberTotalRows=out.total, NumberLoadedRows=loaded, NumberFilteredRows=out.filtered,
                     NumberUnselectedRows=out.unselected)
         if out.filtered:
-            lines = [f"Reason: {reason}. src line [{src}]; \n" for reason, src in out.errors]
-            resp["ErrorURL"] = st.add_error_log(txn.txn_id, lines)
+            resp["ErrorURL"] = st.add_error_log(txn.txn_id, _error_lines(out.errors))
         if out.filtered and out.filtered / out.total > spec.max_filter_ratio:
             msg = "[DATA_QUALITY_ERROR]too many filtered rows"
             st.txns.abort(txn, msg)
@@ -477,6 +476,17 @@ _ORDER = ("TxnId", "Label", "Comment", "TwoPhaseCommit", "Status", "ExistingJobS
           "NumberTotalRows", "NumberLoadedRows", "NumberFilteredRows", "NumberUnselectedRows", "LoadBytes",
           "LoadTimeMs", "BeginTxnTimeMs", "StreamLoadPutTimeMs", "ReadDataTimeMs", "WriteDataTimeMs",
           "CommitAndPublishTimeMs", "ErrorURL", "GroupCommit")
+
+
+_MAX_ERROR_ROWS = 50     # the BE writes this many rejected rows, then TOO MUCH ERROR!
+
+
+def _error_lines(errors: list[tuple[str, str]]) -> list[str]:
+    """The error log file: the first 50 rejected rows; NumberFilteredRows keeps the true count."""
+    lines = [f"Reason: {reason}. src line [{src}]; \n" for reason, src in errors[:_MAX_ERROR_ROWS]]
+    if len(errors) > _MAX_ERROR_ROWS:
+        lines.append("TOO MUCH ERROR!\n")
+    return lines
 
 
 def _ms(seconds: float) -> int:
