@@ -940,11 +940,8 @@ def _raw_text(obj, raw: str | None) -> str:
 
 def count(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
     """Bench mode: check framing and count rows and columns without converting or keeping rows."""
-    if spec.compress_type or spec.enclose is not None or \
-            spec.fmt == "json" and (not spec.json_by_line or spec.strip_outer_array):
-        out = run(spec, p, body)          # rare shapes: take the full path, drop the rows
-        out.rows = []
-        return out
+    if spec.compress_type or spec.fmt == "json" and (not spec.json_by_line or spec.strip_outer_array):
+        return _count_by_parsing(spec, p, body)       # rare shapes: take the full path, drop the rows
     out = Outcome()
     delim = spec.line_delimiter.encode("utf-8")
     if spec.fmt == "json":
@@ -961,6 +958,12 @@ def count(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
                 out.errors.append((reason, lines[probe].decode("utf-8", "replace")))
         return out
     sep = spec.column_separator.encode("utf-8")
+    raw = body
+    enclosed = spec.enclose is not None and spec.enclose.encode("utf-8") in body
+    if enclosed:
+        body = _blank_enclosed(spec, body)
+        if body is None:
+            return _count_by_parsing(spec, p, raw)
     nf = len(p.slots)
     n = body.count(delim)
     if body and not body.endswith(delim):
@@ -982,4 +985,38 @@ def count(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
             out.errors.append((f"actual column number in csv file is {'more' if k > nf else 'less'} than "
                                f"schema column number.actual number: {k}, schema column number: {nf}",
                                line.decode("utf-8", "replace")))
+    if enclosed and out.filtered:       # the blanked lines would read wrong in the error log
+        return _count_by_parsing(spec, p, raw)
     return out
+
+
+def _count_by_parsing(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
+    out = run(spec, p, body)
+    out.rows = []
+    return out
+
+
+def _blank_enclosed(spec: LoadSpec, body: bytes) -> bytes | None:
+    """The body with each enclosed field (from its opening enclose to its closing one) replaced by one
+    placeholder byte, read exactly as _split_enclosed reads it: what is left of separators and line
+    delimiters are real ones, so the plain counts apply. None for non-ASCII enclose/escape characters."""
+    enc, esc = spec.enclose, spec.escape
+    if not enc.isascii() or (esc is not None and not esc.isascii()):
+        return None
+    sep, delim = spec.column_separator.encode("utf-8"), spec.line_delimiter.encode("utf-8")
+    rx = _ENCLOSED_RX.get((enc, esc, sep, delim))
+    if rx is None:
+        e = re.escape(enc.encode())
+        if esc is None or esc == enc:           # "" inside is a literal enclose
+            inner = rb"(?:[^" + e + rb"]|" + e + e + rb")*+"
+        else:                                   # escape + any char is literal; a lone escape at the end too
+            x = re.escape(esc.encode())
+            inner = rb"(?:[^" + e + x + rb"]|" + x + rb"(?:.|\Z))*+"
+        start = rb"(?:\A|(?<=" + re.escape(sep) + rb")|(?<=" + re.escape(delim) + rb"))"
+        rx = re.compile(start + e + inner + rb"(?:" + e + rb"|\Z)", re.S)
+        _ENCLOSED_RX[(enc, esc, sep, delim)] = rx
+    mark = next(c for c in (b"0", b"Q", b"~") if c not in sep and c not in delim)
+    return rx.sub(mark, body)
+
+
+_ENCLOSED_RX: dict[tuple, re.Pattern] = {}
