@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -29,8 +30,10 @@ class _State:
     """What both servers share."""
 
     def __init__(self, catalog, host, user, password, faults, bench, auth_error_style, load_state_style,
-                 txns: TxnBook, query_port):
+                 txns: TxnBook, query_port, tls: ssl.SSLContext | None):
         self.catalog, self.host, self.user, self.password = catalog, host, user, password
+        self.tls = tls
+        self.scheme = "https" if tls is not None else "http"
         self.faults, self.bench, self.auth_error_style = faults, bench, auth_error_style
         self.load_state_style = load_state_style
         self.query_port = query_port
@@ -48,7 +51,7 @@ class _State:
             self.error_log_order.append(name)
             while len(self.error_log_order) > 2000:        # keep memory bounded in long runs
                 self.error_logs.pop(self.error_log_order.pop(0), None)
-        return f"http://{self.host}:{self.be_port}/api/_load_error_log?file={name}"
+        return f"{self.scheme}://{self.host}:{self.be_port}/api/_load_error_log?file={name}"
 
 
 class _Server(ThreadingHTTPServer):
@@ -61,6 +64,22 @@ class _Server(ThreadingHTTPServer):
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        """TLS mode: the handshake runs here, in the connection's own thread, not in the accept loop."""
+        tls = self.state.tls
+        if tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            request.settimeout(10)
+            conn = tls.wrap_socket(request, server_side=True)
+            conn.settimeout(None)
+        except (ssl.SSLError, OSError):
+            return                    # an untrusting or plain-HTTP client: nothing to answer
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
     def drop_connections(self) -> None:
         with self.conns_lock:
@@ -274,7 +293,7 @@ class FEHandler(_Base):
                 and st.faults.fire("fe_500"):
             return self.reply(500, _js({"status": "FAILED", "msg": "injected fault fe_500"}), close=True)
         user, pw = self.credentials()
-        loc = f"http://{user}:{pw}@{st.host}:{st.be_port}/api/{parts[1]}/{parts[2]}/_stream_load"
+        loc = f"{st.scheme}://{user}:{pw}@{st.host}:{st.be_port}/api/{parts[1]}/{parts[2]}/_stream_load"
         if query:
             loc += "?" + query
         self.reply(307, b"", headers={"Location": loc}, close=True)
@@ -512,7 +531,7 @@ class DorisHTTP:
                  user: str = "root", password: str = "", faults: Faults | None = None, bench: bool = False,
                  auth_error_style: str = "http401", precommit_timeout_s: float = 3600.0,
                  query_port: int = 0, max_running_txn_num_per_db: int = 1000,
-                 load_state_style: str = "wrapped"):
+                 load_state_style: str = "wrapped", tls: ssl.SSLContext | None = None):
         if auth_error_style not in ("http401", "json200"):
             raise ValueError("auth_error_style must be 'http401' or 'json200'")
         if load_state_style not in ("wrapped", "flat"):
@@ -520,7 +539,7 @@ class DorisHTTP:
         self.faults = faults or Faults()
         txns = TxnBook(catalog, precommit_timeout_s, max_running_txn_num_per_db)
         self.state = _State(catalog, host, user, password, self.faults, bench, auth_error_style, load_state_style,
-                            txns, query_port)
+                            txns, query_port, tls)
         self.host = host
         self.fe_port, self.be_port = fe_port, be_port
         self._servers: list[tuple[_Server, threading.Thread]] = []
