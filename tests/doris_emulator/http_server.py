@@ -463,10 +463,10 @@ class BEHandler(_Base):
         publish_timeout = False
         try:
             if spec.two_phase_commit:
-                st.txns.precommit(txn, tdef.name, None if st.bench else out.rows)
+                st.txns.precommit(txn, tdef.name, None if st.bench else out.rows, plan.with_sign)
             else:
                 if out.rows and not st.bench:
-                    st.catalog.insert_rows(db, tdef.name, out.rows)
+                    st.catalog.insert_rows(db, tdef.name, out.rows, delete_sign=plan.with_sign)
                 publish_timeout = bool(faults.armed() and faults.fire("publish_timeout"))
                 st.txns.visible(txn, committed_only=publish_timeout)
                 if publish_timeout:

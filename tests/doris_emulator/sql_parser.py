@@ -280,6 +280,14 @@ def parse_create_table(sql: str, p: Parser) -> tuple[TableDef, bool]:
         elif c.aggregation:
             raise err(f"The column[{c.name}] can not set aggregation type {c.aggregation}: only AGGREGATE "
                        "KEY tables have them")
+    seq = props.get("function_column.sequence_col")
+    if seq is not None:
+        if keys_type != "UNIQUE":
+            raise err("Sequence column only support UNIQUE_KEYS")
+        hit = next((c for c in columns if c.name.lower() == seq.lower()), None)
+        if hit is None:
+            raise err(f"The specified sequence column[{seq}] not exists")
+        props["function_column.sequence_col"] = hit.name
     if not distribution:
         distribution = "DISTRIBUTED BY RANDOM BUCKETS AUTO"
     key_cols = [columns[k].name for k in range(len(key_cols))]

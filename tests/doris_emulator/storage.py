@@ -323,8 +323,11 @@ class Catalog:
 
     # ------------------------------------------------------------------------------------------ rows
 
-    def insert_rows(self, db: str, table: str, rows: list[tuple]) -> None:
-        """Atomic: all rows or none. Rows are in TableDef column order (see the contract)."""
+    def insert_rows(self, db: str, table: str, rows: list[tuple], delete_sign: bool = False) -> None:
+        """Atomic: all rows or none. Rows are in TableDef column order; with delete_sign (UNIQUE KEY
+        tables) each row carries one more value, 1 to delete its key instead of writing it, in row order.
+        A table with a sequence column (function_column.sequence_col) keeps, per key, the row with the
+        highest sequence value: a row with a lower one neither replaces nor deletes."""
         if not rows:
             with self._lock:
                 self._table(db, table)
@@ -337,15 +340,21 @@ class Catalog:
                 rows = [_stringify(r, big) for r in rows]
             n = len(td.columns)
             marks = ",".join("?" * n)
+            seq = td.properties.get("function_column.sequence_col") if td.keys_type == "UNIQUE" else None
             if td.keys_type == "DUPLICATE":
                 stmt = f'INSERT INTO "{sqlname}" VALUES ({marks})'
+            elif td.keys_type == "UNIQUE" and seq:
+                stmt = f'INSERT INTO "{sqlname}" VALUES ({marks}) ' + _sequence_clause(td, sqlname, seq)
             elif td.keys_type == "UNIQUE":
                 stmt = f'INSERT OR REPLACE INTO "{sqlname}" VALUES ({marks})'
             else:
                 stmt = f'INSERT INTO "{sqlname}" VALUES ({marks}) ' + _upsert_clause(td)
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(stmt, rows)
+                if delete_sign:
+                    self._write_with_deletes(td, sqlname, stmt, seq, rows)
+                else:
+                    self._conn.executemany(stmt, rows)
                 self._conn.execute("COMMIT")
             except sqlite3.Error as e:
                 self._conn.execute("ROLLBACK")
@@ -353,6 +362,32 @@ class Catalog:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def _write_with_deletes(self, td: TableDef, sqlname: str, stmt: str, seq: str | None, rows) -> None:
+        """Runs of writes and runs of deletes, in the order the rows came (a later row wins)."""
+        keys = [i for i, c in enumerate(td.columns) if c.is_key]
+        where = " AND ".join(f'"{td.columns[i].name}" = ?' for i in keys)
+        delete = f'DELETE FROM "{sqlname}" WHERE {where}'
+        if seq:
+            si = next(i for i, c in enumerate(td.columns) if c.name == seq)
+            delete += f' AND ("{seq}" IS NULL OR ? >= "{seq}")'
+        run: list[tuple] = []
+        deleting = False
+        for r in rows:
+            is_delete = bool(r[-1])
+            if is_delete != deleting and run:
+                self._flush(stmt, delete, run, deleting)
+                run = []
+            deleting = is_delete
+            if is_delete:
+                run.append(tuple(r[i] for i in keys) + ((r[si],) if seq else ()))
+            else:
+                run.append(r[:-1])
+        if run:
+            self._flush(stmt, delete, run, deleting)
+
+    def _flush(self, stmt: str, delete: str, run: list[tuple], deleting: bool) -> None:
+        self._conn.executemany(delete if deleting else stmt, run)
 
     def count_rows(self, db: str, table: str) -> int:
         with self._lock:
@@ -423,6 +458,17 @@ def _dec_add(a, b, scale):
         return a
     d = EXACT.add(Decimal(str(a)), Decimal(str(b)))
     return format(d.quantize(Decimal(1).scaleb(-scale), context=EXACT), "f")
+
+
+def _sequence_clause(td: TableDef, sqlname: str, seq: str) -> str:
+    """UNIQUE KEY with a sequence column: replace the stored row only when the new sequence value is not
+    lower (a NULL one never wins over a stored value)."""
+    keys = ", ".join(f'"{k}"' for k in td.key_columns)
+    sets = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in td.columns if not c.is_key)
+    if not sets:
+        return f"ON CONFLICT({keys}) DO NOTHING"
+    return (f'ON CONFLICT({keys}) DO UPDATE SET {sets} '
+            f'WHERE "{sqlname}"."{seq}" IS NULL OR excluded."{seq}" >= "{sqlname}"."{seq}"')
 
 
 def _upsert_clause(td: TableDef) -> str:

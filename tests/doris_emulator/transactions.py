@@ -109,12 +109,12 @@ class TxnBook:
             else:
                 self._final(txn, "VISIBLE")
 
-    def precommit(self, txn: Txn, table: str, rows) -> None:
+    def precommit(self, txn: Txn, table: str, rows, delete_sign: bool = False) -> None:
         """2PC: the rows wait in the txn, invisible, until commit (or abort / the precommit timeout)."""
         with self.lock:
             txn.status = "PRECOMMITTED"
             txn.precommit_time = time.time()
-            txn.pending = (table, rows)
+            txn.pending = (table, rows, delete_sign)
             self.precommitted[txn.txn_id] = txn
 
     def expire(self) -> None:
@@ -151,9 +151,9 @@ class TxnBook:
                     return False, f"errCode = 2, detailMessage = transaction [{tid}] is already visible, not pre-committed."
                 if st != "PRECOMMITTED":
                     return False, f"errCode = 2, detailMessage = transaction [{tid}] is not pre-committed, status: {st}"
-                table, rows = txn.pending or (None, None)
+                table, rows, delete_sign = txn.pending or (None, None, False)
                 if rows:
-                    self.catalog.insert_rows(db, table, rows)
+                    self.catalog.insert_rows(db, table, rows, delete_sign=delete_sign)
                 self._final(txn, "VISIBLE")
                 return True, f"transaction [{tid}] commit successfully."
             if st in ("VISIBLE", "COMMITTED"):
