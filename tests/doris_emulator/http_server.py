@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -20,131 +21,25 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import loader
 from .faults import Faults
+from .transactions import LabelExists, TooManyRunningTxns, TxnBook
 
 _PRECOMMIT_CHECK_S = 0.2
-
-
-class LabelExists(Exception):
-    def __init__(self, job_status: str, txn):
-        super().__init__(job_status)
-        self.job_status, self.txn = job_status, txn
-
-
-class TxnBook:
-    """Label rules and transaction state on top of the catalog's txn registry (storage only)."""
-
-    def __init__(self, catalog, precommit_timeout_s: float):
-        self.catalog = catalog
-        self.precommit_timeout_s = precommit_timeout_s
-        self.lock = threading.Lock()
-        self.precommitted: dict[int, object] = {}
-
-    def begin(self, db: str, label: str, timeout_s: int):
-        """Register a PREPARE txn, or raise LabelExists when the label is taken or still loading."""
-        from .catalog import Txn
-        with self.lock:
-            old = self.catalog.find_txn(db, label=label)
-            if old is not None:
-                if old.status == "PREPARE":
-                    raise LabelExists("RUNNING", old)
-                if old.status in ("VISIBLE", "COMMITTED"):
-                    raise LabelExists("FINISHED", old)
-                if old.status == "PRECOMMITTED":
-                    raise LabelExists("PRECOMMITTED", old)
-            txn = Txn(txn_id=self.catalog.next_txn_id(), db=db, label=label, status="PREPARE",
-                      prepare_time=time.time(), timeout_ms=timeout_s * 1000)
-            self.catalog.add_txn(txn)
-            return txn
-
-    def abort(self, txn, reason: str) -> None:
-        with self.lock:
-            if txn.status in ("PREPARE", "PRECOMMITTED"):
-                txn.status = "ABORTED"
-                txn.reason = reason
-                txn.err_msg = reason
-                txn.finish_time = time.time()
-                self.precommitted.pop(txn.txn_id, None)
-
-    def visible(self, txn, committed_only: bool = False) -> None:
-        now = time.time()
-        with self.lock:
-            txn.commit_time = now
-            if committed_only:
-                txn.status = "COMMITTED"
-            else:
-                txn.status = "VISIBLE"
-                txn.publish_time = txn.finish_time = now
-
-    def precommit(self, txn, table: str, rows) -> None:
-        with self.lock:
-            txn.status = "PRECOMMITTED"
-            txn.precommit_time = time.time()
-            txn.pending = (table, rows)
-            self.precommitted[txn.txn_id] = txn
-
-    def expire(self) -> None:
-        """Abort pre-committed txns nobody committed in time (Doris does the same)."""
-        if not self.precommitted:
-            return
-        cutoff = time.time() - self.precommit_timeout_s
-        with self.lock:
-            for txn in list(self.precommitted.values()):
-                if txn.status == "PRECOMMITTED" and txn.precommit_time <= cutoff:
-                    txn.status = "ABORTED"
-                    txn.reason = txn.err_msg = "timeout by txn manager"
-                    txn.finish_time = time.time()
-                    txn.pending = None
-                    self.precommitted.pop(txn.txn_id, None)
-
-    def two_phase(self, db: str, txn_id: int | None, label: str | None, op: str) -> tuple[bool, str]:
-        """commit | abort a pre-committed txn; (ok, msg) like the FE's 2PC answer."""
-        self.expire()
-        txn = self.catalog.find_txn(db, label=label, txn_id=txn_id)
-        if txn is None or txn.db != db:
-            what = f"transaction [{txn_id}]" if txn_id is not None else f"label [{label}]"
-            return False, f"errCode = 2, detailMessage = {what} not found in database {db}"
-        tid = txn.txn_id
-        with self.lock:
-            st = txn.status
-            if op == "commit":
-                if st in ("VISIBLE", "COMMITTED"):
-                    return False, f"errCode = 2, detailMessage = transaction [{tid}] is already visible, not pre-committed."
-                if st == "ABORTED":
-                    return False, (f"errCode = 2, detailMessage = transaction [{tid}] is already aborted. "
-                                   f"abort reason: {txn.reason}")
-                if st != "PRECOMMITTED":
-                    return False, f"errCode = 2, detailMessage = transaction [{tid}] is not pre-committed, status: {st}"
-                table, rows = txn.pending or (None, None)
-                if rows:
-                    self.catalog.insert_rows(db, table, rows)
-                now = time.time()
-                txn.status, txn.pending = "VISIBLE", None
-                txn.commit_time = txn.publish_time = txn.finish_time = now
-                self.precommitted.pop(tid, None)
-                return True, f"transaction [{tid}] commit successfully."
-            if st == "ABORTED":
-                return False, (f"errCode = 2, detailMessage = transaction [{tid}] is already aborted. "
-                               f"abort reason: {txn.reason}")
-            if st in ("VISIBLE", "COMMITTED"):
-                return False, f"errCode = 2, detailMessage = transaction [{tid}] is already {st}, could not abort."
-            txn.status, txn.pending = "ABORTED", None
-            txn.reason = txn.err_msg = "user abort"
-            txn.finish_time = time.time()
-            self.precommitted.pop(tid, None)
-            return True, f"transaction [{tid}] abort successfully."
 
 
 class _State:
     """What both servers share."""
 
-    def __init__(self, catalog, host, user, password, faults, bench, auth_error_style,
-                 precommit_timeout_s, query_port):
+    def __init__(self, catalog, host, user, password, faults, bench, auth_error_style, load_state_style,
+                 txns: TxnBook, query_port, tls: ssl.SSLContext | None):
         self.catalog, self.host, self.user, self.password = catalog, host, user, password
+        self.tls = tls
+        self.scheme = "https" if tls is not None else "http"
         self.faults, self.bench, self.auth_error_style = faults, bench, auth_error_style
+        self.load_state_style = load_state_style
         self.query_port = query_port
         self.fe_port = 0
         self.be_port = 0
-        self.txns = TxnBook(catalog, precommit_timeout_s)
+        self.txns = txns
         self.error_logs: dict[str, str] = {}
         self.error_log_order: list[str] = []
         self.lock = threading.Lock()
@@ -156,7 +51,7 @@ class _State:
             self.error_log_order.append(name)
             while len(self.error_log_order) > 2000:        # keep memory bounded in long runs
                 self.error_logs.pop(self.error_log_order.pop(0), None)
-        return f"http://{self.host}:{self.be_port}/api/_load_error_log?file={name}"
+        return f"{self.scheme}://{self.host}:{self.be_port}/api/_load_error_log?file={name}"
 
 
 class _Server(ThreadingHTTPServer):
@@ -169,6 +64,22 @@ class _Server(ThreadingHTTPServer):
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        """TLS mode: the handshake runs here, in the connection's own thread, not in the accept loop."""
+        tls = self.state.tls
+        if tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            request.settimeout(10)
+            conn = tls.wrap_socket(request, server_side=True)
+            conn.settimeout(None)
+        except (ssl.SSLError, OSError):
+            return                    # an untrusting or plain-HTTP client: nothing to answer
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
     def drop_connections(self) -> None:
         with self.conns_lock:
@@ -382,7 +293,7 @@ class FEHandler(_Base):
                 and st.faults.fire("fe_500"):
             return self.reply(500, _js({"status": "FAILED", "msg": "injected fault fe_500"}), close=True)
         user, pw = self.credentials()
-        loc = f"http://{user}:{pw}@{st.host}:{st.be_port}/api/{parts[1]}/{parts[2]}/_stream_load"
+        loc = f"{st.scheme}://{user}:{pw}@{st.host}:{st.be_port}/api/{parts[1]}/{parts[2]}/_stream_load"
         if query:
             loc += "?" + query
         self.reply(307, b"", headers={"Location": loc}, close=True)
@@ -396,11 +307,30 @@ class FEHandler(_Base):
         if parts == ["api", "health"]:
             return self.reply(200, _js({"msg": "success", "code": 0, "data": {
                 "online_backend_num": 1, "total_backend_num": 1}, "count": 0}))
+        if len(parts) == 3 and parts[0] == "api" and parts[2] == "get_load_state":
+            return self.load_state(parts[1], (parse_qs(query).get("label") or [""])[0])
         if parts == ["api", "bootstrap"]:
             return self.reply(200, _js({"msg": "success", "code": 0, "data": {
                 "replayedJournalId": 0, "queryPort": st.query_port, "rpcPort": 0,
                 "version": "doris-2.1.7-rc01-emulator"}, "count": 0}))
         return self.not_found()
+
+
+    def load_state(self, db: str, label: str) -> None:
+        """A label's txn state without the MySQL port, in the wrapped (newer) or flat (older) shape."""
+        st = self.server.state
+        if not self.auth_ok():
+            return self.unauthorized(fe=True)
+        if not label:
+            return self.reply(200, _js({"msg": "No label selected: give ?label=...", "code": 1, "data": None,
+                                        "count": 0}))
+        if not st.catalog.has_database(db):
+            return self.reply(200, _js({"msg": f"unknown database, database={db}", "code": 1, "data": None,
+                                        "count": 0}))
+        state = st.txns.label_state(db, label)
+        if st.load_state_style == "flat":
+            return self.reply(200, _js({"Label": label, "Status": "Success", "State": state}))
+        self.reply(200, _js({"msg": "success", "code": 0, "data": state, "count": 0}))
 
 
 class BEHandler(_Base):
@@ -457,9 +387,9 @@ class BEHandler(_Base):
         if faults.armed():
             if faults.fire("http_500"):
                 return self.reply(500, _js({"status": "FAILED", "msg": "injected fault http_500"}), close=True)
-            if faults.fire("txn_limit"):
-                return early(f"[ANALYSIS_ERROR]TStatus: errCode = 2, detailMessage = current running txns "
-                             f"on db 10001 is 100, larger than limit 100")
+            if faults.fire("txn_limit"):       # an old build's limit of 100, whatever the real slots say
+                return early("[ANALYSIS_ERROR]TStatus: errCode = 2, detailMessage = current running txns "
+                             "on db 10001 is 100, larger than limit 100")
             if faults.fire("label_running"):
                 return early(f"Label [{resp['Label']}] has already been used, relate to txn [0]",
                              status="Label Already Exists", ExistingJobStatus="RUNNING")
@@ -478,6 +408,8 @@ class BEHandler(_Base):
         except LabelExists as e:
             return early(f"Label [{label}] has already been used, relate to txn [{e.txn.txn_id}]",
                          status="Label Already Exists", ExistingJobStatus=e.job_status)
+        except TooManyRunningTxns as e:
+            return early(str(e))
         resp["TxnId"] = txn.txn_id
         t_begin = time.monotonic()
         try:
@@ -520,8 +452,7 @@ class BEHandler(_Base):
         resp.update(NumberTotalRows=out.total, NumberLoadedRows=loaded, NumberFilteredRows=out.filtered,
                     NumberUnselectedRows=out.unselected)
         if out.filtered:
-            lines = [f"Reason: {reason}. src line [{src}]; \n" for reason, src in out.errors]
-            resp["ErrorURL"] = st.add_error_log(txn.txn_id, lines)
+            resp["ErrorURL"] = st.add_error_log(txn.txn_id, _error_lines(out.errors))
         if out.filtered and out.filtered / out.total > spec.max_filter_ratio:
             msg = "[DATA_QUALITY_ERROR]too many filtered rows"
             st.txns.abort(txn, msg)
@@ -532,10 +463,10 @@ class BEHandler(_Base):
         publish_timeout = False
         try:
             if spec.two_phase_commit:
-                st.txns.precommit(txn, tdef.name, None if st.bench else out.rows)
+                st.txns.precommit(txn, tdef.name, None if st.bench else out.rows, plan.with_sign)
             else:
                 if out.rows and not st.bench:
-                    st.catalog.insert_rows(db, tdef.name, out.rows)
+                    st.catalog.insert_rows(db, tdef.name, out.rows, delete_sign=plan.with_sign)
                 publish_timeout = bool(faults.armed() and faults.fire("publish_timeout"))
                 st.txns.visible(txn, committed_only=publish_timeout)
                 if publish_timeout:
@@ -566,6 +497,17 @@ _ORDER = ("TxnId", "Label", "Comment", "TwoPhaseCommit", "Status", "ExistingJobS
           "CommitAndPublishTimeMs", "ErrorURL", "GroupCommit")
 
 
+_MAX_ERROR_ROWS = 50     # the BE writes this many rejected rows, then TOO MUCH ERROR!
+
+
+def _error_lines(errors: list[tuple[str, str]]) -> list[str]:
+    """The error log file: the first 50 rejected rows; NumberFilteredRows keeps the true count."""
+    lines = [f"Reason: {reason}. src line [{src}]; \n" for reason, src in errors[:_MAX_ERROR_ROWS]]
+    if len(errors) > _MAX_ERROR_ROWS:
+        lines.append("TOO MUCH ERROR!\n")
+    return lines
+
+
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -588,12 +530,16 @@ class DorisHTTP:
     def __init__(self, catalog, host: str = "127.0.0.1", fe_port: int = 0, be_port: int = 0,
                  user: str = "root", password: str = "", faults: Faults | None = None, bench: bool = False,
                  auth_error_style: str = "http401", precommit_timeout_s: float = 3600.0,
-                 query_port: int = 0):
+                 query_port: int = 0, max_running_txn_num_per_db: int = 1000,
+                 load_state_style: str = "wrapped", tls: ssl.SSLContext | None = None):
         if auth_error_style not in ("http401", "json200"):
             raise ValueError("auth_error_style must be 'http401' or 'json200'")
+        if load_state_style not in ("wrapped", "flat"):
+            raise ValueError("load_state_style must be 'wrapped' ({msg, code, data}) or 'flat' ({Label, Status, State})")
         self.faults = faults or Faults()
-        self.state = _State(catalog, host, user, password, self.faults, bench, auth_error_style,
-                            precommit_timeout_s, query_port)
+        txns = TxnBook(catalog, precommit_timeout_s, max_running_txn_num_per_db)
+        self.state = _State(catalog, host, user, password, self.faults, bench, auth_error_style, load_state_style,
+                            txns, query_port, tls)
         self.host = host
         self.fe_port, self.be_port = fe_port, be_port
         self._servers: list[tuple[_Server, threading.Thread]] = []

@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 
 import ujson
 
+from .schema import Column
+
 LABEL_RE = re.compile(r"^[-_A-Za-z0-9:]{1,128}$")
 STRING_LIMIT = 1048576          # string_type_length_soft_limit_bytes default
 CSV_NULL = "\\N"
@@ -74,6 +76,10 @@ class LoadSpec:
     group_commit: str | None = None  # sync_mode | async_mode (off_mode -> None)
     compress_type: str | None = None
     comment: str = ""
+    merge_type: str = "APPEND"       # APPEND | DELETE | MERGE (UNIQUE KEY tables)
+    delete_on: tuple[str, str, str] | None = None   # MERGE: (column, operator, literal) of `delete`
+    hidden_columns: list[str] | None = None
+    sequence_col: str | None = None  # the function_column.sequence_col / sequence_col header
 
 
 def _bool_header(h: Mapping[str, str], name: str, default: bool = False) -> bool:
@@ -209,10 +215,36 @@ def parse_spec(headers: Mapping[str, str]) -> LoadSpec:
     if h.get("where"):
         raise LoadError("the Doris emulator does not evaluate the `where` header; filter on the client")
     mt = (h.get("merge_type") or "APPEND").strip().upper()
-    if mt != "APPEND":
-        raise LoadError(f"merge_type {mt} is not supported by the Doris emulator")
+    if mt not in ("APPEND", "DELETE", "MERGE"):
+        raise LoadError(f"[INVALID_ARGUMENT]merge_type must be APPEND, DELETE or MERGE, got '{mt}'")
+    s.merge_type = mt
+    cond = (h.get("delete") or "").strip()
+    if mt == "MERGE" and not cond:
+        raise LoadError("[ANALYSIS_ERROR]errCode = 2, detailMessage = Excepted DELETE ON clause when merge "
+                        "type is MERGE; give the `delete` header, e.g. `delete: op = 'd'`")
+    if cond and mt != "MERGE":
+        raise LoadError("[ANALYSIS_ERROR]errCode = 2, detailMessage = not support DELETE ON clause when merge "
+                        "type is not MERGE.")
+    if cond:
+        m = _DELETE_ON_RE.fullmatch(cond)
+        if m is None:
+            raise LoadError(f"the Doris emulator evaluates `delete` conditions of the form column <op> literal "
+                            f"(=, !=, <>, <, <=, >, >=) only, not '{cond}'")
+        lit = m.group(3)
+        if len(lit) >= 2 and lit[0] == lit[-1] and lit[0] in "'\"":
+            lit = lit[1:-1]
+        s.delete_on = (m.group(1), m.group(2), lit)
+    sq = h.get("function_column.sequence_col") or h.get("sequence_col")
+    s.sequence_col = sq.strip().strip("`") if sq and sq.strip() else None
+    hc = h.get("hidden_columns")
+    if hc and hc.strip():
+        s.hidden_columns = [x.strip().strip("`") for x in hc.split(",") if x.strip()]
     s.comment = h.get("comment") or ""
     return s
+
+
+_DELETE_ON_RE = re.compile(r"`?([A-Za-z_][\w]*)`?\s*(=|!=|<>|<=|>=|<|>)\s*(.+?)")
+DELETE_SIGN = "__DORIS_DELETE_SIGN__"
 
 
 # --------------------------------------------------------------------------- converters
@@ -559,6 +591,10 @@ class Plan:
     identity: bool         # body fields are exactly the table columns in table order
     ncols: int
     has_decimal: bool
+    # UNIQUE KEY deletes: rows get one more value, the delete sign (1 deletes the key), after the
+    # table's columns; set for a __DORIS_DELETE_SIGN__ column, merge_type DELETE or MERGE.
+    with_sign: bool = False
+    merge: tuple | None = None       # MERGE: (position, operator, converted literal, key or None)
 
 
 def _parse_path(p: str) -> list:
@@ -595,7 +631,18 @@ def plan(spec: LoadSpec, table) -> Plan:
     """Map body fields to table columns. Raises LoadError like Doris's planner would."""
     cols = table.columns
     by_name = {c.name.lower(): (i, c) for i, c in enumerate(cols)}
-    names = spec.columns if spec.columns is not None else [c.name for c in cols]
+    names = spec.columns if spec.columns is not None else [c.name for c in cols] + (spec.hidden_columns or [])
+    h_seq = spec.sequence_col
+    if h_seq is not None and h_seq.lower() != (table.properties.get("function_column.sequence_col") or "").lower():
+        raise LoadError(f"the Doris emulator keeps sequence columns declared by the table (PROPERTIES "
+                        f"\"function_column.sequence_col\" = \"col\"); table '{table.name}' declares "
+                        f"{table.properties.get('function_column.sequence_col') or 'none'}, the load names '{h_seq}'")
+    wants_sign = DELETE_SIGN.lower() in (n.lower() for n in names) or spec.merge_type != "APPEND"
+    if wants_sign:
+        if table.keys_type != "UNIQUE":
+            raise LoadError("[ANALYSIS_ERROR]errCode = 2, detailMessage = load by MERGE or DELETE is only "
+                            "supported in unique tables.")
+        by_name[DELETE_SIGN.lower()] = (len(cols), Column(DELETE_SIGN, "tinyint", "TINYINT", nullable=False))
     slots: list[Slot] = []
     seen = set()
     paths = spec.jsonpaths
@@ -623,8 +670,38 @@ def plan(spec: LoadSpec, table) -> Plan:
                             f"column: {c.name}; list it in the `columns` header or give it a default")
     notnull = [(i, c.name) for i, c in enumerate(cols) if not c.nullable]
     identity = len(slots) == len(cols) and all(s.pos == i for i, s in enumerate(slots))
-    has_decimal = any(cols[s.pos].base == "DECIMAL" for s in slots)
-    return Plan(slots, template, notnull, identity, len(cols), has_decimal)
+    has_decimal = any(s.pos < len(cols) and cols[s.pos].base == "DECIMAL" for s in slots)
+    out = Plan(slots, template, notnull, identity, len(cols), has_decimal)
+    if wants_sign:
+        out.with_sign, out.identity = True, False
+        template.append(0)
+    if spec.delete_on is not None:
+        name, op, lit = spec.delete_on
+        hit = by_name.get(name.lower())
+        if hit is None or hit[0] >= len(cols):
+            raise LoadError(f"[ANALYSIS_ERROR]errCode = 2, detailMessage = unknown column '{name}' in the "
+                            f"`delete` condition; it must be a column of table '{table.name}'")
+        try:
+            value = text_converter(hit[1], spec.tz)(lit)
+        except ConvError as e:
+            raise LoadError(f"[ANALYSIS_ERROR]errCode = 2, detailMessage = the `delete` condition: {e}") from None
+        key = Decimal if hit[1].base == "DECIMAL" else None      # DECIMAL values are exact text
+        out.merge = (hit[0], _OPS[op], key(value) if key else value, key)
+    return out
+
+
+_OPS = {"=": operator.eq, "!=": operator.ne, "<>": operator.ne, "<": operator.lt, "<=": operator.le,
+        ">": operator.gt, ">=": operator.ge}
+
+
+def _mark_deletes(spec: LoadSpec, p: Plan, out: Outcome) -> None:
+    """merge_type DELETE deletes every row; MERGE the rows matching `delete` (a NULL never matches)."""
+    if spec.merge_type == "DELETE":
+        out.rows = [r[:-1] + (1,) for r in out.rows]
+    elif p.merge is not None:
+        pos, op, value, key = p.merge
+        out.rows = [r[:-1] + (1 if r[pos] is not None and op(key(r[pos]) if key else r[pos], value) else r[-1],)
+                    for r in out.rows]
 
 
 # --------------------------------------------------------------------------- running
@@ -650,9 +727,10 @@ def decode_body(spec: LoadSpec, body: bytes) -> str:
 def run(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
     """Parse and convert the whole body. Rows that fail are counted and explained, not raised."""
     text = decode_body(spec, body)
-    if spec.fmt == "json":
-        return _run_json(spec, p, text)
-    return _run_csv(spec, p, text)
+    out = _run_json(spec, p, text) if spec.fmt == "json" else _run_csv(spec, p, text)
+    if p.with_sign:
+        _mark_deletes(spec, p, out)
+    return out
 
 
 def _finish_row(p: Plan, vals: list, out: Outcome, src: str) -> None:
@@ -940,11 +1018,8 @@ def _raw_text(obj, raw: str | None) -> str:
 
 def count(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
     """Bench mode: check framing and count rows and columns without converting or keeping rows."""
-    if spec.compress_type or spec.enclose is not None or \
-            spec.fmt == "json" and (not spec.json_by_line or spec.strip_outer_array):
-        out = run(spec, p, body)          # rare shapes: take the full path, drop the rows
-        out.rows = []
-        return out
+    if spec.compress_type or spec.fmt == "json" and (not spec.json_by_line or spec.strip_outer_array):
+        return _count_by_parsing(spec, p, body)       # rare shapes: take the full path, drop the rows
     out = Outcome()
     delim = spec.line_delimiter.encode("utf-8")
     if spec.fmt == "json":
@@ -961,6 +1036,12 @@ def count(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
                 out.errors.append((reason, lines[probe].decode("utf-8", "replace")))
         return out
     sep = spec.column_separator.encode("utf-8")
+    raw = body
+    enclosed = spec.enclose is not None and spec.enclose.encode("utf-8") in body
+    if enclosed:
+        body = _blank_enclosed(spec, body)
+        if body is None:
+            return _count_by_parsing(spec, p, raw)
     nf = len(p.slots)
     n = body.count(delim)
     if body and not body.endswith(delim):
@@ -982,4 +1063,38 @@ def count(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
             out.errors.append((f"actual column number in csv file is {'more' if k > nf else 'less'} than "
                                f"schema column number.actual number: {k}, schema column number: {nf}",
                                line.decode("utf-8", "replace")))
+    if enclosed and out.filtered:       # the blanked lines would read wrong in the error log
+        return _count_by_parsing(spec, p, raw)
     return out
+
+
+def _count_by_parsing(spec: LoadSpec, p: Plan, body: bytes) -> Outcome:
+    out = run(spec, p, body)
+    out.rows = []
+    return out
+
+
+def _blank_enclosed(spec: LoadSpec, body: bytes) -> bytes | None:
+    """The body with each enclosed field (from its opening enclose to its closing one) replaced by one
+    placeholder byte, read exactly as _split_enclosed reads it: what is left of separators and line
+    delimiters are real ones, so the plain counts apply. None for non-ASCII enclose/escape characters."""
+    enc, esc = spec.enclose, spec.escape
+    if not enc.isascii() or (esc is not None and not esc.isascii()):
+        return None
+    sep, delim = spec.column_separator.encode("utf-8"), spec.line_delimiter.encode("utf-8")
+    rx = _ENCLOSED_RX.get((enc, esc, sep, delim))
+    if rx is None:
+        e = re.escape(enc.encode())
+        if esc is None or esc == enc:           # "" inside is a literal enclose
+            inner = rb"(?:[^" + e + rb"]|" + e + e + rb")*+"
+        else:                                   # escape + any char is literal; a lone escape at the end too
+            x = re.escape(esc.encode())
+            inner = rb"(?:[^" + e + x + rb"]|" + x + rb"(?:.|\Z))*+"
+        start = rb"(?:\A|(?<=" + re.escape(sep) + rb")|(?<=" + re.escape(delim) + rb"))"
+        rx = re.compile(start + e + inner + rb"(?:" + e + rb"|\Z)", re.S)
+        _ENCLOSED_RX[(enc, esc, sep, delim)] = rx
+    mark = next(c for c in (b"0", b"Q", b"~") if c not in sep and c not in delim)
+    return rx.sub(mark, body)
+
+
+_ENCLOSED_RX: dict[tuple, re.Pattern] = {}

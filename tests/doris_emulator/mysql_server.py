@@ -2,7 +2,8 @@
 
 Hand-written rather than mysql-mimic because Doris SQL (DDL with DISTRIBUTED BY, SHOW TRANSACTION,
 DESCRIBE) must reach the Catalog verbatim, and pymysql only needs the text protocol: handshake v10,
-mysql_native_password, COM_QUERY/INIT_DB/PING/QUIT, OK/ERR/EOF packets. One thread per connection.
+mysql_native_password, COM_QUERY/INIT_DB/PING/QUIT, OK/ERR/EOF packets, TLS on request (SSLRequest)
+when the server has a TLS context. One thread per connection.
 
 Result column types are chosen from the values so pymysql returns what it would from real Doris:
 int -> LONGLONG (int, also for LARGEINT), float -> DOUBLE, DecimalText -> NEWDECIMAL (Decimal),
@@ -15,10 +16,12 @@ import hashlib
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 
-from .catalog import Catalog, DateText, DateTimeText, DecimalText, DorisError
+from .schema import DateText, DateTimeText, DecimalText, DorisError
+from .storage import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ _PROTOCOL_41, _TRANSACTIONS, _SECURE_CONNECTION = 0x200, 0x2000, 0x8000
 _MULTI_RESULTS, _PLUGIN_AUTH, _CONNECT_ATTRS, _PLUGIN_AUTH_LENENC = 0x20000, 0x80000, 0x100000, 0x200000
 _SERVER_CAPS = (_LONG_PASSWORD | _FOUND_ROWS | _LONG_FLAG | _CONNECT_WITH_DB | _PROTOCOL_41 | _TRANSACTIONS
                 | _SECURE_CONNECTION | _MULTI_RESULTS | _PLUGIN_AUTH | _CONNECT_ATTRS | _PLUGIN_AUTH_LENENC)
+_SSL = 0x800
 _STATUS_AUTOCOMMIT = 0x0002
 _UTF8, _BINARY = 33, 63
 # column types
@@ -109,12 +113,14 @@ class _Conn:
         self.seq = 0
         self.db: str | None = None
         self.buf = bytearray()
+        self.plain_handshake = server.tls is not None
 
     # ------------------------------------------------------------------------------- framing
 
     def _recv_exact(self, n: int) -> bytes:
         while len(self.buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buf)))
+            # before TLS starts, read no further than the packet: the ClientHello follows the SSLRequest
+            chunk = self.sock.recv(n - len(self.buf) if self.plain_handshake else max(65536, n - len(self.buf)))
             if not chunk:
                 raise ConnectionError("client closed the connection")
             self.buf += chunk
@@ -179,7 +185,8 @@ class _Conn:
 
     def handshake(self) -> bool:
         salt = bytes(b % 94 + 33 for b in os.urandom(20))    # printable, no NUL, like MySQL's
-        caps = _SERVER_CAPS
+        tls = self.server.tls
+        caps = _SERVER_CAPS | (_SSL if tls is not None else 0)
         greeting = (b"\x0a" + SERVER_VERSION.encode() + b"\x00" + struct.pack("<I", self.conn_id) + salt[:8]
                     + b"\x00" + struct.pack("<H", caps & 0xFFFF) + bytes([_UTF8])
                     + struct.pack("<H", _STATUS_AUTOCOMMIT) + struct.pack("<H", caps >> 16) + bytes([21])
@@ -187,7 +194,12 @@ class _Conn:
         self.seq = 0
         self.send(greeting)
         data = self.read_packet()
+        self.plain_handshake = False
         client_caps = struct.unpack_from("<I", data, 0)[0]
+        if tls is not None and client_caps & _SSL and len(data) == 32:     # SSLRequest: TLS, then the rest
+            self.sock = tls.wrap_socket(self.sock, server_side=True)
+            data = self.read_packet()
+            client_caps = struct.unpack_from("<I", data, 0)[0]
         if not client_caps & _PROTOCOL_41:
             self.send(self.err(1043, "08S01", "Bad handshake: the emulator needs a 4.1+ protocol client"))
             return False
@@ -291,8 +303,9 @@ class MySQLServer:
     """The FE query port on 127.0.0.1; ``port=0`` picks a free one (read ``.port`` after start())."""
 
     def __init__(self, catalog: Catalog, host: str = "127.0.0.1", port: int = 0, user: str = "root",
-                 password: str = ""):
+                 password: str = "", tls: ssl.SSLContext | None = None):
         self.catalog, self.host, self.user, self.password = catalog, host, user, password
+        self.tls = tls            # offered to clients that ask (CLIENT_SSL); plain clients still connect
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))

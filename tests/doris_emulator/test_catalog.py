@@ -1,7 +1,9 @@
 """The emulator's catalog on its own: Doris DDL, table models, value storage, SQL rewriting."""
 import pytest
 
-from tests.doris_emulator.catalog import Catalog, Column, DorisError, Txn
+from tests.doris_emulator.schema import Column, DorisError
+from tests.doris_emulator.storage import Catalog
+from tests.doris_emulator.transactions import Txn
 
 EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS `db_1a2b`.`events` (

@@ -298,6 +298,35 @@ def test_json_filtered_rows_show_the_raw_json_line(emu, tbl):
     assert "column_name[name]" in lines[1]
 
 
+@pytest.mark.parametrize("bad", [50, 51, 120])
+def test_error_url_lists_at_most_50_rows_and_counts_stay_true(emu, tbl, bad):
+    good = "".join(f"{i}\ta\t1\t2024-01-01\t{{}}\tok\n" for i in range(10))
+    body = good + "".join(f"{i}\tonly_two\n" for i in range(bad))
+    data = load(emu, tbl, body, label=label(), max_filter_ratio="1")
+    assert data["Status"] == "Success", data
+    assert (data["NumberTotalRows"], data["NumberLoadedRows"], data["NumberFilteredRows"]) == (10 + bad, 10, bad)
+    assert data["NumberTotalRows"] == (data["NumberLoadedRows"] + data["NumberFilteredRows"]
+                                       + data["NumberUnselectedRows"])
+    lines = HTTP.request("GET", data["ErrorURL"]).data.decode().splitlines()
+    reasons = [x for x in lines if x.startswith("Reason: ")]
+    assert len(reasons) == min(bad, 50) and "src line [0\tonly_two]" in reasons[0]
+    assert lines[-1:] == (["TOO MUCH ERROR!"] if bad > 50 else reasons[-1:])
+    assert len(lines) == len(reasons) + (bad > 50)
+
+
+def test_error_url_of_a_failed_load_is_capped_too(emu, tbl):
+    data = load(emu, tbl, "x\n" * 80, label=label())
+    assert data["Status"] == "Fail" and data["NumberFilteredRows"] == 80 and data["NumberTotalRows"] == 80
+    lines = HTTP.request("GET", data["ErrorURL"]).data.decode().splitlines()
+    assert len(lines) == 51 and lines[-1] == "TOO MUCH ERROR!"
+
+
+def test_success_counts_add_up(emu, tbl):
+    data = load(emu, tbl, "1\ta\t1\t2024-01-01\t{}\tok\n" * 7, label=label())
+    assert (data["NumberTotalRows"], data["NumberLoadedRows"], data["NumberFilteredRows"],
+            data["NumberUnselectedRows"]) == (7, 7, 0, 0) and "ErrorURL" not in data
+
+
 # ------------------------------------------------------------------------------------------ labels
 
 def test_label_finished_and_failed_label_reused(emu, tbl):

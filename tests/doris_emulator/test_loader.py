@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.doris_emulator import loader as L
-from tests.doris_emulator.catalog import Column, TableDef
+from tests.doris_emulator.schema import Column, TableDef
 
 
 def col(name, type_str, base, nullable=True, default=None, length=None, precision=None, scale=None):
@@ -312,3 +312,34 @@ def test_bench_count_checks_columns_without_converting():
     js = L.parse_spec({"format": "json", "read_json_by_line": "true"})
     out = L.count(js, L.plan(js, ALL), b'{"id": 1}\n{"id": 2}\n')
     assert (out.total, out.filtered) == (2, 0)
+
+
+TRICKY = [
+    # (headers, body): enclosed fields holding separators, line delimiters, escapes, doubled quotes
+    ({"enclose": '"', "escape": "\\"}, '1,"a,b",3\n2,"multi\nline \\"q\\", x\\\\",4\n3,plain,5\n'),
+    ({"enclose": '"', "escape": "\\"}, '1,"",3\n"2","\n\n",4\n\n3,"x\\\n,y",5'),
+    ({"enclose": '"', "escape": "\\"}, '1,a"b,3\n2,"c"junk,4\n3,"d"",e",5\n'),    # quotes not at a field start
+    ({"enclose": '"'}, '1,"say ""hi"", ok",2\n2,"""",3\n3,"a\nb",4\n'),           # no escape: "" is a quote
+    ({"enclose": "'", "escape": "\\"}, "1,'x,y',2\n2,'z\\'s,\n',3\n"),
+    ({"enclose": '"', "escape": "\\", "line_delimiter": "\\x02", "column_separator": "\\x01"},
+     '1\x01"a\x01b"\x013\x022\x01"c\x02d"\x014\x02'),
+    ({"enclose": '"', "escape": "\\"}, '1,"unterminated,3\n2,b,4\n'),             # runs to the end: one row
+    ({"enclose": '"', "escape": "\\", "format": "csv_with_names"}, 'id,s,n\n1,"a\nb",2\n'),
+    ({"enclose": '"', "escape": "\\"}, '1,"a,b",3,4\n2,"c",5\n3,"d\ne",5\n'),     # one field too many
+    ({"enclose": '"', "escape": "\\"}, '1,"a,b"\n\n2,"c\n",5\n'),                  # one too few
+    ({"enclose": '"', "escape": "\\"}, '1,"a",3\n2,"end\\'),                       # escape as the last byte
+]
+
+
+@pytest.mark.parametrize("headers,body", TRICKY)
+def test_bench_count_honours_enclose_and_escape_like_the_parser(headers, body, monkeypatch):
+    t = table(col("id", "int", "INT"), col("s", "string", "STRING"), col("n", "int", "INT"))
+    spec = L.parse_spec({"column_separator": ",", **headers})
+    p = L.plan(spec, t)
+    full = L.run(spec, p, body.encode())
+    out = L.count(spec, p, body.encode())
+    assert (out.total, out.filtered, out.errors, out.rows) == (full.total, full.filtered, full.errors, [])
+    if not full.filtered:
+        monkeypatch.setattr(L, "run", lambda *a: pytest.fail("bench count parsed the whole body"))
+        again = L.count(spec, p, body.encode())
+        assert (again.total, again.filtered) == (full.total, 0)

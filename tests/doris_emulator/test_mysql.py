@@ -6,7 +6,8 @@ from decimal import Decimal
 import pymysql
 import pytest
 
-from tests.doris_emulator.catalog import Catalog, Txn
+from tests.doris_emulator.storage import Catalog
+from tests.doris_emulator.transactions import Txn
 from tests.doris_emulator.mysql_server import MySQLServer
 
 
