@@ -8,11 +8,14 @@ and registers the batch with the OffsetTracker, in order.
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import queue
 import threading
 import time
+from collections import deque
+from typing import NamedTuple
 
 from . import labels
 from .config import BatchConfig
@@ -26,10 +29,19 @@ SEAL_ALL = "seal-all"     # control item: seal every open batch now (the benchma
 STOP = "stop"             # control item: seal, hand on, and end the thread
 
 
+class Rebalanced(NamedTuple):
+    """Control item from the consumer, in queue order between the records of the old assignment
+    and those of the new one: what was revoked, and where each assigned partition starts
+    (the group's committed offset or None, and the cuts recorded in its commit metadata)."""
+    revoked: frozenset
+    assigned: dict            # (topic, partition) -> (offset | None, [(first, last), ...])
+
+
 class Batch:
     """One Stream Load's worth of rows; the unit of retry, labelling and offset confirmation."""
     __slots__ = ("seq", "db", "table", "label", "lines", "nbytes", "rows", "ranges", "dead",
-                 "sources", "opened_at", "sealed_at", "reason", "headers", "mapper", "first_ts")
+                 "sources", "opened_at", "sealed_at", "reason", "headers", "mapper", "first_ts",
+                 "needs_record")
 
     def __init__(self, db: str, table: str, mapper, opened_at: float):
         self.seq = -1
@@ -48,10 +60,15 @@ class Batch:
         self.reason = ""
         self.mapper = mapper
         self.headers = mapper.headers()
+        self.needs_record = False    # exactly-once: load only once its cuts are in Kafka
 
     @property
     def full_name(self) -> str:
         return f"{self.db}.{self.table}"
+
+    @property
+    def records(self) -> int:
+        return sum(map(len, self.sources))
 
     def add(self, topic: str, partition: int, records: list) -> None:
         """Map one partition's slice of a poll result into this batch (the hot path)."""
@@ -117,7 +134,9 @@ def batch_factory(db: str, table: str, schema, clock=time.monotonic):
 
 
 class OpenBatch:
-    """``run``: one batch open across partitions, sealed by rows, bytes or age (seal_reason)."""
+    """At-least-once ``run``: one batch open across partitions, sealed by rows, bytes or age."""
+
+    record_cuts = False
 
     def __init__(self, cfg: BatchConfig, new_batch):
         self.cfg = cfg
@@ -148,10 +167,104 @@ class OpenBatch:
         b = self.batch
         return b.opened_at + self.cfg.max_interval_s if b is not None and b.sources else None
 
+    def on_rebalance(self, revoked) -> tuple[list, int]:
+        """Seal what is open, so it is registered before the revoked partitions are forgotten:
+        it still loads (at-least-once) but can release nothing for them."""
+        return self.seal_all("rebalance"), 0
+
+    def expect(self, key, cuts) -> None:
+        """At-least-once keeps no cut points."""
+
+
+class PartitionBatches:
+    """Exactly-once: one batch per partition, cut first where the partition's commit metadata
+    says (the cuts its previous reader recorded before loading), then by rows, bytes or age.
+    A batch whose cut is recorded is never sealed anywhere else — not by age, not at shutdown —
+    so its label is the one the previous reader may already have loaded."""
+
+    record_cuts = True
+
+    def __init__(self, cfg: BatchConfig, new_batch):
+        self.cfg = cfg
+        self.new_batch = new_batch
+        self.open: dict = {}                 # TopicPartition -> Batch
+        self.expected: dict = {}             # (topic, partition) -> deque of recorded (first, last)
+
+    def expect(self, key, cuts) -> None:
+        if cuts:
+            self.expected[key] = deque(cuts)
+
+    def _batch(self, tp) -> Batch:
+        b = self.open.get(tp)
+        if b is None:
+            b = self.open[tp] = self.new_batch()
+        return b
+
+    def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
+        sealed = []
+        for tp, records in poll_result.items():
+            key = (tp.topic, tp.partition)
+            start, n = 0, len(records)
+            expected = self.expected.get(key)
+            while expected and start < n:
+                last = expected[0][1]
+                end = bisect.bisect_right(records, last, lo=start, key=_offset)
+                if end > start:
+                    self._batch(tp).add(tp.topic, tp.partition, records[start:end])
+                if end < n or records[end - 1].offset == last:     # the recorded end is reached
+                    b = self.open.pop(tp, None)
+                    if b is not None:
+                        sealed.append((b, "recorded"))
+                    expected.popleft()
+                start = end
+            if not expected:
+                self.expected.pop(key, None)
+            if start < n:
+                b = self._batch(tp)
+                b.add(tp.topic, tp.partition, records[start:] if start else records)
+                reason = seal_reason(b, self.cfg, now)
+                if reason:
+                    sealed.append((self.open.pop(tp), reason))
+        return sealed
+
+    def _free(self):
+        return [tp for tp in self.open if (tp.topic, tp.partition) not in self.expected]
+
+    def due(self, now: float) -> list[tuple[Batch, str]]:
+        sealed = []
+        for tp in self._free():
+            reason = seal_reason(self.open[tp], self.cfg, now)
+            if reason:
+                sealed.append((self.open.pop(tp), reason))
+        return sealed
+
+    def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
+        """Every open batch whose end is ours to choose (a recorded one waits for its end)."""
+        return [(self.open.pop(tp), reason) for tp in sorted(self._free())]
+
+    def deadline(self) -> float | None:
+        times = [self.open[tp].opened_at for tp in self._free() if self.open[tp].sources]
+        return min(times) + self.cfg.max_interval_s if times else None
+
+    def on_rebalance(self, revoked) -> tuple[list, int]:
+        """Drop the open batches of revoked partitions: their next reader reads them again."""
+        dropped = 0
+        for key in revoked:
+            self.expected.pop((key[0], key[1]), None)
+            for tp in [tp for tp in self.open if (tp.topic, tp.partition) == (key[0], key[1])]:
+                dropped += self.open.pop(tp).records
+        return [], dropped
+
+
+def _offset(record) -> int:
+    return record.offset
+
 
 class AlignedBatches:
     """``replay``: one batch per partition and chunk of ``size`` offsets (aligned_slices), sealed
     when its chunk's last offset arrives, so a re-run forms the same batches with the same labels."""
+
+    record_cuts = False
 
     def __init__(self, size: int, new_batch):
         self.size = size
@@ -183,6 +296,12 @@ class AlignedBatches:
 
     def deadline(self) -> float | None:
         return None
+
+    def on_rebalance(self, revoked) -> tuple[list, int]:
+        return [], 0              # replay reads assigned partitions: no group, no rebalance
+
+    def expect(self, key, cuts) -> None:
+        """Replay's cuts are aligned offsets, never recorded ones."""
 
 
 def tune_gc() -> None:
@@ -238,12 +357,23 @@ class BatcherThread(threading.Thread):
                 return
             if item is SEAL_ALL:
                 self._seal(self.cuts.seal_all("shutdown"))
+            elif isinstance(item, Rebalanced):
+                self._rebalance(item)
             elif item is not None:
                 self._seal(self.cuts.add(item, self.clock()))
             self._seal(self.cuts.due(self.clock()))
             if self.schema.generation != self._generation:
                 self._generation = self.schema.generation
                 self._seal(self.cuts.seal_all("schema"))
+
+    def _rebalance(self, item: Rebalanced) -> None:
+        sealed, dropped = self.cuts.on_rebalance(item.revoked)
+        self._seal(sealed)
+        if dropped:
+            self.obs.accounting.rewound(dropped)
+        self.tracker.rebalance(item.revoked, {k: off for k, (off, _c) in item.assigned.items()})
+        for key, (_off, cuts) in item.assigned.items():
+            self.cuts.expect(key, cuts)
 
     def _seal(self, sealed: list) -> None:
         for b, reason in sealed:
@@ -254,6 +384,7 @@ class BatcherThread(threading.Thread):
             b.sealed_at = self.clock()
             b.reason = reason
             b.label = labels.make_label(self.label_prefix, b.full_name, b.ranges, salt=label_salt(b))
-            self.tracker.add(b.seq, b.ranges)
+            b.needs_record = self.cuts.record_cuts
+            self.tracker.add(b.seq, b.ranges, recorded=not b.needs_record)
             self.obs.metrics.observe_seal(b)
             self.outq.put(b)   # blocks while writers are busy: backpressure reaches the consumer

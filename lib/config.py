@@ -65,7 +65,7 @@ class KafkaConfig:
     topics: tuple[str, ...] = ()
     group_id: str = "sinker"
     client_id: str = "sinker"
-    start_from: str = "earliest"            # earliest | latest, for a group with no commits
+    start_from: str = "earliest"            # earliest | latest: where a new group starts reading
     max_poll_records: int = 2000
     fetch_max_bytes: int = 52_428_800
     max_partition_fetch_bytes: int = 8_388_608
@@ -73,6 +73,7 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 30_000
+    metadata_max_age_ms: int = 5_000          # how soon partitions added to a topic are read
     security_protocol: str = "PLAINTEXT"    # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None       # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
@@ -191,6 +192,11 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown_timeout_s: float = 30.0
+    delivery: str = "exactly_once"              # exactly_once | at_least_once
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.delivery == "exactly_once"
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -199,7 +205,7 @@ SECTIONS: dict[str, type] = {
     "writer": WriterConfig, "dead_letter": DeadLetterConfig, "server": ServerConfig,
     "logging": LoggingConfig,
 }
-TOP_LEVEL = {"shutdown_timeout_s"}
+TOP_LEVEL: dict[str, type] = {"shutdown_timeout_s": float, "delivery": str}
 
 ENV_VARS: dict[str, tuple[str, str]] = {
     "SINKER_DORIS_USER": ("doris", "user"),
@@ -211,6 +217,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 SECRETS = (("doris", "password"), ("kafka", "sasl_password"))
 
 DEFAULT_BE_PORT = 8040                          # the BE webserver's port on a default install
+DELIVERIES = ("exactly_once", "at_least_once")
 KAFKA_FIELDS = ("topic", "partition", "offset", "timestamp", "key")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -218,7 +225,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # values compared case-insensitively, stored in this case
 _UPPER = {"kafka.security_protocol", "kafka.sasl_mechanism"}
-_LOWER = {"kafka.start_from", "mapping.format", "mapping.missing", "dead_letter.type",
+_LOWER = {"delivery", "kafka.start_from", "mapping.format", "mapping.missing", "dead_letter.type",
           "logging.level", "logging.format", "logging.output"}
 
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
@@ -277,9 +284,9 @@ def config_from_dict(d: dict, env: Mapping | None = None, overrides: dict | None
             if section is not None:
                 kwargs[key] = section
         elif key in TOP_LEVEL:
-            ok, v = _coerce(key, value, float, problems)
+            ok, v = _coerce(key, value, TOP_LEVEL[key], problems)
             if ok:
-                kwargs[key] = v
+                kwargs[key] = v.lower() if key in _LOWER else v
             else:
                 bad.add(key)
         else:
@@ -608,7 +615,8 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     want("kafka.client_id", bool(k.client_id.strip()), "must not be empty")
     one_of("kafka.start_from", k.start_from, ("earliest", "latest"))
     positive("kafka", k, "max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes",
-             "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms")
+             "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms",
+             "metadata_max_age_ms")
     one_of("kafka.security_protocol", k.security_protocol, SECURITY_PROTOCOLS)
     if k.sasl_mechanism is not None:
         one_of("kafka.sasl_mechanism", k.sasl_mechanism, SASL_MECHANISMS)
@@ -687,6 +695,7 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     want("logging.sample_per_minute", lg.sample_per_minute >= 0, f"must be >= 0, got {lg.sample_per_minute}")
 
     want("shutdown_timeout_s", cfg.shutdown_timeout_s > 0, f"must be > 0, got {cfg.shutdown_timeout_s}")
+    one_of("delivery", cfg.delivery, DELIVERIES)
 
 
 def _check_schema(m: MappingConfig, bad: set[str], problems: list[str]) -> None:

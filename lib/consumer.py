@@ -16,8 +16,10 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 
-from . import __version__
+from . import commit_metadata
+from .batcher import Rebalanced
 from .config import KafkaConfig
 from .kafka_client import KafkaReader, TopicPartition, check_crc32c
 
@@ -31,27 +33,11 @@ UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask t
 UNASSIGNED_REJOIN_MAX_S = 600.0
 
 
-def drop_already_read(records: list, next_offset: int | None) -> list:
-    """After a rebalance hands a partition back to us, Kafka rewinds it to the committed offset,
-    but the rows after that are still in our pipeline: drop what we already handed on, so a
-    rebalance does not make us load rows twice."""
-    if next_offset is None or not records or records[0].offset >= next_offset:
-        return records
-    lo, hi = 0, len(records)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if records[mid].offset < next_offset:
-            lo = mid + 1
-        else:
-            hi = mid
-    return records[lo:]
-
-
 class ConsumerThread(threading.Thread):
     """Poll → queue; pause when the queue is full; commit what the tracker releases."""
 
     def __init__(self, cfg: KafkaConfig, out: queue.Queue, tracker, obs, shutdown, *,
-                 bounds=None, reader_factory=KafkaReader):
+                 bounds=None, record_cuts: bool = False, reader_factory=KafkaReader):
         super().__init__(name="consumer", daemon=True)
         self.cfg = cfg
         self.out = out
@@ -59,12 +45,13 @@ class ConsumerThread(threading.Thread):
         self.obs = obs
         self.shutdown = shutdown           # lifecycle.Shutdown: draining = hand on nothing more
         self.bounds = bounds               # replay: fixed partitions and offset ranges, no group
+        self.record_cuts = record_cuts     # exactly-once: batch cuts go into the commit metadata
         self.reader_factory = reader_factory
         self.next_offset: dict = {}        # TopicPartition -> offset after the last record handed on
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self.reader: KafkaReader | None = None
-        self._held = None                  # a poll result waiting for room in the queue
+        self._items: deque = deque()       # poll results and Rebalanced items waiting for room
         self._unassigned_since: float | None = None   # see _watch_unassigned
         self._rejoin_after = UNASSIGNED_REJOIN_S
         self._paused = False
@@ -76,13 +63,13 @@ class ConsumerThread(threading.Thread):
 
     # -- what the pipeline may ask (from its own thread) ----------------------------------------
     def holding(self) -> bool:
-        """A poll result is waiting for room in the queue."""
-        return self._held is not None
+        """Something is waiting for room in the queue."""
+        return bool(self._items)
 
     def read_everything(self) -> bool:
         """Replay: every partition reached its end and nothing waits to be handed on."""
         return (self.bounds is not None and self.ready.is_set() and self.bounds.finished()
-                and self._held is None)
+                and not self._items)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def run(self):
@@ -121,7 +108,7 @@ class ConsumerThread(threading.Thread):
     def _step(self):
         r = self.reader
         draining = self.shutdown.draining
-        want_pause = draining or self._held is not None
+        want_pause = draining or bool(self._items)
         if want_pause and not self._paused:
             parts = r.assignment()
             r.pause(*parts)
@@ -135,9 +122,16 @@ class ConsumerThread(threading.Thread):
 
         t0 = time.monotonic()
         joining = self._unassigned_since is not None     # owned nothing after the last poll
-        timeout = 50 if self._held else JOIN_POLL_TIMEOUT_MS if joining else POLL_TIMEOUT_MS
+        timeout = (50 if self._items or self.tracker.has_unrecorded() else
+                   JOIN_POLL_TIMEOUT_MS if joining else POLL_TIMEOUT_MS)
         result = r.poll(timeout_ms=timeout)
-        self._after_rebalance()
+        starts = self._after_rebalance()
+        if starts and result:
+            # fetched before the assigned partitions were positioned where they start for us
+            # (the client may keep a partition's old position, or reset it its own way): the
+            # next polls read them again from there
+            for tp in [tp for tp in result if (tp.topic, tp.partition) in starts]:
+                del result[tp]
         if self.bounds is None:
             self._watch_unassigned(bool(r.assignment()))
         if self._paused and r.assignment():
@@ -147,7 +141,7 @@ class ConsumerThread(threading.Thread):
             if draining:
                 result = {}        # never hand on records after we decided to stop (not consumed)
             for tp in list(result):
-                recs = drop_already_read(result[tp], self.next_offset.get(tp))
+                recs = result[tp]
                 if self.bounds is not None:
                     recs = self.bounds.trim(tp, recs)
                 if recs:
@@ -160,9 +154,8 @@ class ConsumerThread(threading.Thread):
         if result:
             self.obs.metrics.observe_poll(result, time.monotonic() - t0)
             self.obs.accounting.consumed({(tp.topic, tp.partition): len(x) for tp, x in result.items()})
-            self._hand_on(result)
-        elif self._held is not None:
-            self._hand_on(None)
+            self._items.append(result)
+        self._hand_on()
         self._commit()
         self._refresh_end_offsets()
 
@@ -196,74 +189,158 @@ class ConsumerThread(threading.Thread):
         self._unassigned_since = now
         self._rejoin_after = min(self._rejoin_after * 2, UNASSIGNED_REJOIN_MAX_S)
 
-    def _hand_on(self, result):
-        if self._held is not None:
+    def _hand_on(self):
+        """In order, as long as the queue has room: partitions stay paused while anything waits."""
+        while self._items:
             try:
-                self.out.put_nowait(self._held)
-                self._held = None
+                self.out.put_nowait(self._items[0])
             except queue.Full:
-                pass
-        if result:
-            if self._held is None:
-                try:
-                    self.out.put_nowait(result)
-                    return
-                except queue.Full:
-                    pass
-                self._held = result
-            else:
-                # cannot happen: partitions are paused while a result is held; merge to be safe
-                for tp, recs in result.items():
-                    self._held.setdefault(tp, []).extend(recs)
+                return
+            self._items.popleft()
 
-    def _after_rebalance(self):
+    def _after_rebalance(self) -> dict:
+        """Apply a rebalance the last poll carried; returns where the assigned partitions start."""
         revoked, assigned = self.reader.take_rebalance()
         if not revoked and assigned is None:
-            return
+            return {}
         current = set(self.reader.assignment())
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        # Nothing is committed for a revoked partition from now on, and what this process still
+        # holds of it is forgotten (the batcher drops its open batch when the Rebalanced item
+        # reaches it): whoever owns it now reads it again from the group's commit.
+        self.tracker.fence(gone)
+        self._drop_waiting(gone)
+        for tp in revoked:
+            self.next_offset.pop(tp, None)
+            self._group_committed.pop((tp.topic, tp.partition), None)
+        starts = self._starts(sorted(assigned or ()))
+        self._items.append(Rebalanced(frozenset(gone), starts))
         lost = {tp for tp in revoked if tp not in current}
-        if lost:
-            self.tracker.revoke({(tp.topic, tp.partition) for tp in lost})
-            for tp in lost:
-                self.next_offset.pop(tp, None)
-                self._group_committed.pop((tp.topic, tp.partition), None)
         self.obs.metrics.observe_rebalance(revoked=len(revoked), assigned=len(current), lost=len(lost))
         self.obs.health.set_assigned(len(current))
-        self._read_group_offsets(current)
+        known = {k: off for k, (off, _cuts) in starts.items() if off is not None}
+        self._group_committed.update(known)
+        if known:
+            self.obs.metrics.set_committed(known)
         self._last_end_offsets = 0.0       # new partitions: refresh their end offsets (lag) now
-        log.info("rebalance: %d partitions assigned, %d moved away", len(current), len(lost))
+        log.info("rebalance: %d partitions assigned, %d revoked (%d moved away)", len(current),
+                 len(revoked), len(lost))
+        return starts
+
+    def _drop_waiting(self, gone: set) -> None:
+        dropped, kept = 0, deque()
+        for item in self._items:
+            if isinstance(item, dict):
+                for tp in [tp for tp in item if (tp.topic, tp.partition) in gone]:
+                    dropped += len(item.pop(tp))
+                if not item:
+                    continue
+            kept.append(item)
+        self._items = kept
+        if dropped:
+            self.obs.accounting.rewound(dropped)
+
+    def _starts(self, parts) -> dict:
+        """Where each newly assigned partition starts, positioned there: the group's committed
+        offset and the batch cuts recorded with it (also for a partition revoked and given back,
+        whose records in flight were dropped: the client would keep its old position). A
+        partition without a commit starts at the earliest offset, except in a group that has no
+        commit at all when ``start_from`` is latest."""
+        starts, uncommitted = {}, []
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            found = self.reader.committed_with_metadata(tp)
+            if found is None:
+                uncommitted.append(tp)
+                continue
+            offset, meta = found
+            self.reader.seek(tp, offset)
+            try:
+                cuts = commit_metadata.decode(meta) if self.record_cuts else []
+            except ValueError as e:
+                log.warning("partition %s[%d]: %s; its next batches are cut afresh (rows loaded "
+                            "before may load again)", tp.topic, tp.partition, e)
+                cuts = []
+            starts[key] = (offset, cuts)
+        if uncommitted:
+            starts.update(self._start_uncommitted(uncommitted, first_group=not starts))
+        return starts
+
+    def _start_uncommitted(self, parts, first_group: bool) -> dict:
+        latest = self.cfg.start_from == "latest" and first_group and not self._group_has_commits()
+        if latest:
+            self.reader.seek_to_end(*parts)
+            positions = {tp: self.reader.position(tp) for tp in parts}
+            # make the start point durable: a restart before the first load must not skip again
+            self.reader.commit({tp: (pos, commit_metadata.encode([])) for tp, pos in positions.items()})
+            self.obs.metrics.observe_offset_reset("latest", len(parts))
+            log.info("new consumer group %s: start_from latest, starting %d partitions at their "
+                     "end", self.cfg.group_id, len(parts))
+            return {(tp.topic, tp.partition): (pos, []) for tp, pos in positions.items()}
+        self.reader.seek_to_beginning(*parts)
+        for tp in parts:
+            log.info("partition %s[%d] has no committed offset: reading it from its earliest "
+                     "offset", tp.topic, tp.partition)
+        self.obs.metrics.observe_offset_reset("earliest", len(parts))
+        return {(tp.topic, tp.partition): (None, []) for tp in parts}
+
+    def _group_has_commits(self) -> bool:
+        """Does any partition of the subscribed topics have a commit in this group?"""
+        for topic in self.cfg.topics:
+            for p in sorted(self.reader.partitions_for_topic(topic) or ()):
+                if self.reader.committed(TopicPartition(topic, p)) is not None:
+                    return True
+        return False
 
     # -- commits -------------------------------------------------------------------------------
     def _commit(self, force: bool = False):
+        """Commit released offsets every COMMIT_INTERVAL_S, and at once when sealed batches wait
+        for their cuts to be recorded (exactly-once: a batch is loaded only after that)."""
         now = time.monotonic()
-        if not force and now - self._last_commit < COMMIT_INTERVAL_S:
-            return
-        self._last_commit = now
-        positions = self.tracker.committable()
-        if not positions:
+        due = force or now - self._last_commit >= COMMIT_INTERVAL_S
+        if not due and not self.tracker.has_unrecorded():
             return
         if self.bounds is not None:
             # replay: no group commits; positions are only progress
+            self._last_commit = now
+            positions = self.tracker.committable()
             self.tracker.mark_committed(positions)
             self.committed.update(positions)
             return
-        owned = {(tp.topic, tp.partition) for tp in self.reader.assignment()}
-        offsets = {TopicPartition(*key): off for key, off in positions.items() if key in owned}
-        if not offsets:
+        parts = self.reader.assignment()
+        owned = {(tp.topic, tp.partition) for tp in parts}
+        if due and not self.shutdown.draining:   # draining drops what polls return: never skip it
+            self._advance_idle(parts)
+        plan, recorded = self.tracker.commit_plan(owned)
+        if not plan or (not due and not recorded):
             return
+        self._last_commit = now
+        offsets = {TopicPartition(*key): (off, commit_metadata.encode(cuts if self.record_cuts else []))
+                   for key, (off, cuts) in plan.items()}
+        positions = {key: off for key, (off, _cuts) in plan.items()}
         t0 = time.monotonic()
         try:
-            self.reader.commit(offsets, f"sinker {__version__}")
+            self.reader.commit(offsets)
         except Exception as e:  # noqa: BLE001 - a failed commit is retried on the next turn
             self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=False)
             log.warning("offset commit failed (will retry): %s", e)
             return
-        done = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
-        self.tracker.mark_committed(done)
-        self.committed.update(done)
-        self.obs.metrics.observe_commit(done, time.monotonic() - t0, ok=True)
+        self.tracker.mark_committed(positions, recorded)
+        self.committed.update(positions)
+        if recorded:
+            self.obs.metrics.observe_cuts_recorded(len(recorded))
+        self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=True)
         self.obs.health.progress()
         self._publish_lag()
+
+    def _advance_idle(self, parts) -> None:
+        for tp in parts:
+            try:
+                position = self.reader.position(tp, timeout_ms=1000)
+            except Exception:  # noqa: BLE001 - not known yet: next turn
+                continue
+            if position is not None:
+                self.tracker.advance_idle((tp.topic, tp.partition), self.next_offset.get(tp), position)
 
     def _refresh_end_offsets(self):
         now = time.monotonic()
@@ -300,23 +377,3 @@ class ConsumerThread(threading.Thread):
         if unknown:
             lag += max(0, self.obs.accounting.snapshot()["pending"])
         self.obs.health.set_lag(lag)
-
-    def _read_group_offsets(self, parts):
-        """The group's committed offsets of newly assigned partitions, so lag and the committed
-        offset gauges exist before this process commits anything (metrics only)."""
-        if self.bounds is not None:
-            return
-        known = {}
-        for tp in parts:
-            key = (tp.topic, tp.partition)
-            if key in self._group_committed:
-                continue
-            try:
-                off = self.reader.committed(tp, timeout_ms=5000)
-            except Exception as e:  # noqa: BLE001 - metrics only
-                log.debug("committed offset of %s: %s", tp, e)
-                return
-            if off is not None:
-                known[key] = self._group_committed[key] = off
-        if known:
-            self.obs.metrics.set_committed(known)

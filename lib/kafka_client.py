@@ -46,11 +46,17 @@ def client_options(cfg: KafkaConfig) -> dict:
 
 
 def consumer_options(cfg: KafkaConfig, group: bool) -> dict:
+    """``start_from`` is not the client's reset policy: that one applies to every partition without
+    a commit, also partitions added later, and to commits that fell out of retention, and
+    ``latest`` would skip their rows. The consumer thread applies ``start_from`` to a new group
+    only; every other reset goes to the earliest offset."""
     opts = client_options(cfg)
     opts.update(
         group_id=cfg.group_id if group else None,
         enable_auto_commit=False,
-        auto_offset_reset=cfg.start_from,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",     # never rows of aborted Kafka transactions
+        metadata_max_age_ms=cfg.metadata_max_age_ms,
         max_poll_records=cfg.max_poll_records,
         fetch_max_bytes=cfg.fetch_max_bytes,
         max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
@@ -168,8 +174,8 @@ class KafkaReader:
     def seek_to_end(self, *tps) -> None:
         self._c.seek_to_end(*tps)
 
-    def position(self, tp) -> int:
-        return self._c.position(tp)
+    def position(self, tp, timeout_ms: int | None = None) -> int | None:
+        return self._c.position(tp, timeout_ms=timeout_ms)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> dict:
         return self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
@@ -189,14 +195,20 @@ class KafkaReader:
         return self._c.paused()
 
     # -- offsets and metadata ------------------------------------------------------------------
-    def commit(self, offsets: dict, metadata: str, timeout_ms: int = 10_000) -> None:
-        """Commit ``{TopicPartition: next offset}`` with ``metadata`` on each; raises on failure
-        (a commit that timed out may still have happened: the caller retries the same values)."""
-        self._c.commit({tp: OffsetAndMetadata(off, metadata, -1) for tp, off in offsets.items()},
+    def commit(self, offsets: dict, timeout_ms: int = 10_000) -> None:
+        """Commit ``{TopicPartition: (next offset, metadata)}``; raises on failure (a commit that
+        timed out may still have happened: the caller retries the same values). The broker
+        refuses the commit of a member that is no longer in the group's generation."""
+        self._c.commit({tp: OffsetAndMetadata(off, meta, -1) for tp, (off, meta) in offsets.items()},
                        timeout_ms=timeout_ms)
 
     def committed(self, tp, timeout_ms: int = 5000) -> int | None:
         return self._c.committed(tp, timeout_ms=timeout_ms)
+
+    def committed_with_metadata(self, tp, timeout_ms: int = 5000) -> tuple[int, str] | None:
+        """(offset, metadata) of the group's last commit, or None when it has none."""
+        found = self._c.committed(tp, metadata=True, timeout_ms=timeout_ms)
+        return None if found is None else (found.offset, found.metadata or "")
 
     def beginning_offsets(self, tps, timeout_ms: int = 10_000) -> dict:
         return self._c.beginning_offsets(list(tps), timeout_ms=timeout_ms)

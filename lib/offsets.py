@@ -1,10 +1,22 @@
-"""Which Kafka offsets may be committed: never past a row Doris does not have yet.
+"""Which Kafka offsets may be committed — never past a row Doris does not have — and which batch
+cut points must be recorded in Kafka before a batch may be loaded.
 
 Writers confirm batches in any order (several loads are in flight), but a partition's committed
 offset may only move to ``last + 1`` of the longest run of that partition's batches, in seal
-order, that are all confirmed. A batch may cover several partitions; it holds each of them back
-until it is confirmed. Offsets inside a partition may have gaps (compaction, transaction markers):
-only seal order matters, never offset arithmetic.
+order, that are all confirmed. A batch may cover several partitions (at-least-once); it holds each
+of them back until it is confirmed. Offsets inside a partition may have gaps (compaction,
+transaction markers): only seal order matters, never offset arithmetic.
+
+Exactly-once adds one rule: a batch is loaded only after its cut points (first, last offset) are
+in the partition's commit metadata, so whoever reads the partition next — this process after a
+crash, or another member after a rebalance — cuts the same batches and Doris sees the same
+labels. ``commit_plan`` says what to commit (offset and the pending cuts); ``mark_committed``
+records it and wakes the writers waiting in ``wait_recorded``.
+
+A rebalance is applied in two steps: the consumer ``fence``s revoked partitions at once (nothing is
+committed for them any more), and the batcher calls ``rebalance`` when the revocation reaches it in
+queue order, so every batch sealed from the old assignment is already registered and is forgotten
+with it, and none from the new assignment can be mistaken for an old one.
 """
 from __future__ import annotations
 
@@ -13,29 +25,76 @@ from collections import deque
 
 Key = tuple[str, int]   # (topic, partition)
 
+RECORDED, REVOKED = "recorded", "revoked"
+
 
 class OffsetTracker:
     """Thread-safe (one lock): the batcher adds, writers confirm, the consumer commits."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._queues: dict[Key, deque] = {}       # key -> deque of (seq, last) in seq order
-        self._keys: dict[int, tuple[Key, ...]] = {}  # unconfirmed seq -> partitions it covers
-        self._released: dict[Key, int] = {}       # key -> next offset safe to commit
-        self._committed: dict[Key, int] = {}      # key -> what the consumer last committed
+        self._recorded_cv = threading.Condition(self._lock)
+        self._queues: dict[Key, deque] = {}          # key -> deque of (seq, first, last) in seq order
+        self._keys: dict[int, tuple[Key, ...]] = {}  # unconfirmed seq -> live partitions it covers
+        self._unrecorded: set[int] = set()           # seqs whose cuts are not in Kafka yet
+        self._released: dict[Key, int] = {}          # key -> next offset safe to commit
+        self._committed: dict[Key, int] = {}         # key -> what the group holds (never go below)
+        self._fenced: set[Key] = set()               # revoked, rebalance not applied yet
 
-    def add(self, seq: int, ranges: dict[Key, tuple[int, int]]) -> None:
-        """Register a sealed batch; called in seq order."""
+    # -- the batcher ---------------------------------------------------------------------------
+    def add(self, seq: int, ranges: dict[Key, tuple[int, int]], recorded: bool = True) -> None:
+        """Register a sealed batch; called in seq order. ``recorded=False``: it may be loaded only
+        once its cuts were committed to Kafka (exactly-once)."""
         with self._lock:
             self._keys[seq] = tuple(ranges)
-            for key, (_first, last) in ranges.items():
+            if not recorded:
+                self._unrecorded.add(seq)
+            for key, (first, last) in ranges.items():
                 q = self._queues.setdefault(key, deque())
                 if q and q[-1][0] > seq:          # out-of-order add: keep the queue sorted
-                    items = sorted([*q, (seq, last)])
+                    items = sorted([*q, (seq, first, last)])
                     q.clear()
                     q.extend(items)
                 else:
-                    q.append((seq, last))
+                    q.append((seq, first, last))
+
+    def rebalance(self, revoked, assigned: dict[Key, int | None]) -> None:
+        """Forget the revoked partitions (their batches release nothing any more; a batch left
+        with no live partition is dropped and its writer told so), and start the assigned ones
+        from the group's committed offset (nothing below it is ever committed)."""
+        with self._lock:
+            for key in revoked:
+                key = (key[0], key[1])
+                for seq, _first, _last in self._queues.pop(key, ()):
+                    keys = self._keys.get(seq)
+                    if keys is None:
+                        continue
+                    rest = tuple(k for k in keys if k != key)
+                    if rest:
+                        self._keys[seq] = rest
+                    else:
+                        del self._keys[seq]
+                        self._unrecorded.discard(seq)
+                self._released.pop(key, None)
+                self._committed.pop(key, None)
+                self._fenced.discard(key)
+            for key, offset in assigned.items():
+                key = (key[0], key[1])
+                self._fenced.discard(key)
+                if offset is not None:
+                    self._committed[key] = offset
+            self._recorded_cv.notify_all()
+
+    # -- the writers ---------------------------------------------------------------------------
+    def wait_recorded(self, seq: int, timeout: float) -> str | None:
+        """RECORDED when the batch may be loaded, REVOKED when its partition moved away (do not
+        load it), None when ``timeout`` passed first."""
+        with self._lock:
+            if seq in self._unrecorded:
+                self._recorded_cv.wait_for(lambda: seq not in self._unrecorded, timeout)
+            if seq not in self._keys:
+                return REVOKED
+            return None if seq in self._unrecorded else RECORDED
 
     def confirm(self, seq: int) -> None:
         """Doris has this batch's rows (and its dead letters are durable). Unknown seqs are ignored."""
@@ -46,25 +105,88 @@ class OffsetTracker:
             for key in keys:
                 q = self._queues.get(key)
                 while q and q[0][0] not in self._keys:   # head confirmed (or revoked away)
-                    _seq, last = q.popleft()
+                    _seq, _first, last = q.popleft()
                     self._released[key] = last + 1
 
-    def committable(self) -> dict[Key, int]:
-        """Positions that moved past what was marked committed. No side effects: a failed
-        commit is simply retried with the next call."""
+    # -- the consumer --------------------------------------------------------------------------
+    def fence(self, keys) -> None:
+        """Revoked just now: commit nothing for these partitions until ``rebalance`` ran."""
         with self._lock:
-            return {k: v for k, v in self._released.items()
-                    if k not in self._committed or v > self._committed[k]}
+            self._fenced.update((k[0], k[1]) for k in keys)
+
+    def commit_plan(self, owned=None) -> tuple[dict[Key, tuple[int, list]], set[int]]:
+        """What to commit now: ``{key: (offset, pending cuts [(first, last), ...])}`` for owned,
+        unfenced partitions whose offset moved or that have batches waiting to be recorded, and
+        the seqs that the commit records. No side effects: a failed commit is simply retried."""
+        with self._lock:
+            plan: dict[Key, tuple[int, list]] = {}
+            waiting = {}
+            for key, q in self._queues.items():
+                if key in self._fenced or (owned is not None and key not in owned):
+                    continue
+                unrecorded = [seq for seq, _f, _l in q if seq in self._unrecorded]
+                released, committed = self._released.get(key), self._committed.get(key)
+                moved = released is not None and (committed is None or released > committed)
+                if not moved and not unrecorded:
+                    continue
+                known = [x for x in (released, committed) if x is not None]
+                offset = max(known) if known else q[0][1]
+                plan[key] = (offset, [(first, last) for _s, first, last in q])
+                for seq in unrecorded:
+                    waiting[seq] = waiting.get(seq, 0) + 1
+            for key, released in self._released.items():
+                if key in plan or key in self._fenced or (owned is not None and key not in owned):
+                    continue
+                committed = self._committed.get(key)
+                if committed is None or released > committed:
+                    plan[key] = (released, [])
+            # a batch is recorded when every partition it covers is in this commit
+            seqs = {seq for seq, n in waiting.items() if n == len(self._keys.get(seq, ()))}
+            return plan, seqs
+
+    def committable(self) -> dict[Key, int]:
+        """Released positions that moved past what was marked committed."""
+        with self._lock:
+            return {k: v for k, v in self._released.items() if k not in self._fenced
+                    and (k not in self._committed or v > self._committed[k])}
 
     def peek_committable(self) -> dict[Key, int]:
         """Every released position, committed or not (progress reporting)."""
         with self._lock:
             return dict(self._released)
 
-    def mark_committed(self, positions: dict[Key, int]) -> None:
+    def mark_committed(self, positions: dict[Key, int], recorded=()) -> None:
+        """The commit of ``positions`` succeeded; the batches ``recorded`` may now be loaded."""
         with self._lock:
             for key, off in positions.items():
-                self._committed[key] = off
+                if key in self._fenced:
+                    continue
+                prev = self._committed.get(key)
+                self._committed[key] = off if prev is None else max(prev, off)
+            if recorded:
+                self._unrecorded.difference_update(recorded)
+                self._recorded_cv.notify_all()
+
+    def advance_idle(self, key: Key, handed_on: int | None, position: int) -> bool:
+        """A partition whose every record handed on is confirmed may commit its read position
+        when that is further: the offsets between are records the client never returned
+        (markers and aborted records of Kafka transactions, compacted gaps). Without this the
+        committed offset would stop short of a trailing transaction marker, and lag never reach 0."""
+        with self._lock:
+            if key in self._fenced or self._queues.get(key):
+                return False
+            known = [x for x in (self._released.get(key), self._committed.get(key)) if x is not None]
+            if not known:
+                return False
+            base = max(known)
+            if (handed_on is not None and handed_on != base) or position <= base:
+                return False
+            self._released[key] = position
+            return True
+
+    def has_unrecorded(self) -> bool:
+        """Sealed batches wait for their cuts to be committed (the consumer commits at once)."""
+        return bool(self._unrecorded)
 
     def pending_count(self) -> int:
         """Batches added but not confirmed yet."""
@@ -72,11 +194,5 @@ class OffsetTracker:
             return len(self._keys)
 
     def revoke(self, keys) -> None:
-        """Partitions moved to another consumer: forget their batches and positions so nothing is
-        committed for them. Batches covering other partitions still hold those back."""
-        with self._lock:
-            for key in keys:
-                key = (key[0], key[1])
-                self._queues.pop(key, None)
-                self._released.pop(key, None)
-                self._committed.pop(key, None)
+        """Partitions moved to another consumer (``rebalance`` with nothing assigned)."""
+        self.rebalance(keys, {})

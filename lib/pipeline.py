@@ -65,16 +65,21 @@ class Pipeline:
         self.sealed: queue.Queue = queue.Queue(maxsize=max(2, cfg.writer.workers))
         self.metrics.watch_queue("polled", self.polled)
         self.metrics.watch_queue("sealed", self.sealed)
-        self.consumer = ConsumerThread(cfg.kafka, self.polled, self.tracker, self.obs,
-                                       self.shutdown, bounds=replay)
         new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema)
-        cuts = (batcher_mod.AlignedBatches(replay.chunk_rows, new_batch) if replay is not None
-                else batcher_mod.OpenBatch(cfg.batch, new_batch))
+        if replay is not None:
+            cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch)
+        elif cfg.exactly_once:
+            cuts = batcher_mod.PartitionBatches(cfg.batch, new_batch)
+        else:
+            cuts = batcher_mod.OpenBatch(cfg.batch, new_batch)
+        self.consumer = ConsumerThread(cfg.kafka, self.polled, self.tracker, self.obs,
+                                       self.shutdown, bounds=replay, record_cuts=cuts.record_cuts)
         self.batcher = batcher_mod.BatcherThread(self.polled, self.sealed, cuts, self.tracker,
                                                  self.obs, self.schema, label_prefix=label_prefix)
         self.writers = [
             WriterThread(i, cfg.writer, self.sealed, self.loader, self.sink, self.tracker, self.obs,
-                         self.shutdown, on_schema_error=self.schema.request_refresh,
+                         self.shutdown, load_timeout_s=cfg.doris.load_timeout_s,
+                         on_schema_error=self.schema.request_refresh,
                          on_loaded=on_loaded)
             for i in range(cfg.writer.workers)]
         self.threads = [self.consumer, self.batcher, *self.writers]
@@ -120,6 +125,12 @@ class Pipeline:
     # -- run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         self.health.set_phase("starting")
+        if self.cfg.mapping.max_filter_ratio:
+            log.warning("mapping.max_filter_ratio is %g, but sinker loads with max_filter_ratio 0 "
+                        "and dead-letters every row Doris rejects (Doris names at most 50 of the "
+                        "rows it drops): the setting no longer changes what is loaded; remove it",
+                        self.cfg.mapping.max_filter_ratio)
+        log.info("delivery: %s", self.cfg.delivery if self.replay is None else "replay")
         self._start_status_server()
         self.schema.start()
         try:

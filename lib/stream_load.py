@@ -40,9 +40,11 @@ REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 BACKENDS_TTL_S = 60.0           # how long a discovered BE list is trusted
 DISCOVERY_RETRY_S = 10.0        # after a failed discovery, use the FE path this long before asking again
 CHUNK_BYTES = 256 * 1024        # body pieces are joined into sends of about this size (few syscalls)
-# Headers that only this module may set: a mapper header must never change framing or auth.
+# Headers that only this module may set: a mapper header must never change framing or auth, and
+# never let Doris drop rows: with max_filter_ratio above 0 Doris loads a batch without the rows it
+# rejects but names at most 50 of them, so the writer could not account for the rest.
 _RESERVED = frozenset(("authorization", "content-length", "transfer-encoding", "expect", "label",
-                       "host"))
+                       "host", "max_filter_ratio"))
 
 
 @dataclass
@@ -278,6 +280,7 @@ class StreamLoader:
             if k.lower() not in _RESERVED:
                 hdrs[k] = v
         hdrs["label"] = label
+        hdrs["max_filter_ratio"] = "0"
         hdrs["Authorization"] = self._auth
         hdrs["Content-Length"] = str(nbytes)
         return hdrs

@@ -2,10 +2,17 @@
 
 Every retry reuses that label, so a retry after an unknown outcome (timeout, reset, 5xx) can never
 load the rows twice: Doris answers ``Label Already Exists`` with the earlier job FINISHED, which
-the classifier counts as success. Rows Doris rejects for data quality go to the dead-letter
-output with Doris's reason and the rest are loaded under a derived label. Dead letters are made
-durable before the batch is confirmed to the OffsetTracker, so no commit ever passes a row that is
-neither in Doris nor in the dead-letter output.
+the classifier counts as success. In exactly-once mode a batch is loaded only once its cut points
+are recorded in Kafka (lib/offsets.py), so a crash or a rebalance re-forms it under the same label.
+
+Rows Doris rejects go to the dead-letter output with Doris's reason, every one of them: sinker
+always loads with ``max_filter_ratio`` 0 (a load with a rejected row loads nothing), names the
+rejected rows from the ErrorURL (at most 50 per answer), dead-letters them and loads the rest under
+a derived label, round after round; where Doris names none it halves the rows until each refused
+one stands alone; where Doris rejects every row it dead-letters the batch after one round. Body
+lines and their Kafka records travel together as pairs through every split. Dead letters are made
+durable before the batch is confirmed, so no commit ever passes a row that is neither in Doris
+nor in the dead-letter output.
 """
 from __future__ import annotations
 
@@ -15,15 +22,17 @@ import random
 import threading
 import time
 
+from collections import Counter
+
 from . import labels, load_result
 from .batcher import STOP, Batch
 from .config import WriterConfig
 from .dead_letter import DeadLetter
 from .errors import DorisFatalError, RetriesExhausted, TransportError
+from .offsets import REVOKED
 
 log = logging.getLogger("sinker.writer")
 
-MAX_QUALITY_ROUNDS = 5   # each round removes at least one rejected row; more means Doris is confused
 
 
 def backoff_s(attempt: int, cfg: WriterConfig, busy: bool = False, rng=random.random) -> float:
@@ -54,7 +63,8 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 
 class WriterThread(threading.Thread):
     def __init__(self, index: int, cfg: WriterConfig, inq: queue.Queue, loader, sink, tracker,
-                 obs, shutdown, *, on_schema_error=None, sleep=None, on_loaded=None):
+                 obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
+                 sleep=None, on_loaded=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
@@ -63,6 +73,7 @@ class WriterThread(threading.Thread):
         self.tracker = tracker
         self.metrics, self.health, self.accounting = obs.metrics, obs.health, obs.accounting
         self.shutdown = shutdown      # lifecycle.Shutdown: aborted = give up now
+        self.load_timeout_s = load_timeout_s   # how long a RUNNING label may keep us waiting
         self.on_schema_error = on_schema_error
         self.on_loaded = on_loaded
         self._sleep = sleep or shutdown.wait_abort
@@ -85,6 +96,10 @@ class WriterThread(threading.Thread):
 
     # -- one batch ------------------------------------------------------------------------------
     def deliver(self, batch: Batch) -> None:
+        if batch.needs_record and not self._recorded(batch):
+            self.accounting.rewound(batch.records)   # its partition moved: its reader loads it
+            log.debug("batch %s dropped: its partition was revoked before it was recorded", batch.label)
+            return
         if batch.rows:
             self._load(batch)
         if batch.dead:
@@ -97,23 +112,35 @@ class WriterThread(threading.Thread):
         if self.on_loaded is not None:
             self.on_loaded(batch, time.time())
 
+    def _recorded(self, batch: Batch) -> bool:
+        """Wait until the batch's cuts are in Kafka; False when its partition was revoked."""
+        while True:
+            state = self.tracker.wait_recorded(batch.seq, 0.5)
+            if state is not None:
+                return state != REVOKED
+            if self.shutdown.aborted:
+                raise RetriesExhausted(f"gave up loading batch {batch.label}: sinker is stopping")
+
     def _load(self, batch: Batch) -> None:
         self.metrics.loads_in_flight(+1)
         try:
-            self._load_part(batch, batch.label, batch.lines, batch.nbytes, batch.rows)
+            self._load_part(batch, batch.label, batch.lines, None)
         finally:
             self.metrics.loads_in_flight(-1)
 
-    def _load_part(self, batch: Batch, label: str, lines, nbytes: int, rows: int) -> None:
-        """Load these lines of the batch under ``label`` until Doris has them (or they are dead
-        letters). Retries reuse the label; each data-quality round gets a label derived from it."""
+    def _load_part(self, batch: Batch, label: str, lines, pairs) -> None:
+        """Load these lines of the batch under ``label`` until Doris has them or they are dead
+        letters. ``pairs`` are (line, record) for these lines, made on the first rejection.
+        Retries reuse the label; each data-quality round gets a label derived from it."""
         base = label
         attempt = 0
-        quality_rounds = 0
+        rounds = 0
+        waited_since = None
         schema_refreshed = False
         while True:
             if self.shutdown.aborted:
                 raise RetriesExhausted(f"gave up loading batch {label}: sinker is stopping")
+            nbytes = sum(map(len, lines))
             t0 = time.monotonic()
             try:
                 resp = self.loader.load(batch.db, batch.table, label, lines, nbytes, batch.headers)
@@ -126,32 +153,28 @@ class WriterThread(threading.Thread):
             kind = outcome.kind
             if kind == load_result.SUCCESS:
                 self.health.doris_ok()
-                self._dead_letter_filtered(batch, body)
-                self.accounting.loaded(rows - self._filtered_count(body))
+                self._check_counts(batch, label, body, len(lines), outcome)
+                self.accounting.loaded(len(lines))
                 return
             if kind == load_result.PRECOMMITTED:
                 # a two-phase load under our label holds exactly these rows: commit it
                 self.health.doris_ok()
                 self._commit_precommitted(batch, label, body)
-                self.accounting.loaded(rows)
+                self.accounting.loaded(len(lines))
                 return
             if kind == load_result.DATA_QUALITY:
                 self.health.doris_ok()
-                quality_rounds += 1
-                if quality_rounds > MAX_QUALITY_ROUNDS:
-                    raise RetriesExhausted(
-                        f"Doris keeps rejecting rows of batch {batch.label} after "
-                        f"{MAX_QUALITY_ROUNDS} rounds: {outcome.message}")
-                split = self._split_rejected(batch, lines, body, outcome)
-                if split is None:
-                    # Doris did not say which rows (no ErrorURL, or rows we cannot match):
-                    # halve until each rejected row stands alone
-                    self._bisect(batch, base, lines, body, outcome)
+                if pairs is None:
+                    pairs = self._pair_lines(batch)
+                keep = self._drop_rejected(batch, pairs, body, outcome)
+                if keep is None:
+                    self._bisect(batch, base, pairs, body, outcome)
                     return
-                lines, nbytes, rows = split
-                label = labels.retry_label(base, quality_rounds)
-                if not lines:
+                if not keep:
                     return
+                rounds += 1
+                pairs, lines = keep, [line for line, _ in keep]
+                label = labels.retry_label(base, rounds)
                 attempt = 0
                 continue
             if kind == load_result.FATAL:
@@ -164,28 +187,47 @@ class WriterThread(threading.Thread):
                 raise DorisFatalError(
                     f"Doris refused batch {label} for {batch.full_name}: {outcome.message} "
                     f"({outcome.reason}). {_fatal_hint(outcome.reason)}")
-            # RETRY, WAIT, BACKOFF: same label, bounded
+            # RETRY, BACKOFF: same label, bounded
             if outcome.reason in ("connection", "timeout") or kind == load_result.RETRY:
                 self.health.doris_error(outcome.message)
-            attempt += 1
             self.metrics.observe_retry(batch.full_name, outcome.reason)
-            if attempt > self.cfg.max_retries:
-                raise RetriesExhausted(
-                    f"could not load batch {label} into {batch.full_name} after "
-                    f"{self.cfg.max_retries} retries; last error: {outcome.message}. Nothing past "
-                    "it was committed: a restart re-reads it (same label, so no duplicates).")
-            delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
+            if outcome.reason == "label_running":
+                # an earlier attempt under this label still runs: it ends within Doris's load
+                # timeout, one way or the other; wait for it rather than give up
+                waited_since = waited_since or time.monotonic()
+                if time.monotonic() - waited_since > self.load_timeout_s + 60:
+                    raise RetriesExhausted(
+                        f"the load under label {label} stayed RUNNING in Doris for more than "
+                        f"{self.load_timeout_s + 60:.0f}s; nothing past it was committed")
+                delay = backoff_s(1, self.cfg)
+            else:
+                attempt += 1
+                if attempt > self.cfg.max_retries:
+                    raise RetriesExhausted(
+                        f"could not load batch {label} into {batch.full_name} after "
+                        f"{self.cfg.max_retries} retries; last error: {outcome.message}. Nothing "
+                        "past it was committed: a restart re-reads it (same label, so no duplicates).")
+                delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
             log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
                         outcome.message, attempt, self.cfg.max_retries, delay)
             self._sleep(delay)
 
-    # -- data quality ---------------------------------------------------------------------------
-    @staticmethod
-    def _filtered_count(body) -> int:
-        try:
-            return int((body or {}).get("NumberFilteredRows") or 0)
-        except (TypeError, ValueError):
-            return 0
+    # -- what Doris answered ----------------------------------------------------------------------
+    def _check_counts(self, batch: Batch, label: str, body, sent: int, outcome) -> None:
+        """A Success answer must account for every row sent: loaded + filtered + unselected ==
+        rows sent (an answer to a retry, ``Label Already Exists``, carries no counts)."""
+        counts = [_int(body, k) for k in ("NumberLoadedRows", "NumberFilteredRows",
+                                          "NumberUnselectedRows")]
+        if outcome.reason == "label_exists" or None in counts:
+            return
+        loaded, filtered, unselected = counts
+        total = _int(body, "NumberTotalRows")
+        if filtered or loaded + filtered + unselected != sent or (total is not None and total != sent):
+            raise DorisFatalError(
+                f"Doris answered Success for batch {label} ({batch.full_name}) but counted "
+                f"{loaded} loaded + {filtered} filtered + {unselected} unselected rows of {sent} "
+                f"sent (NumberTotalRows {total}): the body and the table disagree (separators? a "
+                "`where` or `columns` setting?). Nothing past this batch was committed.")
 
     def _rejected(self, body) -> list[tuple[str, str | None]]:
         url = (body or {}).get("ErrorURL")
@@ -197,87 +239,86 @@ class WriterThread(threading.Thread):
             log.warning("could not fetch Doris's rejected rows from the ErrorURL: %s", e)
             return []
 
-    def _pair_lines(self, batch: Batch, lines: list[bytes]):
-        """Re-map the batch's records to pair each body line with its Kafka record (rare path)."""
-        alive = set(lines) if lines is not batch.lines else None
-        pairs = []
-        for records in batch.sources:
-            for rec in records:
-                line = batch.mapper.line_for(rec)
-                if line is not None and (alive is None or line in alive):
-                    pairs.append((line, rec))
-        return pairs
+    def _pair_lines(self, batch: Batch) -> list:
+        """(line, record) for each line of the batch, in order: its lines are the lines of its
+        records that mapped, in record order (rare path; every split keeps its pairs)."""
+        good = [rec for records in batch.sources for rec in records
+                if batch.mapper.line_for(rec) is not None]
+        if len(good) != len(batch.lines):
+            raise RetriesExhausted(
+                f"batch {batch.label}: {len(good)} records map to a line now but the body had "
+                f"{len(batch.lines)}; cannot tell which rows Doris rejected. Nothing past it was "
+                "committed.")
+        return list(zip(batch.lines, good))
 
-    def _split_rejected(self, batch: Batch, lines, body, outcome):
-        """(kept lines, bytes, rows) without the rows Doris's ErrorURL names, which become dead
-        letters; None when the ErrorURL is missing or names no line of this body."""
+    def _drop_rejected(self, batch: Batch, pairs, body, outcome):
+        """Dead-letter the rows Doris named and return the pairs to load again; None when Doris
+        named none of them (the caller halves). When Doris rejected every row sent, all of them
+        are dead letters after this one round."""
         rejected = self._rejected(body)
-        by_src: dict[str, str] = {src: reason for reason, src in rejected if src is not None}
-        if not by_src:
-            return None
+        filtered, total = _int(body, "NumberFilteredRows"), _int(body, "NumberTotalRows")
+        first_reason = next((r for r, _ in rejected), None) or outcome.message
+        if filtered is not None and filtered >= len(pairs) and (total is None or total == len(pairs)):
+            self._dead_letter(batch, [self._letter(rec, first_reason) for _, rec in pairs])
+            log.warning("batch %s: Doris rejected all %d rows (%s); they went to the dead-letter "
+                        "output", batch.label, len(pairs), first_reason)
+            return []
+        wanted = Counter(src for _, src in rejected if src is not None)
+        why = {src: reason for reason, src in rejected if src is not None}
         keep, dead = [], []
-        for line, rec in self._pair_lines(batch, lines):
+        for line, rec in pairs:
             text = line.decode("utf-8", "replace").rstrip("\n")
-            reason = by_src.get(text)
-            if reason is None:
-                keep.append(line)
+            if wanted.get(text):
+                wanted[text] -= 1
+                dead.append(self._letter(rec, why[text]))
             else:
-                dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                       rec.value, f"doris_rejected: {reason}", None))
+                keep.append((line, rec))
         if not dead:
             return None
         self._dead_letter(batch, dead)
-        log.warning("batch %s: Doris rejected %d rows; they went to the dead-letter output, "
-                    "loading the other %d", batch.label, len(dead), len(keep))
-        return keep, sum(len(x) for x in keep), len(keep)
+        log.warning("batch %s: Doris rejected %d rows (of %s it counted); they went to the "
+                    "dead-letter output, loading the other %d", batch.label, len(dead),
+                    filtered if filtered is not None else "?", len(keep))
+        return keep
 
-    def _bisect(self, batch: Batch, label: str, lines, body, outcome) -> None:
-        """Doris refused these lines without saying which: load each half under its own derived
-        label; a single refused line is a dead letter with Doris's reason. Costs about
+    def _bisect(self, batch: Batch, label: str, pairs, body, outcome) -> None:
+        """Doris refused these rows without naming them: load each half under its own derived
+        label; a single refused row is a dead letter with Doris's reason. Costs about
         2·log2(n) extra loads per bad row, and only on this rare path."""
-        pairs = self._pair_lines(batch, lines)
-        if len(pairs) != len(lines):
-            raise RetriesExhausted(
-                f"Doris rejected rows of batch {batch.label} ({outcome.message}) and they could "
-                "not be matched to Kafka records; nothing was committed past this batch. Inspect "
-                f"{(body or {}).get('ErrorURL') or 'the Doris BE log'} and fix the data or the table.")
         if len(pairs) == 1:
             rec = pairs[0][1]
             why = next((r for r, _ in self._rejected(body)), None) or outcome.message
-            self._dead_letter(batch, [DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                                 rec.value, f"doris_rejected: {why}", None)])
+            self._dead_letter(batch, [self._letter(rec, why)])
             log.warning("batch %s: Doris rejected the row at %s[%d]@%d: %s", batch.label,
                         rec.topic, rec.partition, rec.offset, why)
             return
-        mid = len(lines) // 2
-        for tag, part in (("h0", lines[:mid]), ("h1", lines[mid:])):
-            self._load_part(batch, labels.derived_label(label, tag), part,
-                            sum(len(x) for x in part), len(part))
+        mid = len(pairs) // 2
+        for tag, part in (("h0", pairs[:mid]), ("h1", pairs[mid:])):
+            self._load_part(batch, labels.derived_label(label, tag), [x for x, _ in part], part)
+
+    @staticmethod
+    def _letter(rec, reason: str) -> DeadLetter:
+        return DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.value,
+                          f"doris_rejected: {reason}", None)
 
     def _dead_letter(self, batch: Batch, dead: list) -> None:
         self.sink.write(dead, batch.full_name)
         self.metrics.observe_dead_letters(batch.full_name, dead)
         self.accounting.dead_lettered(len(dead))
 
-    def _dead_letter_filtered(self, batch: Batch, body) -> None:
-        """With max_filter_ratio > 0 Doris may succeed yet drop rows: record them, never silently."""
-        if self._filtered_count(body) <= 0:
-            return
-        rejected = self._rejected(body)
-        by_src = {src: reason for reason, src in rejected if src is not None}
-        dead = [DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.value,
-                           f"doris_filtered: {by_src[line.decode('utf-8', 'replace').rstrip(chr(10))]}",
-                           None)
-                for line, rec in self._pair_lines(batch, batch.lines)
-                if line.decode("utf-8", "replace").rstrip("\n") in by_src]
-        if dead:
-            self._dead_letter(batch, dead)
-
     def _commit_precommitted(self, batch: Batch, label: str, body) -> None:
         txn = (body or {}).get("TxnId")
         answer = self.loader.commit_2pc(batch.db, txn if txn else label, "commit")
         if load_result.classify_2pc(answer) != load_result.SUCCESS:
             raise RetriesExhausted(f"could not commit pre-committed load {label}: {answer}")
+
+
+def _int(body, key: str) -> int | None:
+    try:
+        v = (body or {}).get(key)
+        return None if v is None else int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _fatal_hint(reason: str) -> str:

@@ -97,7 +97,9 @@ class FakeReader:
         self._events: list = []
         self._revoked: set = set()
         self._taken: set | None = None
-        self.group_offsets = {TopicPartition(*k): v for k, v in (committed or {}).items()}
+        # the group's commits: {tp: (offset, metadata)} (a bare offset means empty metadata)
+        self.group_offsets = {TopicPartition(*k): (v if isinstance(v, tuple) else (v, ""))
+                              for k, v in (committed or {}).items()}
         self.commits: list = []
         self.fail_commits = 0
         self.subscribed = None
@@ -118,8 +120,8 @@ class FakeReader:
         while self._events:
             new = self._events.pop(0)
             self._revoked |= self._assigned
-            for tp in new:
-                self.positions[tp] = self.group_offsets.get(tp, 0)
+            for tp in new - self._assigned:     # kafka-python keeps the position of a partition
+                self.positions[tp] = self.group_offsets.get(tp, (0, ""))[0]   # it gets back
             self._assigned = set(new)
             self._paused = set()             # kafka-python: newly assigned partitions are unpaused
             self._taken = set(new)
@@ -140,7 +142,15 @@ class FakeReader:
     def seek(self, tp, offset):
         self.positions[tp] = offset
 
-    def position(self, tp):
+    def seek_to_beginning(self, *tps):
+        for tp in tps:
+            self.positions[tp] = 0
+
+    def seek_to_end(self, *tps):
+        for tp in tps:
+            self.positions[tp] = self.end_offsets([tp])[tp]
+
+    def position(self, tp, timeout_ms=None):
         return self.positions.get(tp, 0)
 
     def poll(self, timeout_ms, max_records=None):
@@ -167,7 +177,8 @@ class FakeReader:
         return set(self._paused)
 
     # offsets
-    def commit(self, offsets, metadata, timeout_ms=10_000):
+    def commit(self, offsets, timeout_ms=10_000):
+        """``{tp: (offset, metadata)}``, as KafkaReader.commit takes it."""
         if self.fail_commits:
             self.fail_commits -= 1
             raise RuntimeError("commit timed out")
@@ -175,7 +186,14 @@ class FakeReader:
         self.group_offsets.update(offsets)
 
     def committed(self, tp, timeout_ms=5000):
+        found = self.group_offsets.get(tp)
+        return None if found is None else found[0]
+
+    def committed_with_metadata(self, tp, timeout_ms=5000):
         return self.group_offsets.get(tp)
+
+    def partitions_for_topic(self, topic):
+        return {tp.partition for tp in self.log if tp.topic == topic} or None
 
     def end_offsets(self, tps, timeout_ms=10_000):
         return {tp: (self.log[tp][-1].offset + 1 if self.log.get(tp) else 0) for tp in tps}

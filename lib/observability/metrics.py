@@ -49,7 +49,8 @@ LOAD_PHASES = (
 METRIC_NAMES = frozenset({
     # accounting (see the invariant above)
     "sinker_messages_consumed_total", "sinker_rows_loaded_total", "sinker_dead_letters_total",
-    "sinker_messages_pending",
+    "sinker_messages_rewound_total", "sinker_messages_pending", "sinker_offset_resets_total",
+    "sinker_batch_cuts_recorded_total",
     # consumer
     "sinker_consumed_bytes_total", "sinker_poll_seconds",
     "sinker_queue_depth", "sinker_partitions_paused", "sinker_partitions_assigned",
@@ -82,7 +83,9 @@ def is_known_series(name: str) -> bool:
 
 
 class Accounting:
-    """Thread-safe counters behind the invariant ``consumed == loaded + dead_lettered + pending``."""
+    """Thread-safe counters behind the invariant
+    ``consumed == loaded + dead_lettered + rewound + pending``; ``rewound`` counts messages
+    handed on but dropped unloaded at a rebalance (whoever owns the partition reads them again)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -90,6 +93,7 @@ class Accounting:
         self._by_partition: dict[tuple[str, int], int] = {}
         self._loaded = 0
         self._dead = 0
+        self._rewound = 0
 
     def consumed(self, counts: dict) -> None:
         """Messages handed on, one call per poll result: ``{(topic, partition): n}``."""
@@ -111,13 +115,18 @@ class Accounting:
         with self._lock:
             self._dead += n
 
+    def rewound(self, n: int) -> None:
+        with self._lock:
+            self._rewound += n
+
     def snapshot(self) -> dict:
         with self._lock:
             return self.snapshot_locked()
 
     def snapshot_locked(self) -> dict:
-        c, lo, d = self._consumed, self._loaded, self._dead
-        return {"consumed": c, "loaded": lo, "dead_lettered": d, "pending": c - lo - d}
+        c, lo, d, r = self._consumed, self._loaded, self._dead, self._rewound
+        return {"consumed": c, "loaded": lo, "dead_lettered": d, "rewound": r,
+                "pending": c - lo - d - r}
 
 
 class _AccountingCollector:
@@ -139,12 +148,14 @@ class _AccountingCollector:
         yield m
         for name, key, doc in (
                 ("sinker_rows_loaded", "loaded", "Rows Doris accepted."),
-                ("sinker_dead_letters", "dead_lettered", "Messages written to the dead-letter output.")):
+                ("sinker_dead_letters", "dead_lettered", "Messages written to the dead-letter output."),
+                ("sinker_messages_rewound", "rewound",
+                 "Messages dropped unloaded at a rebalance, to be read again by the partition's owner.")):
             m = CounterMetricFamily(name, doc)
             m.add_metric([], snap[key])
             yield m
         g = GaugeMetricFamily("sinker_messages_pending",
-                              "consumed - loaded - dead_lettered: messages in memory or in flight.")
+                              "consumed - loaded - dead_lettered - rewound: messages in memory or in flight.")
         g.add_metric([], snap["pending"])
         yield g
 
@@ -205,6 +216,12 @@ class Metrics:
                             registry=r)
         self.assigned = Gauge("sinker_partitions_assigned", "Partitions this process owns.", registry=r)
         self.rebalances = Counter("sinker_rebalances_total", "Consumer group rebalances seen.", registry=r)
+        self.offset_resets = Counter("sinker_offset_resets_total",
+                                     "Partitions started without a committed offset, by where they started.",
+                                     ("start",), registry=r)
+        self.cuts_recorded = Counter("sinker_batch_cuts_recorded_total",
+                                     "Batches whose cut points were committed to Kafka before loading.",
+                                     registry=r)
         self.revoked = Counter("sinker_partitions_revoked_total", "Partitions revoked in rebalances.", registry=r)
         self.lost = Counter("sinker_partitions_lost_total",
                             "Partitions that moved to another consumer (in-flight batches dropped).", registry=r)
@@ -282,6 +299,12 @@ class Metrics:
         self.revoked.inc(revoked)
         self.lost.inc(lost)
         self.assigned.set(assigned)
+
+    def observe_offset_reset(self, start: str, n: int = 1) -> None:
+        self.offset_resets.labels(start).inc(n)
+
+    def observe_cuts_recorded(self, n: int) -> None:
+        self.cuts_recorded.inc(n)
 
     def set_assigned(self, n: int) -> None:
         """Partitions owned without a group rebalance (replay assigns them explicitly)."""

@@ -18,7 +18,7 @@ class RecordingTracker:
     def __init__(self):
         self.added = []
 
-    def add(self, seq, ranges):
+    def add(self, seq, ranges, recorded=True):
         self.added.append((seq, dict(ranges)))
 
 

@@ -1,34 +1,37 @@
 """The consumer thread's decisions, one loop turn at a time, with a fake client behind the
 kafka_client seam: whole poll results handed on, pause while the queue is full, commits only of
-what Doris confirmed (last + 1, owned partitions only), rebalances, draining, replay bounds."""
+what Doris confirmed (last + 1, owned partitions only), batch cuts recorded in the commit metadata
+before a batch may load, rebalances handed on in queue order, where new partitions start,
+draining, replay bounds."""
 from __future__ import annotations
 
 import queue
 
-import pytest
-
 from lib import consumer as cm
+from lib.batcher import Rebalanced
 from lib.commands.replay import ReplayBounds, compute_plan
 from lib.config import KafkaConfig
-from lib.consumer import drop_already_read
 from lib.kafka_client import TopicPartition
 from lib.lifecycle import Shutdown
-from lib.offsets import OffsetTracker
+from lib.offsets import RECORDED, OffsetTracker
 from tests.fakes import FakeReader, Rec, observers, recs
 
 TP0, TP1 = TopicPartition("t", 0), TopicPartition("t", 1)
 LOG = {TP0: recs("t", 0, range(10)), TP1: recs("t", 1, range(6))}
+META = "sinker v1"
 
 
-def make(log=LOG, queue_size=10, bounds=None, batch=3, committed=None):
+def make(log=LOG, queue_size=10, bounds=None, batch=3, committed=None, record_cuts=False,
+         start_from="earliest"):
     fake = FakeReader(log=log, batch=batch, committed=committed)
     out = queue.Queue(maxsize=queue_size)
 
     def factory(cfg, group):
         fake.group = group
         return fake
-    t = cm.ConsumerThread(KafkaConfig(topics=("t",)), out, OffsetTracker(), observers(), Shutdown(),
-                          bounds=bounds, reader_factory=factory)
+    t = cm.ConsumerThread(KafkaConfig(topics=("t",), start_from=start_from), out, OffsetTracker(),
+                          observers(), Shutdown(), bounds=bounds, record_cuts=record_cuts,
+                          reader_factory=factory)
     t.reader = t._connect()
     t.ready.set()
     return t, fake, out
@@ -44,34 +47,42 @@ def offsets(result):
     return {tp: [r.offset for r in rs] for tp, rs in result.items()}
 
 
-def test_group_mode_subscribes_and_hands_on_whole_poll_results():
+def drain(out):
+    """(Rebalanced items, poll results) handed on, in order."""
+    items = []
+    while not out.empty():
+        items.append(out.get_nowait())
+    return ([x for x in items if isinstance(x, Rebalanced)],
+            [offsets(x) for x in items if not isinstance(x, Rebalanced)])
+
+
+def test_group_mode_subscribes_and_hands_on_the_rebalance_then_whole_poll_results():
     t, fake, out = make()
     assert fake.subscribed == ["t"] and fake.group
     fake.rebalance([TP0, TP1])
-    step(t)
-    assert offsets(out.get_nowait()) == {TP0: [0, 1, 2], TP1: [0, 1, 2]}
+    step(t, 2)            # the joining poll's records are dropped: read again once positioned
+    items = [out.get_nowait(), out.get_nowait()]
+    assert items[0] == Rebalanced(frozenset(), {("t", 0): (None, []), ("t", 1): (None, [])})
+    assert offsets(items[1]) == {TP0: [0, 1, 2], TP1: [0, 1, 2]}
     assert t.obs.accounting.snapshot()["consumed"] == 6
 
 
 def test_a_full_queue_pauses_every_partition_and_nothing_is_lost():
-    t, fake, out = make(queue_size=1)
+    t, fake, out = make(queue_size=2)
     fake.rebalance([TP0, TP1])
-    step(t)                                   # fills the queue
+    step(t, 2)                                # the rebalance and the first result fill the queue
     step(t)                                   # this result is held
     assert t.holding()
-    held_before = offsets(t._held)
     step(t)                                   # still full: every partition paused, nothing read
-    assert fake.paused() == {TP0, TP1} and offsets(t._held) == held_before
-    first = out.get_nowait()
+    assert fake.paused() == {TP0, TP1}
+    first = [out.get_nowait(), out.get_nowait()]
     step(t)                                   # room again: the held result goes first
     assert not t.holding()
-    second = out.get_nowait()
     step(t)                                   # then the partitions are resumed and read on
     assert fake.paused() == set()
-    third = out.get_nowait()
-    assert offsets(first) == {TP0: [0, 1, 2], TP1: [0, 1, 2]}
-    assert offsets(second) == held_before == {TP0: [3, 4, 5], TP1: [3, 4, 5]}
-    assert offsets(third) == {TP0: [6, 7, 8]}
+    _, results = drain(out)
+    assert offsets(first[1]) == {TP0: [0, 1, 2], TP1: [0, 1, 2]}
+    assert results == [{TP0: [3, 4, 5], TP1: [3, 4, 5]}, {TP0: [6, 7, 8]}]
 
 
 def test_commits_only_the_confirmed_prefix_as_last_plus_one():
@@ -85,7 +96,7 @@ def test_commits_only_the_confirmed_prefix_as_last_plus_one():
     assert fake.commits == []
     t.tracker.confirm(0)
     step(t)
-    assert fake.commits == [{TP0: 6}] and t.committed == {("t", 0): 6}
+    assert fake.commits == [{TP0: (6, META)}] and t.committed == {("t", 0): 6}
 
 
 def test_a_failed_commit_is_retried_with_the_same_offsets():
@@ -98,32 +109,64 @@ def test_a_failed_commit_is_retried_with_the_same_offsets():
     step(t)
     assert fake.commits == [] and t.committed == {}
     step(t)
-    assert fake.commits == [{TP0: 3}]
+    assert fake.commits == [{TP0: (3, META)}]
 
 
-def test_a_partition_that_moved_away_is_never_committed():
-    t, fake, out = make()
-    fake.rebalance([TP0, TP1])
-    step(t)
-    t.tracker.add(0, {("t", 1): (0, 2)})
-    fake.rebalance([TP0])                     # TP1 goes to another member
-    step(t)
-    t.tracker.confirm(0)                      # a late confirmation of the moved partition
-    step(t)
-    assert all(TP1 not in c for c in fake.commits)
-
-
-def test_records_already_handed_on_are_not_handed_on_again_after_a_rewind():
-    t, fake, out = make()
+def test_exactly_once_records_the_cuts_before_the_batch_may_load():
+    t, fake, out = make(record_cuts=True)
     fake.rebalance([TP0])
     step(t)
-    assert offsets(out.get_nowait()) == {TP0: [0, 1, 2]}
-    fake.rebalance([TP0])                     # same partition back, rewound to the commit (none: 0)
-    step(t, 2)                                # the re-read 0..2 is dropped, 3..5 handed on
-    handed = []
-    while not out.empty():
-        handed += offsets(out.get_nowait())[TP0]
-    assert handed == [3, 4, 5]
+    t.tracker.add(0, {("t", 0): (0, 2)}, recorded=False)
+    assert t.tracker.wait_recorded(0, 0) is None          # the writer waits
+    t._last_commit = cm.time.monotonic()                  # not due: the cut alone triggers it
+    t._step()
+    assert fake.commits == [{TP0: (0, "sinker v1 0-2")}]  # offset unchanged, the cut recorded
+    assert t.tracker.wait_recorded(0, 0) == RECORDED
+
+
+def test_a_revoked_partition_is_fenced_and_its_waiting_records_dropped():
+    t, fake, out = make(queue_size=2)
+    fake.rebalance([TP0, TP1])
+    step(t, 3)                                 # the second result is held
+    t.tracker.add(0, {("t", 1): (0, 2)})
+    t.tracker.confirm(0)
+    fake.rebalance([TP0])                      # TP1 goes to another member
+    step(t)
+    assert all(TP1 not in c for c in fake.commits)
+    # eager rebalance: both were revoked, so both held slices (3..5) are dropped, not handed on
+    assert t.obs.accounting.snapshot()["rewound"] == 6
+    drain(out)
+    step(t, 3)
+    rebalances, results = drain(out)
+    assert rebalances[0].revoked == {("t", 0), ("t", 1)}
+    assert rebalances[0].assigned == {("t", 0): (None, [])}
+    assert results and all(set(r) == {TP0} and r[TP0][0] == 0 for r in results[:1])
+
+
+def test_an_assigned_partition_starts_at_the_commit_with_its_recorded_cuts():
+    t, fake, out = make(record_cuts=True, committed={TP0: (4, "sinker v1 4-6,7-9")})
+    fake.rebalance([TP0])
+    step(t, 2)
+    reb, results = drain(out)
+    assert reb[0].assigned == {("t", 0): (4, [(4, 6), (7, 9)])}
+    assert results == [{TP0: [4, 5, 6]}]
+
+
+def test_start_from_latest_applies_to_a_new_group_only():
+    t, fake, out = make(start_from="latest")
+    fake.rebalance([TP0, TP1])
+    step(t)
+    reb, results = drain(out)
+    assert reb[0].assigned == {("t", 0): (10, []), ("t", 1): (6, [])}
+    assert fake.commits[0] == {TP0: (10, META), TP1: (6, META)}   # the start point is durable
+    assert results == []
+    # a group with commits: a partition without one (added later) starts at the earliest offset
+    t, fake, out = make(start_from="latest", committed={TP0: 5})
+    fake.rebalance([TP0, TP1])
+    step(t, 2)
+    reb, results = drain(out)
+    assert reb[0].assigned == {("t", 0): (5, []), ("t", 1): (None, [])}
+    assert results == [{TP0: [5, 6, 7], TP1: [0, 1, 2]}]
 
 
 def test_draining_hands_on_nothing_more():
@@ -131,7 +174,8 @@ def test_draining_hands_on_nothing_more():
     fake.rebalance([TP0])
     t.shutdown.drain()
     step(t, 3)
-    assert out.empty() and fake.paused() == {TP0}
+    _, results = drain(out)
+    assert results == [] and fake.paused() == {TP0}
     assert t.obs.accounting.snapshot()["consumed"] == 0
 
 
@@ -188,8 +232,30 @@ def test_replay_is_done_when_the_position_passes_a_gap_before_the_end():
     assert t.read_everything()
 
 
-@pytest.mark.parametrize("next_offset,expect", [(None, 100), (100, 100), (105, 105), (200, None)])
-def test_drop_already_read(next_offset, expect):
-    rs = recs("t", 0, range(100, 110))
-    got = drop_already_read(rs, next_offset)
-    assert (got[0].offset if got else None) == expect
+def test_an_idle_partition_commits_its_position_past_records_never_returned():
+    """Transaction markers and aborted records are never returned: once everything handed on is
+    confirmed, the committed offset moves to the read position (lag can reach 0)."""
+    gap = {TP0: [Rec("t", 0, o, 0, None, b"v") for o in (0, 1, 2)]}
+    t, fake, out = make(log=gap, batch=10)
+    fake.rebalance([TP0])
+    step(t, 2)
+    fake.positions[TP0] = 5                       # 3 and 4: a marker and an aborted record
+    step(t)
+    assert all(TP0 not in c or c[TP0][0] <= 3 for c in fake.commits)   # 0..2 not confirmed yet
+    t.tracker.add(0, {("t", 0): (0, 2)})
+    t.tracker.confirm(0)
+    step(t, 2)
+    assert fake.commits[-1][TP0][0] == 5
+
+
+def test_draining_never_commits_past_what_it_dropped():
+    t, fake, out = make()
+    fake.rebalance([TP0])
+    step(t, 2)                                    # 0..2 handed on
+    t.tracker.add(0, {("t", 0): (0, 2)})
+    t.tracker.confirm(0)
+    t.shutdown.drain()
+    fake.resume(TP0)
+    fake.poll(0)                                  # a poll while draining: 3..5 read and dropped
+    t._commit(force=True)
+    assert fake.commits[-1][TP0][0] == 3

@@ -196,14 +196,17 @@ def test_accounting_invariant_and_metrics():
     acc.consumed({("t", 0): 4, ("t", 1): 6})
     acc.loaded(6)
     acc.dead_lettered(1)
-    assert acc.snapshot() == {"consumed": 10, "loaded": 6, "dead_lettered": 1, "pending": 3}
+    assert acc.snapshot() == {"consumed": 10, "loaded": 6, "dead_lettered": 1, "rewound": 0,
+                              "pending": 3}
+    acc.rewound(2)
+    assert acc.snapshot()["pending"] == 1 and val(m, "sinker_messages_rewound_total") == 2
     assert val(m, "sinker_messages_consumed_total", topic="t", partition="0") == 4
     assert val(m, "sinker_messages_consumed_total", topic="t", partition="1") == 6
     assert val(m, "sinker_rows_loaded_total") == 6
     assert val(m, "sinker_dead_letters_total") == 1
-    assert val(m, "sinker_messages_pending") == 3
+    assert val(m, "sinker_messages_pending") == 1
     snap = m.snapshot()
-    assert snap["consumed"] == 10 and snap["pending"] == 3
+    assert snap["consumed"] == 10 and snap["pending"] == 1
 
 
 def test_metrics_can_adopt_an_accounting():
@@ -232,4 +235,4 @@ def test_accounting_is_thread_safe():
     for t in threads:
         t.join()
     assert acc.snapshot() == {"consumed": 120_000, "loaded": 80_000, "dead_lettered": 40_000,
-                              "pending": 0}
+                              "rewound": 0, "pending": 0}

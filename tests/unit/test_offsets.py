@@ -165,3 +165,62 @@ def test_threads_confirming_concurrently():
         th.join()
     assert t.committable() == {P0: n * 10}
     assert t.pending_count() == 0
+
+
+def test_model_rebalances_never_commit_past_a_row_doris_lacks():
+    """A model of the consumer, batcher and writers around the tracker: random interleavings of
+    poll, seal, confirm (in any order), commit and rebalance (revoke, give back, move away)
+    never commit an offset below which a row is missing from Doris, and never move an offset
+    backwards. Rebalances reach the tracker in queue order, as the batcher applies them."""
+    keys = [("t", 0), ("t", 1)]
+    for run in range(300):
+        rng = random.Random(run)
+        t = OffsetTracker()
+        end = {k: rng.randint(20, 60) for k in keys}           # each partition's log
+        group: dict = {}                                        # the group's commits
+        owned = set(keys)
+        position = {k: 0 for k in keys}
+        queue = []                                              # polled slices and markers
+        in_flight = {}                                          # seq -> ranges (sealed, not confirmed)
+        doris = set()                                           # (key, offset) loaded
+        seq = 0
+        t.rebalance((), {k: None for k in keys})
+        for _ in range(400):
+            op = rng.random()
+            if op < 0.3 and owned:                              # poll a slice
+                k = rng.choice(sorted(owned))
+                if position[k] < end[k]:
+                    n = rng.randint(1, 5)
+                    first, last = position[k], min(end[k], position[k] + n) - 1
+                    position[k] = last + 1
+                    queue.append(("records", k, first, last))
+            elif op < 0.55 and queue:                           # the batcher takes the head
+                item = queue.pop(0)
+                if item[0] == "records":
+                    _, k, first, last = item
+                    t.add(seq, {k: (first, last)})
+                    in_flight[seq] = {k: (first, last)}
+                    seq += 1
+                else:
+                    _, revoked, assigned = item
+                    t.rebalance(revoked, assigned)
+            elif op < 0.75 and in_flight:                       # a writer confirms any batch
+                s = rng.choice(sorted(in_flight))
+                for k, (first, last) in in_flight.pop(s).items():
+                    doris.update((k, o) for o in range(first, last + 1))
+                t.confirm(s)
+            elif op < 0.9:                                      # the consumer commits
+                plan, _ = t.commit_plan(owned)
+                for k, (off, _cuts) in plan.items():
+                    assert all((k, o) in doris for o in range(off)), (run, k, off)
+                    assert off >= group.get(k, 0), (run, k, off, group)
+                    group[k] = off
+                t.mark_committed({k: off for k, (off, _c) in plan.items()})
+            else:                                               # a rebalance
+                revoked = set(owned)
+                owned = {k for k in keys if rng.random() < 0.7}
+                t.fence(revoked)
+                queue = [x for x in queue if x[0] != "records" or x[1] not in revoked]
+                for k in owned:
+                    position[k] = group.get(k, 0)               # Kafka rewinds to the commit
+                queue.append(("rebalance", revoked, {k: group.get(k) for k in owned}))
