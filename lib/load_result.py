@@ -3,7 +3,7 @@
 Pure: the writer hands us (HTTP status, parsed JSON body, exception) and acts on the answer.
 Doris answers HTTP 200 even when a load failed, so the decision rests on ``Status`` and on the
 words in ``Message``; the patterns below tolerate the variants of Doris 2.x and 3.x
-(see /work/shared/doris-protocol.md, "Response").
+(see docs/doris-protocol.md, "The answer").
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Doris emulator's HTTP side: the FE (redirects, 2PC, backends, health) and the BE (Stream Load).
 
-What a client can observe is modelled on Doris 2.1/3.x (see /work/shared/doris-protocol.md): the FE
+What a client can observe is modelled on Doris 2.1/3.x (see docs/doris-protocol.md): the FE
 answers 307 without reading the body, the BE reads credentials only from the Authorization header,
 answers header-level errors before `100 Continue`, and always answers HTTP 200 with a JSON body.
 Responses are written with one sendall (no Nagle stalls); a connection we answer early is closed
