@@ -43,9 +43,6 @@ COMPILES = 0                      # how many converter sets were compiled (tests
 _INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64, "LARGEINT": 128}
 _JSONISH = {"JSON", "VARIANT", "ARRAY", "MAP", "STRUCT"}
 _TEXT = {"CHAR", "VARCHAR", "STRING", "IPV4", "IPV6"}
-_ALIASES = {"INTEGER": "INT", "TEXT": "STRING", "JSONB": "JSON", "DATETIMEV2": "DATETIME",
-            "DATEV2": "DATE", "DECIMALV2": "DECIMAL", "DECIMALV3": "DECIMAL", "BOOL": "BOOLEAN"}
-_KAFKA = ("topic", "partition", "offset", "timestamp", "key")
 _FLOAT_MAX = 3.4028234663852886e38
 
 _SPECIAL = re.compile(r'[\t\n\r"\\]')
@@ -151,11 +148,6 @@ def _valid_date(y: int, m: int, d: int) -> str | None:
     return text
 
 
-def _base(t) -> str:
-    b = (t.base or "").upper()
-    return _ALIASES.get(b, b)
-
-
 # ---------------------------------------------------------------- converters (the reference path)
 
 class _Col:
@@ -164,7 +156,7 @@ class _Col:
     def __init__(self, column, source, mcfg, tz, exact: bool, epoch_cache: dict):
         self.column = column
         self.name = column.name
-        self.base = _base(column.type)
+        self.base = column.type.base
         self.kafka = source.kafka if source is not None else None
         self.path = tuple(source.path) if source is not None and source.path else (column.name,)
         self.label = f"kafka {self.kafka}" if self.kafka else ".".join(self.path)
@@ -608,12 +600,6 @@ class Mapper:
     """Maps poll results of one table; built once per schema (converters are compiled here)."""
 
     def __init__(self, columns, cfg, timezone: str = "UTC"):
-        if cfg.format not in ("csv", "json"):
-            raise ConfigError(f"mapping.format is {cfg.format!r}; use 'csv' or 'json'")
-        for s in cfg.columns:
-            if s.kafka is not None and s.kafka not in _KAFKA:
-                raise ConfigError(f"mapping.columns: {s.column}: kafka source {s.kafka!r} is not one "
-                                  f"of {', '.join(_KAFKA)}")
         self.columns = list(columns)
         self.cfg = cfg
         self.format = cfg.format
@@ -622,7 +608,7 @@ class Mapper:
         self.body_columns = [c.name for c in self.columns]
         sources = {s.column: s for s in cfg.columns}
         self._exact = cfg.format == "csv" and any(
-            _base(c.type) == "DECIMAL" and (c.type.precision or 0) > 15 for c in self.columns)
+            c.type.base == "DECIMAL" and (c.type.precision or 0) > 15 for c in self.columns)
         cache: dict = {}
         self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, self._exact, cache)
                       for c in self.columns]
