@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta, timezone as _fixed_tz
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from itertools import repeat
 from operator import attrgetter
+from typing import NamedTuple
 
 import ujson
 
@@ -38,7 +39,6 @@ from .errors import ConfigError
 
 NULL = "\\N"
 STRING_LIMIT = 1048576            # Doris's default string_type_length_soft_limit_bytes
-COMPILES = 0                      # how many converter sets were compiled (tests check "once")
 
 _INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64, "LARGEINT": 128}
 _JSONISH = {"JSON", "VARIANT", "ARRAY", "MAP", "STRUCT"}
@@ -70,6 +70,17 @@ class Bad(Exception):
         super().__init__(f"{category}: {detail}")
         self.reason = f"{category}: {detail}"
         self.column = column
+
+
+class Fast(NamedTuple):
+    """A converter's shortcut for the generated code: when ``cond`` holds, the field is ``expr``.
+
+    Both are Python expressions in ``v`` (the JSON value) and in the names of ``bind``, written as
+    ``{name}``; the compiler gives each bound object a name unique to its column.
+    """
+    cond: str
+    expr: str
+    bind: dict
 
 
 class _NeedExact(Exception):
@@ -161,6 +172,7 @@ class _Col:
         self.path = tuple(source.path) if source is not None and source.path else (column.name,)
         self.label = f"kafka {self.kafka}" if self.kafka else ".".join(self.path)
         self.tz = tz
+        self.scale = (column.type.scale or 0) if self.base == "DATETIME" else 0
         self._epoch_cache = epoch_cache
         self.conv, self.fast = self._converter(exact)
         self.zero = self._zero()
@@ -173,7 +185,7 @@ class _Col:
         if b in _INT_BITS:
             return self._int_conv(b)
         if b == "BOOLEAN":
-            return self._bool_conv(), ("v is True or v is False", "('1' if v else '0')")
+            return self._bool_conv(), Fast("v is True or v is False", "('1' if v else '0')", {})
         if b in ("FLOAT", "DOUBLE"):
             return self._float_conv(b)
         if b == "DECIMAL":
@@ -187,7 +199,7 @@ class _Col:
                 limit, kind = STRING_LIMIT, b
             return self._text_conv(limit, kind)
         if b == "DATE":
-            return self._date_conv(), ("type(v) is str and v in DATES", "v")
+            return self._date_conv(), Fast("type(v) is str and v in {dates}", "v", {"dates": _DATES})
         if b == "DATETIME":
             return self._datetime_conv(t.scale or 0)
         if b in _JSONISH:
@@ -223,7 +235,7 @@ class _Col:
                 raise Bad("out_of_range", f"column {name}: {n} is outside the {b} range "
                           f"[{lo}, {hi}]", name)
             return str(n)
-        return conv, (f"type(v) is int and {lo} <= v <= {hi}", "v")
+        return conv, Fast(f"type(v) is int and {lo} <= v <= {hi}", "v", {})
 
     def _bool_conv(self):
         name = self.name
@@ -275,11 +287,9 @@ class _Col:
                 check(f, v)
                 return _float_text(f)
             raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
-        if limit is None:
-            fast = ("type(v) is float and v - v == 0.0", "FT(v)")
-        else:
-            fast = (f"type(v) is float and -{limit!r} <= v <= {limit!r}", "FT(v)")
-        return conv, fast
+        cond = ("type(v) is float and v - v == 0.0" if limit is None
+                else f"type(v) is float and -{limit!r} <= v <= {limit!r}")
+        return conv, Fast(cond, "{ft}(v)", {"ft": _float_text})
 
     def _decimal_conv(self, p, s, exact):
         name, kind = self.name, f"DECIMAL({p},{s})"
@@ -321,8 +331,8 @@ class _Col:
             return format(q, "f")
         ipart = "0" if int_digits <= 0 else f"(?:0|[1-9][0-9]{{0,{int_digits - 1}}})"
         frac = rf"\.[0-9]{{{s}}}" if s else ""
-        self._dec_re = re.compile(f"-?{ipart}{frac}").fullmatch
-        return conv, ("type(v) is str and DEC(v) is not None", "v")
+        canonical = re.compile(f"-?{ipart}{frac}").fullmatch
+        return conv, Fast("type(v) is str and {dec}(v) is not None", "v", {"dec": canonical})
 
     def _text_conv(self, limit, kind):
         name = self.name
@@ -354,7 +364,7 @@ class _Col:
         quick = limit // 4          # any str of this many characters fits in `limit` UTF-8 bytes
         cond = (f"type(v) is str and (len(v) <= {quick} or (v.isascii() and len(v) <= {limit})) "
                 "and v.isprintable() and '\"' not in v and '\\\\' not in v")
-        return conv, (cond, "v")
+        return conv, Fast(cond, "v", {})
 
     def _json_conv(self):
         name = self.name
@@ -466,18 +476,18 @@ class _Col:
             day, hms, frac = self._parse_dt(v, "DATETIME")
             text = f"{day} {hms}"
             return f"{text}.{frac[:scale].ljust(scale, '0')}" if scale else text
-        self._dt_scale = scale
         frac = rf"\.[0-9]{{{scale}}}" if scale else ""
-        self._dt_re = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-                                 + frac).fullmatch
-        return conv, ("type(v) is str and DT(v) is not None and v[:10] in DATES", "v")
+        canonical = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                               + frac).fullmatch
+        return conv, Fast("type(v) is str and {dt}(v) is not None and v[:10] in {dates}", "v",
+                          {"dt": canonical, "dates": _DATES})
 
     def ms_time(self, ms: int) -> str:
         """Kafka timestamp (ms) as this DATE/DATETIME column's text, in the Doris time zone."""
         text, micro = self._epoch_text(ms, True)
         if self.base == "DATE":
             return text[:10]
-        scale = getattr(self, "_dt_scale", 0)
+        scale = self.scale
         return f"{text}.{f'{micro:06d}'[:scale]}" if scale else text
 
     # --- NULL, missing, zero
@@ -677,9 +687,7 @@ class Mapper:
     # --- csv
     def _compile(self):
         """Generate the per-record function once: straight-line code, one block per column."""
-        global COMPILES
-        COMPILES += 1
-        ns = {"DATES": _DATES, "M": _MISSING, "Slow": _Slow, "FT": _float_text}
+        ns = {"M": _MISSING, "Slow": _Slow}
         src = ["def fast(o, rec):", "    if type(o) is not dict: raise Slow"]
         fields = []
         for i, c in enumerate(self._cols):
@@ -694,10 +702,9 @@ class Mapper:
             errors = "KeyError" if len(c.path) == 1 else "(KeyError, TypeError)"
             src += [f"    try: v = {access}", f"    except {errors}: v = M"]
             if c.fast is not None:
-                cond, expr = c.fast
-                cond = cond.replace("DEC(", f"dec{i}(").replace("DT(", f"dt{i}(")
-                ns[f"dec{i}"] = getattr(c, "_dec_re", None)
-                ns[f"dt{i}"] = getattr(c, "_dt_re", None)
+                names = {k: f"{k}{i}" for k in c.fast.bind}
+                ns.update((names[k], obj) for k, obj in c.fast.bind.items())
+                cond, expr = c.fast.cond.format_map(names), c.fast.expr.format_map(names)
                 src += [f"    if {cond}: {f} = {expr}"]
                 if c.column.nullable:
                     src += [f"    elif v is None: {f} = {NULL!r}"]
