@@ -161,10 +161,23 @@ def _valid_date(y: int, m: int, d: int) -> str | None:
 
 # ---------------------------------------------------------------- converters (the reference path)
 
+CONVERTERS = {     # what each csv converter accepts, in words (README's type table says more)
+    "TINYINT": "integer (8-bit range)", "SMALLINT": "integer (16-bit range)",
+    "INT": "integer (32-bit range)", "BIGINT": "integer (64-bit range)",
+    "LARGEINT": "integer (128-bit range)", "BOOLEAN": "true/false/1/0 → 1/0",
+    "FLOAT": "number", "DOUBLE": "number", "DECIMAL": "exact decimal, rounded half-up",
+    "CHAR": "text, length in bytes", "VARCHAR": "text, length in bytes", "STRING": "text",
+    "DATE": "date (ISO text or epoch)", "DATETIME": "datetime (ISO text or epoch)",
+    "JSON": "JSON text", "VARIANT": "JSON text", "ARRAY": "JSON text", "MAP": "JSON text",
+    "STRUCT": "JSON text", "IPV4": "text", "IPV6": "text",
+}
+
+
 class _Col:
     """Everything needed to fill one column: where the value comes from and how it becomes text."""
 
     def __init__(self, column, source, mcfg, tz, exact: bool, epoch_cache: dict):
+        self.json = mcfg.format == "json"
         self.column = column
         self.name = column.name
         self.base = column.type.base
@@ -177,7 +190,7 @@ class _Col:
         self.conv, self.fast = self._converter(exact)
         self.zero = self._zero()
         self.null = self._null_fn(mcfg)
-        self.missing = self._missing_fn(mcfg)
+        self.missing, self.when_missing = self._missing_rule(mcfg)
 
     # --- per-type converters: value (not None) -> CSV field text, or raise Bad
     def _converter(self, exact):
@@ -524,24 +537,33 @@ class _Col:
             raise Bad("null", reason, c.name)
         return null
 
-    def _missing_fn(self, mcfg):
+    def _missing_rule(self, mcfg):
+        """(field text for a message without this column's field, that rule in words).
+
+        In ``format: json`` the key is left out and Doris applies the default, NULL or rejects
+        the row (the writer dead-letters it); ``missing: zero`` is a csv-only rule.
+        """
         c = self.column
+        if self.kafka in ("topic", "partition", "offset"):
+            return None, "never (Kafka metadata)"
         if c.default is not None:
+            if self.json:
+                return None, f"default {c.default}"
             m = _EXPR_DEFAULT.fullmatch(c.default.strip())
             if m and self.base in ("DATE", "DATETIME"):
-                return self._now
+                return self._now, f"Kafka timestamp (default {c.default})"
             text = enc(c.default)
-            return lambda rec: text
+            return (lambda rec: text), f"default {c.default}"
         if c.nullable:
-            return lambda rec: NULL
-        if mcfg.missing == "zero" and self.zero is not None:
+            return (lambda rec: NULL), "NULL"
+        if mcfg.missing == "zero" and self.zero is not None and not self.json:
             zero = self.zero
-            return lambda rec: zero
+            return (lambda rec: zero), "zero value"
         reason = f"field {self.label} is required (column {c.name} is NOT NULL, no default)"
 
         def missing(rec):
             raise Bad("missing", reason, c.name)
-        return missing
+        return missing, "dead letter"
 
     def _now(self, rec) -> str:
         """CURRENT_TIMESTAMP-like defaults: the record's Kafka timestamp, so re-mapping the same
@@ -622,6 +644,7 @@ class Mapper:
         cache: dict = {}
         self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, self._exact, cache)
                       for c in self.columns]
+        self._by_name = {c.name: c for c in self._cols}
         # json: the columns whose value the config places (others Doris maps by key name)
         self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,)]
         self._headers = self._make_headers()
@@ -639,6 +662,19 @@ class Mapper:
 
     def headers(self) -> dict[str, str]:
         return dict(self._headers)
+
+    def when_missing(self, column: str) -> str:
+        """What a message without this column's field loads, in words (``schema describe``)."""
+        return self._by_name[column].when_missing
+
+    def converter(self, column: str) -> str:
+        """How this column's JSON value becomes what Doris loads, in words (``schema describe``)."""
+        c = self._by_name[column]
+        if self.format == "json":
+            return "Doris (json passthrough)"
+        if c.kafka == "timestamp" and c.base in ("DATE", "DATETIME"):
+            return "Kafka timestamp in the load's time zone"
+        return CONVERTERS.get(c.base, "unsupported")
 
     def line_for(self, rec) -> bytes | None:
         """The exact line map_records gives this record, or None when it is a dead letter."""
