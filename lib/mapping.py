@@ -44,6 +44,7 @@ _INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64, "LARGEINT": 
 _JSONISH = {"JSON", "VARIANT", "ARRAY", "MAP", "STRUCT"}
 _TEXT = {"CHAR", "VARCHAR", "STRING", "IPV4", "IPV6"}
 _FLOAT_MAX = 3.4028234663852886e38
+_CONSTANTS = ("NaN", "Infinity", "-Infinity")   # what Python's json reads beyond JSON
 
 _SPECIAL = re.compile(r'[\t\n\r"\\]')
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -88,7 +89,8 @@ class _NeedExact(Exception):
 
 
 class ExactFloat(float):
-    """A JSON number that also remembers its text (``.text``), for exact DECIMALs."""
+    """A JSON number that also remembers its text (``.text``): for exact DECIMALs and integers,
+    number text kept in string columns, and telling ``1e999`` (a number) from ``Infinity``."""
 
 
 def _exact_float(text: str) -> ExactFloat:
@@ -115,13 +117,26 @@ def enc(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_json(text) -> bool:
+    """Strict JSON (no NaN/Infinity), the way Doris's parser reads it."""
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+        return True
+    except ValueError:
+        return False
+
+
 def _keep_strings(m) -> bytes:
     return m.group(1) or b""
 
 
 def _show(v) -> str:
     """A value as it appears in a dead-letter reason (short)."""
-    text = repr(v) if isinstance(v, str) else dumps(v)
+    text = repr(v) if isinstance(v, str) else v.text if type(v) is ExactFloat else dumps(v)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -129,12 +144,23 @@ def _an(word: str) -> str:
     return ("an " if word[:1] in "AEIOU" else "a ") + word
 
 
+def _offset(text: str):
+    """A fixed zone for "+08:00"-like text, or None when it is beyond ±23:59 (or not an offset)."""
+    m = _OFFSET_RE.fullmatch(text)
+    if m is None or int(m.group(2)) > 23 or int(m.group(3) or 0) > 59:
+        return None
+    delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
+    return _fixed_tz(-delta if m.group(1) == "-" else delta)
+
+
 def parse_timezone(name: str):
     """Doris's ``timezone`` value (an IANA name or an offset like +08:00) as a tzinfo."""
-    m = _OFFSET_RE.fullmatch(name.strip())
-    if m:
-        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
-        return _fixed_tz(-delta if m.group(1) == "-" else delta)
+    if _OFFSET_RE.fullmatch(name.strip()):
+        off = _offset(name.strip())
+        if off is None:
+            raise ConfigError(f"doris.timezone {name!r} is beyond -23:59..+23:59: use an offset "
+                              "like '+08:00' or an IANA name like 'Asia/Shanghai'")
+        return off
     if name.strip().upper() in ("UTC", "GMT", "Z"):
         return _fixed_tz.utc
     try:
@@ -143,6 +169,19 @@ def parse_timezone(name: str):
     except Exception as e:  # noqa: BLE001 - ZoneInfo raises several kinds
         raise ConfigError(f"doris.timezone {name!r} is not a time zone: use an IANA name like "
                           f"'Asia/Shanghai' or 'UTC', or an offset like '+08:00' ({e})") from None
+
+
+def _integral(text: str, bits: int) -> int | None:
+    """The integer a JSON number's text denotes exactly (``1e3``, ``2.50e1``), else None.
+
+    A number beyond the type's width is returned as a bound-breaking int without building a
+    huge one (``1e999999999`` must not allocate a billion digits)."""
+    d = Decimal(text)
+    if not d.is_finite() or d != d.to_integral_value():
+        return None
+    if d.adjusted() >= bits:          # more digits than 2**bits has: certainly out of range
+        return -(1 << bits) if d < 0 else 1 << bits
+    return int(d)
 
 
 def _valid_date(y: int, m: int, d: int) -> str | None:
@@ -176,7 +215,7 @@ CONVERTERS = {     # what each csv converter accepts, in words (README's type ta
 class _Col:
     """Everything needed to fill one column: where the value comes from and how it becomes text."""
 
-    def __init__(self, column, source, mcfg, tz, exact: bool, epoch_cache: dict):
+    def __init__(self, column, source, mcfg, tz, epoch_cache: dict):
         self.json = mcfg.format == "json"
         self.column = column
         self.name = column.name
@@ -187,13 +226,14 @@ class _Col:
         self.tz = tz
         self.scale = (column.type.scale or 0) if self.base == "DATETIME" else 0
         self._epoch_cache = epoch_cache
-        self.conv, self.fast = self._converter(exact)
+        self.bool_as_int = mcfg.bool_as_int
+        self.conv, self.fast = self._converter()
         self.zero = self._zero()
         self.null = self._null_fn(mcfg)
         self.missing, self.when_missing = self._missing_rule(mcfg)
 
     # --- per-type converters: value (not None) -> CSV field text, or raise Bad
-    def _converter(self, exact):
+    def _converter(self):
         b, t, name = self.base, self.column.type, self.name
         if b in _INT_BITS:
             return self._int_conv(b)
@@ -203,7 +243,7 @@ class _Col:
             return self._float_conv(b)
         if b == "DECIMAL":
             p = t.precision if t.precision is not None else 9
-            return self._decimal_conv(p, t.scale or 0, exact and p > 15)
+            return self._decimal_conv(p, t.scale or 0)
         if b in _TEXT:
             if b in ("CHAR", "VARCHAR"):
                 limit = t.length or 65533
@@ -232,11 +272,15 @@ class _Col:
             if t is int:
                 n = v
             elif t is bool:
-                return "1" if v else "0"
-            elif isinstance(v, float):
-                if not (math.isfinite(v) and v.is_integer()):
+                return self._bool_number(v, "1", "0")
+            elif t is ExactFloat:
+                n = _integral(v.text, bits)
+                if n is None:
                     raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
-                n = int(Decimal(v.text)) if type(v) is ExactFloat else int(v)
+            elif t is float:
+                if v - v == 0.0 and not v.is_integer():
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
+                raise _NeedExact()     # is the decimal as written integral (and how large)?
             elif t is str:
                 s = v.strip()
                 if not _INT_RE.fullmatch(s):
@@ -245,7 +289,8 @@ class _Col:
             else:
                 raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
             if not lo <= n <= hi:
-                raise Bad("out_of_range", f"column {name}: {n} is outside the {b} range "
+                shown = v.text if t is ExactFloat else n
+                raise Bad("out_of_range", f"column {name}: {shown} is outside the {b} range "
                           f"[{lo}, {hi}]", name)
             return str(n)
         return conv, Fast(f"type(v) is int and {lo} <= v <= {hi}", "v", {})
@@ -281,7 +326,7 @@ class _Col:
         def conv(v):
             t = type(v)
             if t is bool:
-                return "1" if v else "0"
+                return self._bool_number(v, "1", "0")
             if t is int:
                 try:
                     check(float(v), v)
@@ -304,7 +349,7 @@ class _Col:
                 else f"type(v) is float and -{limit!r} <= v <= {limit!r}")
         return conv, Fast(cond, "{ft}(v)", {"ft": _float_text})
 
-    def _decimal_conv(self, p, s, exact):
+    def _decimal_conv(self, p, s):
         name, kind = self.name, f"DECIMAL({p},{s})"
         quantum = Decimal(1).scaleb(-s)
         int_digits = p - s
@@ -320,11 +365,11 @@ class _Col:
             elif t is ExactFloat:
                 text = v.text
             elif t is float:
-                if exact:
+                if p > 15 or not math.isfinite(v):    # the digits, or the text of 1e999 vs NaN
                     raise _NeedExact()
-                if not math.isfinite(v):
-                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
                 text = repr(v)
+            elif t is bool and self.bool_as_int:
+                text = "1" if v else "0"
             else:
                 raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
             d = Decimal(text)
@@ -358,9 +403,13 @@ class _Col:
                 s = "true" if v else "false"
             elif t is int:
                 s = str(v)
-            elif isinstance(v, float):
-                # also for ExactFloat: the same text whichever decoder ran
-                s = _float_text(float(v)) if math.isfinite(v) else repr(float(v))
+            elif t is ExactFloat:
+                s = v.text             # "1.10" stays "1.10": the text the producer wrote
+                if s in _CONSTANTS:
+                    raise Bad("conversion", f"column {name}: {s} is not JSON (send null or a "
+                              "string)", name)
+            elif t is float:
+                raise _NeedExact()
             else:
                 s = dumps(v)
             if s.isascii():
@@ -390,25 +439,34 @@ class _Col:
                     s.encode()
                 except UnicodeError:
                     raise Bad("conversion", f"column {name}: value is not valid UTF-8 text", name) from None
+                if ("NaN" in s or "Infinity" in s) and not _is_json(s):
+                    raise Bad("conversion", f"column {name}: {_show(v)} holds NaN or Infinity, which "
+                              "are not JSON (send null or a string)", name)
                 # JSON text has no raw control characters: only quotes and backslashes need care
                 if '"' in s or "\\" in s:
                     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
                 return s
             if t is str:
                 head = v.lstrip()[:1]
-                if head in ("{", "["):
-                    try:
-                        json.loads(v)
-                        return enc(v)
-                    except ValueError:
-                        pass
+                if head in ("{", "[") and _is_json(v):
+                    return enc(v)
                 return enc(dumps(v))
             if t is bool:
                 return "true" if v else "false"
             if isinstance(v, float):
-                return _float_text(float(v)) if math.isfinite(v) else "null"
+                if not math.isfinite(v):
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not JSON (send null or "
+                              "a string)", name)
+                return _float_text(float(v))
             return enc(dumps(v))
         return conv
+
+    def _bool_number(self, v: bool, one: str, zero: str) -> str:
+        if not self.bool_as_int:
+            raise Bad("conversion", f"column {self.name}: {_show(v)} is a boolean, not "
+                      f"{_an(self.base)} (set mapping.bool_as_int: true to load true/false as 1/0)",
+                      self.name)
+        return one if v else zero
 
     # --- dates and times
     def _epoch_text(self, v, ms: bool | None):
@@ -457,9 +515,10 @@ class _Col:
                 if zone in ("Z", "z", "UTC"):
                     off = _fixed_tz.utc
                 else:
-                    zm = _OFFSET_RE.fullmatch(zone)
-                    delta = timedelta(hours=int(zm.group(2)), minutes=int(zm.group(3) or 0))
-                    off = _fixed_tz(-delta if zm.group(1) == "-" else delta)
+                    off = _offset(zone)
+                    if off is None:
+                        raise Bad("invalid_date", f"column {name}: {_show(v)} has a zone offset "
+                                  "outside -23:59..+23:59", name)
                 try:
                     dt = datetime(int(y), int(mo), int(d), h, mn, sec, tzinfo=off).astimezone(self.tz)
                 except (OverflowError, ValueError):
@@ -486,22 +545,44 @@ class _Col:
 
     def _datetime_conv(self, scale):
         def conv(v):
-            day, hms, frac = self._parse_dt(v, "DATETIME")
-            text = f"{day} {hms}"
-            return f"{text}.{frac[:scale].ljust(scale, '0')}" if scale else text
+            return self._datetime_text(*self._parse_dt(v, "DATETIME"), v)
         frac = rf"\.[0-9]{{{scale}}}" if scale else ""
         canonical = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
                                + frac).fullmatch
         return conv, Fast("type(v) is str and {dt}(v) is not None and v[:10] in {dates}", "v",
                           {"dt": canonical, "dates": _DATES})
 
+    def _datetime_text(self, day: str, hms: str, frac: str, v) -> str:
+        """DATETIME(scale) text; digits beyond the scale round half up, as Doris rounds them,
+        carrying into seconds, minutes, days (``23:59:59.9999`` at scale 3 is the next day)."""
+        scale = self.scale
+        keep = frac[:scale]
+        if len(frac) > scale and frac[scale] >= "5":
+            units = int(keep or "0") + 1
+            if units == 10 ** scale:
+                units = 0
+                try:
+                    dt = datetime(int(day[:4]), int(day[5:7]), int(day[8:10]), int(hms[:2]),
+                                  int(hms[3:5]), int(hms[6:8])) + timedelta(seconds=1)
+                except OverflowError:
+                    raise Bad("out_of_range", f"column {self.name}: {_show(v)} rounds beyond the "
+                              "DATETIME range", self.name) from None
+                day = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+                hms = f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+            keep = f"{units:0{scale}d}" if scale else ""
+        return f"{day} {hms}.{keep.ljust(scale, '0')}" if scale else f"{day} {hms}"
+
     def ms_time(self, ms: int) -> str:
-        """Kafka timestamp (ms) as this DATE/DATETIME column's text, in the Doris time zone."""
-        text, micro = self._epoch_text(ms, True)
+        """Kafka timestamp (ms) as this DATE/DATETIME column's text, in the Doris time zone.
+        A timestamp no DATE/DATETIME can hold (a producer writing microseconds) is a Bad."""
+        try:
+            text, micro = self._epoch_text(ms, True)
+        except (OverflowError, OSError, ValueError):
+            raise Bad("out_of_range", f"column {self.name}: Kafka timestamp {ms} is outside the "
+                      f"{self.base} range (milliseconds since the epoch expected)", self.name) from None
         if self.base == "DATE":
             return text[:10]
-        scale = self.scale
-        return f"{text}.{f'{micro:06d}'[:scale]}" if scale else text
+        return self._datetime_text(text[:10], text[11:], f"{micro:06d}", ms)
 
     # --- NULL, missing, zero
     def _zero(self) -> str | None:
@@ -587,11 +668,7 @@ class _Col:
         if v is None:
             return self.null()
         if self.kafka == "timestamp" and self.base in ("DATE", "DATETIME"):
-            try:
-                return self.ms_time(v)
-            except (OverflowError, OSError, ValueError):
-                raise Bad("out_of_range", f"column {self.name}: Kafka timestamp {v} is outside the "
-                          f"{self.base} range", self.name) from None
+            return self.ms_time(v)
         return self.conv(v)
 
     def kafka_value(self, rec):
@@ -639,10 +716,8 @@ class Mapper:
         self.tz = parse_timezone(timezone)
         self.body_columns = [c.name for c in self.columns]
         sources = {s.column: s for s in cfg.columns}
-        self._exact = cfg.format == "csv" and any(
-            c.type.base == "DECIMAL" and (c.type.precision or 0) > 15 for c in self.columns)
         cache: dict = {}
-        self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, self._exact, cache)
+        self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, cache)
                       for c in self.columns]
         self._by_name = {c.name: c for c in self._cols}
         # json: the columns whose value the config places (others Doris maps by key name)
@@ -705,7 +780,8 @@ class Mapper:
         try:
             # strict=False: accept raw control characters in strings, as ujson does
             if exact:
-                return json.loads(value, parse_float=_exact_float, strict=False)
+                return json.loads(value, parse_float=_exact_float, parse_constant=_exact_float,
+                                  strict=False)
             return json.loads(value, strict=False)
         except UnicodeDecodeError as e:
             raise Bad("invalid_json", f"message is not UTF-8 ({e.reason} at byte {e.start})") from None

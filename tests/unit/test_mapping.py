@@ -84,9 +84,10 @@ def field(raw_type, value, **kw):
 # ------------------------------------------------------------------ per-type good values
 
 GOOD = [
-    ("tinyint", 127, "127"), ("tinyint", -128, "-128"), ("tinyint", True, "1"),
+    ("tinyint", 127, "127"), ("tinyint", -128, "-128"),
     ("smallint", 3.0, "3"), ("smallint", " 12 ", "12"), ("smallint", "-7", "-7"),
-    ("int", 2147483647, "2147483647"), ("int", "+5", "5"), ("int", False, "0"),
+    ("int", 2147483647, "2147483647"), ("int", "+5", "5"), ("int", 1e3, "1000"),
+    ("bigint", 1.5e1, "15"),
     ("bigint", -9223372036854775808, "-9223372036854775808"),
     ("bigint", 9223372036854775807, "9223372036854775807"),
     ("largeint", 2**100, str(2**100)), ("largeint", -(2**100), str(-(2**100))),
@@ -111,7 +112,8 @@ GOOD = [
     ("date", "2024-5-1", "2024-05-01"), ("date", 0, "1970-01-01"), ("date", TS, "2024-05-01"),
     ("date", 1714567890, "2024-05-01"),
     ("datetime", "2024-05-01 12:34:56", "2024-05-01 12:34:56"),
-    ("datetime", "2024-05-01 12:34:56.789", "2024-05-01 12:34:56"),
+    ("datetime", "2024-05-01 12:34:56.789", "2024-05-01 12:34:57"),      # Doris rounds
+    ("datetime", "2024-05-01 12:34:56.489", "2024-05-01 12:34:56"),
     ("datetime", "2024-05-01", "2024-05-01 00:00:00"),
     ("datetime", "2024-05-01T12:34:56Z", "2024-05-01 12:34:56"),
     ("datetime", "2024-05-01T12:34:56+02:00", "2024-05-01 10:34:56"),
@@ -145,6 +147,8 @@ BAD = [
     ("largeint", -(2**127) - 1, "out_of_range"),
     ("int", "many", "conversion"), ("int", 1.5, "conversion"), ("int", "1.0", "conversion"),
     ("int", {"a": 1}, "conversion"), ("int", [], "conversion"),
+    ("tinyint", True, "conversion"), ("int", False, "conversion"), ("bigint", 1e19, "out_of_range"),
+    ("double", True, "conversion"), ("float", False, "conversion"),
     ("boolean", "yes", "conversion"), ("boolean", 2, "conversion"),
     ("double", "abc", "conversion"), ("double", "NaN", "conversion"), ("double", "1e999", "out_of_range"),
     ("double", 10**400, "out_of_range"), ("float", 1e39, "out_of_range"), ("double", {}, "conversion"),
@@ -170,6 +174,38 @@ def test_bad_values(raw, value, cat):
     assert category(dead.reason) == cat, dead.reason
     assert dead.column == "c"
     assert dead.reason.startswith(f"{cat}: column c: ")
+
+
+def test_bool_as_int_loads_booleans_into_number_columns():
+    cols = [col("i", "tinyint"), col("f", "double"), col("d", "decimal(5,2)"), col("b", "boolean")]
+    m = make(cols, bool_as_int=True)
+    assert run(m, rec({"i": True, "f": False, "d": True, "b": True}))[0] == b"1\t0\t1.00\t1\n"
+    dead = run(make(cols), rec({"i": True}))[1]
+    assert dead.reason == ("conversion: column i: true is a boolean, not a TINYINT "
+                           "(set mapping.bool_as_int: true to load true/false as 1/0)")
+    assert run(make(cols), rec({"b": False}))[0] == b"\\N\t\\N\t\\N\t0\n"   # BOOLEAN itself
+
+
+def test_bool_as_int_is_a_checked_mapping_option():
+    assert config_from_dict({**MINIMAL, "mapping": {"bool_as_int": True}}, env={}).mapping.bool_as_int
+    assert config_from_dict(MINIMAL, env={}).mapping.bool_as_int is False
+    with pytest.raises(ConfigError, match="mapping.bool_as_int: expected true or false"):
+        config_from_dict({**MINIMAL, "mapping": {"bool_as_int": "yes"}}, env={})
+
+
+def test_integer_columns_take_integral_numbers_exactly():
+    m = make([col("c", "bigint")])
+    # the exact decimal the producer wrote, not the nearest double (123456789012345664)
+    assert run(m, rec(b'{"c": 1.2345678901234567e17}'))[0] == b"123456789012345670\n"
+    assert run(m, rec(b'{"c": 2.50e1}'))[0] == b"25\n"
+    assert run(m, rec(b'{"c": -0.0}'))[0] == b"0\n"
+    for text, cat in [(b"1.5", "conversion"), (b"1.0000000000000001", "conversion"),
+                      (b"0.99999999999999999", "conversion"), (b"1e19", "out_of_range"),
+                      (b"1e999999999", "out_of_range"), (b"-1e400", "out_of_range"),
+                      (b"NaN", "conversion"), (b"Infinity", "conversion")]:
+        dead = run(m, rec(b'{"c": %s}' % text))[1]
+        assert dead is not None and category(dead.reason) == cat, (text, dead)
+        assert dead.column == "c" and text.decode() in dead.reason, dead.reason
 
 
 def test_reason_texts():
@@ -365,6 +401,73 @@ def test_datetime_conversions_follow_the_doris_timezone():
     assert line == b"2024-05-02 04:00:00\t2024-05-01 20:00:00\t2024-05-02 04:00:00\t2024-05-02\n"
     m = make([col("a", "datetime")], tz="-05:00")
     assert run(m, rec({"a": "2024-05-01T02:00:00+00:00"}))[0] == b"2024-04-30 21:00:00\n"
+
+
+ROUNDING = [
+    ("datetime(3)", "2024-01-01 00:00:00.9999", "2024-01-01 00:00:01.000"),
+    ("datetime(3)", "2024-01-01 00:00:00.12349", "2024-01-01 00:00:00.123"),
+    ("datetime(3)", "2024-01-01 00:00:00.1235", "2024-01-01 00:00:00.124"),
+    ("datetime(3)", "2024-01-01 00:59:59.9995", "2024-01-01 01:00:00.000"),
+    ("datetime(3)", "2023-12-31 23:59:59.9999", "2024-01-01 00:00:00.000"),
+    ("datetime", "2024-02-28 23:59:59.5", "2024-02-29 00:00:00"),
+    ("datetime(6)", "2024-01-01 00:00:00.1234565", "2024-01-01 00:00:00.123457"),
+    ("datetime(1)", "2024-01-01T23:59:59.96Z", "2024-01-02 00:00:00.0"),
+    ("datetime", 1714567890.5, "2024-05-01 12:51:31"),               # epoch seconds, rounded too
+    ("date", "2024-01-01 23:59:59.9999", "2024-01-01"),              # DATE drops the time
+]
+
+
+@pytest.mark.parametrize("raw,value,expected", ROUNDING)
+def test_datetime_fraction_beyond_the_scale_rounds_half_up_with_carry(raw, value, expected):
+    assert field(raw, value) == expected
+
+
+def test_datetime_rounding_past_the_last_day_is_a_dead_letter():
+    dead = field("datetime", "9999-12-31 23:59:59.5")
+    assert category(dead.reason) == "out_of_range" and dead.column == "c"
+    assert field("datetime(1)", "9999-12-31 23:59:59.5") == "9999-12-31 23:59:59.5"
+
+
+def test_zone_offsets_beyond_a_day_are_dead_letters():
+    for text in ("2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00-24:00",
+                 "2024-01-01T00:00:00+99:00", "2024-01-01T00:00:00+05:60"):
+        for raw in ("datetime", "date"):
+            dead = field(raw, text)
+            assert isinstance(dead, DeadLetter), (raw, text)
+            assert dead.reason == f"invalid_date: column c: {text!r} has a zone offset outside " \
+                                  "-23:59..+23:59"
+    assert field("datetime", "2024-01-01T00:00:00+23:59") == "2023-12-31 00:01:00"
+    with pytest.raises(ConfigError, match="23:59"):
+        make([col("a", "int")], tz="+24:00")
+
+
+def test_date_from_a_zoned_datetime_is_shifted_then_truncated():
+    """Doris (format json) reads the instant in the load's time zone, then drops the time:
+    csv gives the same date."""
+    m = make([col("d", "date"), col("t", "datetime")], tz="UTC")
+    line, _ = run(m, rec({"d": "2024-01-01T00:30:00+08:00", "t": "2024-01-01T00:30:00+08:00"}))
+    assert line == b"2023-12-31\t2023-12-31 16:30:00\n"
+    m = make([col("d", "date")], tz="Asia/Shanghai")
+    assert run(m, rec({"d": "2024-01-01T20:00:00Z"}))[0] == b"2024-01-02\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_kafka_timestamp_no_datetime_holds_is_a_dead_letter(fmt):
+    """A producer writing microseconds (year 55840) must not crash the mapper."""
+    cols = [col("id", "int"), col("at", "datetime(3)"), col("day", "date")]
+    src = [ColumnSource("at", kafka="timestamp"), ColumnSource("day", kafka="timestamp")]
+    m = make(cols, fmt=fmt, sources=src)
+    micros = TS * 1000
+    line, dead = run(m, rec({"id": 1}, ts=micros))
+    assert line is None and category(dead.reason) == "out_of_range" and dead.column == "at"
+    assert str(micros) in dead.reason
+    assert run(m, rec({"id": 1}))[0] is not None
+
+
+def test_current_timestamp_default_with_a_microsecond_kafka_timestamp_is_a_dead_letter():
+    m = make([col("id", "int"), col("at", "datetime", nullable=False, default="CURRENT_TIMESTAMP")])
+    _, dead = run(m, rec({"id": 1}, ts=TS * 1000))
+    assert category(dead.reason) == "out_of_range" and dead.column == "at"
 
 
 def test_bad_timezone_is_a_config_error():
