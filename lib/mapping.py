@@ -140,6 +140,12 @@ def _show(v) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _quote_name(name: str) -> str:
+    """A column name for the ``columns`` header, always in backticks (backticks doubled): the FE
+    parses the header as SQL, where a comma, a space or a reserved word (``key``) breaks a bare name."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _an(word: str) -> str:
     return ("an " if word[:1] in "AEIOU" else "a ") + word
 
@@ -217,6 +223,7 @@ class _Col:
 
     def __init__(self, column, source, mcfg, tz, epoch_cache: dict):
         self.json = mcfg.format == "json"
+        self.auto = column.auto_increment and source is None
         self.column = column
         self.name = column.name
         self.base = column.type.base
@@ -249,7 +256,7 @@ class _Col:
                 limit = t.length or 65533
                 kind = f"{b}({limit})"
             else:
-                limit, kind = STRING_LIMIT, b
+                limit, kind = STRING_LIMIT, f"{b} (Doris's string_type_length_soft_limit_bytes)"
             return self._text_conv(limit, kind)
         if b == "DATE":
             return self._date_conv(), Fast("type(v) is str and v in {dates}", "v", {"dates": _DATES})
@@ -587,6 +594,8 @@ class _Col:
     # --- NULL, missing, zero
     def _zero(self) -> str | None:
         b = self.base
+        if self.column.auto_increment:
+            return None            # a 0 id is never what an AUTO_INCREMENT column means
         if b in _INT_BITS or b in ("BOOLEAN", "FLOAT", "DOUBLE"):
             return "0"
         if b == "DECIMAL":
@@ -627,6 +636,8 @@ class _Col:
         c = self.column
         if self.kafka in ("topic", "partition", "offset"):
             return None, "never (Kafka metadata)"
+        if self.auto:
+            return None, "Doris numbers it (AUTO_INCREMENT)"
         if c.default is not None:
             if self.json:
                 return None, f"default {c.default}"
@@ -671,6 +682,15 @@ class _Col:
             return self.ms_time(v)
         return self.conv(v)
 
+    def check_left_to_doris(self, obj) -> None:
+        """csv leaves an AUTO_INCREMENT column out of every row: a message with its own value
+        for it would lose that value, so it is a dead letter that says how to keep it."""
+        v = self.lookup(obj)
+        if v is not _MISSING and v is not None:
+            raise Bad("conversion", f"column {self.name} is AUTO_INCREMENT and left to Doris, but "
+                      f"the message has {self.name}={_show(v)}: list {self.name} in mapping.columns "
+                      "to load the message's own values", self.name)
+
     def kafka_value(self, rec):
         k = self.kafka
         if k == "key":
@@ -714,12 +734,15 @@ class Mapper:
         self.format = cfg.format
         self.timezone = timezone
         self.tz = parse_timezone(timezone)
-        self.body_columns = [c.name for c in self.columns]
         sources = {s.column: s for s in cfg.columns}
         cache: dict = {}
         self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, cache)
                       for c in self.columns]
         self._by_name = {c.name: c for c in self._cols}
+        # csv: an AUTO_INCREMENT column the config does not fill is left out for Doris to number
+        self._auto = [c for c in self._cols if c.auto]
+        self._body = [c for c in self._cols if not c.auto]
+        self.body_columns = [c.name for c in self._body]
         # json: the columns whose value the config places (others Doris maps by key name)
         self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,)]
         self._headers = self._make_headers()
@@ -749,6 +772,8 @@ class Mapper:
             return "Doris (json passthrough)"
         if c.kafka == "timestamp" and c.base in ("DATE", "DATETIME"):
             return "Kafka timestamp in the load's time zone"
+        if c.auto:
+            return "Doris (AUTO_INCREMENT)"
         return CONVERTERS.get(c.base, "unsupported")
 
     def line_for(self, rec) -> bytes | None:
@@ -764,7 +789,7 @@ class Mapper:
             return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
                     **common}
         # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value
-        return {"format": "csv", "columns": ",".join(self.body_columns),
+        return {"format": "csv", "columns": ",".join(map(_quote_name, self.body_columns)),
                 "column_separator": "\\x09", "line_delimiter": "\\x0a", "enclose": '"',
                 "escape": "\\", **common}
 
@@ -802,7 +827,9 @@ class Mapper:
         ns = {"M": _MISSING, "Slow": _Slow}
         src = ["def fast(o, rec):", "    if type(o) is not dict: raise Slow"]
         fields = []
-        for i, c in enumerate(self._cols):
+        for c in self._auto:
+            src += [f"    if o.get({c.name!r}) is not None: raise Slow"]
+        for i, c in enumerate(self._body):
             f = f"f{i}"
             fields.append("{" + f + "}")
             ns[f"full{i}"] = c.full
@@ -836,8 +863,10 @@ class Mapper:
             return self._row(self._object(rec.value, exact=True), rec)
 
     def _row(self, obj, rec) -> bytes:
+        for c in self._auto:
+            c.check_left_to_doris(obj)
         fields = []
-        for c in self._cols:
+        for c in self._body:
             if c.kafka:
                 fields.append(c.from_record(rec))
             else:
@@ -845,7 +874,7 @@ class Mapper:
         try:
             return ("\t".join(fields) + "\n").encode()
         except UnicodeEncodeError:
-            for c, f in zip(self._cols, fields):
+            for c, f in zip(self._body, fields):
                 try:
                     f.encode()
                 except UnicodeEncodeError:
@@ -891,7 +920,7 @@ class Mapper:
                 ok = False
             if ok:
                 joined = b"".join(values)
-                if b"\n" not in joined and b"\r" not in joined:
+                if b"\n" not in joined and b"\r" not in joined and b"\xed" not in joined:
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
                     return len(joined) + len(values)
         n = 0
@@ -900,7 +929,8 @@ class Mapper:
             line = None
             if plain:
                 try:
-                    if type(loads(v)) is dict and b"\n" not in v and b"\r" not in v:
+                    if type(loads(v)) is dict and b"\n" not in v and b"\r" not in v \
+                            and b"\xed" not in v:
                         line = v + b"\n"
                 except Exception:  # noqa: BLE001 - the general path gives the reason
                     pass
@@ -918,6 +948,11 @@ class Mapper:
     def _json_line(self, rec) -> bytes:
         v = bytes(rec.value) if rec.value is not None else None
         obj = self._object(v)
+        if b"\xed" in v:    # ujson takes UTF-8-encoded surrogates (ED A0..BF ..): not UTF-8 for Doris
+            try:
+                v.decode()
+            except UnicodeDecodeError as e:
+                raise Bad("invalid_json", f"message is not UTF-8 ({e.reason} at byte {e.start})") from None
         if b"\n" in v or b"\r" in v:
             try:
                 json.loads(v)      # strict: raw control characters only between tokens

@@ -216,6 +216,74 @@ def test_reason_texts():
     assert field("hll", "x").reason.startswith("conversion: column c: cannot load hll from JSON")
 
 
+def test_nan_and_infinity_never_reach_a_json_column():
+    """Python's and ujson's decoders accept NaN/Infinity; JSON (and Doris) do not."""
+    m = make([col("j", "json"), col("s", "string")])
+    for text in (b'{"j": NaN}', b'{"j": {"a": NaN}}', b'{"j": [1, -Infinity]}', b'{"j": Infinity}'):
+        _, dead = run(m, rec(text))
+        assert category(dead.reason) == "conversion" and dead.column == "j", text
+    for text in (b'{"j": "{\\"a\\": NaN}"}',):       # a string holding NaN is a string, not JSON
+        line, _ = run(m, rec(text))
+        assert json.loads(parse_csv_line(line)[0]) == '{"a": NaN}'
+    line, _ = run(m, rec(b'{"j": {"a": "NaN"}}'))        # the text NaN is fine
+    assert json.loads(parse_csv_line(line)[0]) == {"a": "NaN"}
+    _, dead = run(m, rec(b'{"s": NaN}'))
+    assert dead.reason == "conversion: column s: NaN is not JSON (send null or a string)"
+
+
+def test_numbers_into_string_columns_keep_their_text():
+    m = make([col("s", "varchar(40)"), col("t", "string"), col("c", "char(8)")])
+    line, _ = run(m, rec(b'{"s": 1.10, "t": 1E+2, "c": -0.0}'))
+    assert line == b"1.10\t1E+2\t-0.0\n"
+    line, _ = run(m, rec(b'{"s": 12345678901234567890.123456789, "t": 1e999}'))
+    assert line == b"12345678901234567890.123456789\t1e999\t\\N\n"
+
+
+def test_duplicate_keys_last_one_wins_in_csv():
+    """ujson and json both keep the last value; documented in README (json: Doris decides)."""
+    m = make([col("a", "int"), col("s", "varchar(5)")])
+    assert run(m, rec(b'{"a": 1, "s": "x", "a": 2}'))[0] == b"2\tx\n"
+    assert run(m, rec(b'{"a": 1.5, "a": 3, "s": 1.50}'))[0] == b"3\t1.50\n"   # exact re-decode too
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_invalid_utf8_is_a_dead_letter_in_both_formats(fmt):
+    m = make([col("a", "varchar(10)")], fmt=fmt)
+    for value in (b'{"a": "\xff"}', b'{"a": "ok"}\xc3', b'{"a": "\xc3("}'):
+        _, dead = run(m, rec(value))
+        assert category(dead.reason) == "invalid_json" and "UTF-8" in dead.reason, value
+    # a surrogate encoded as UTF-8 bytes (ujson decodes it): csv names the column it reached;
+    # json, which sends the bytes themselves, refuses the message
+    _, dead = run(m, rec(b'{"a": "\xed\xa0\x80"}'))
+    if fmt == "csv":
+        assert category(dead.reason) == "conversion" and dead.column == "a"
+    else:
+        assert category(dead.reason) == "invalid_json" and "UTF-8" in dead.reason
+    assert run(m, rec('{"a": "한국"}'))[0] is not None               # Hangul: ED 95 9C is UTF-8
+
+
+def test_lone_surrogates():
+    """csv: a dead letter naming the column. json: passed through as written (valid UTF-8 bytes,
+    an escape Doris's reader refuses; the writer dead-letters the row Doris rejects)."""
+    for raw in ("varchar(10)", "string", "json", "char(4)"):
+        m = make([col("c", raw)])
+        for text in (b'{"c": "\\ud800"}', b'{"c": "x\\udc00y"}', b'{"c": ["\\udbff"]}'):
+            _, dead = run(m, rec(text))
+            assert category(dead.reason) == "conversion" and dead.column == "c", (raw, text)
+    m = make([col("c", "string")])
+    assert run(m, rec(b'{"c": "\\ud83d\\ude00"}'))[0] == "\U0001F600\n".encode()   # a pair is fine
+    m = make([col("c", "string")], fmt="json")
+    assert run(m, rec(b'{"c": "\\ud800"}'))[0] == b'{"c": "\\ud800"}\n'
+
+
+def test_string_longer_than_doris_limit_names_the_setting():
+    assert field("string", "x" * 1048577).reason == (
+        "too_long: column c: 1048577 bytes, STRING (Doris's string_type_length_soft_limit_bytes) "
+        "holds 1048576")
+    assert field("string", "é" * 524288) == "é" * 524288                      # exactly 1 MB
+    assert category(field("string", "é" * 524288 + "x").reason) == "too_long"
+
+
 def test_double_nan_and_inf_from_json_numbers():
     m = make([col("c", "double")])
     for text in (b'{"c": NaN}', b'{"c": Infinity}', b'{"c": -Infinity}'):
@@ -591,7 +659,7 @@ def test_json_with_paths_and_kafka_metadata():
 def test_csv_headers():
     m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, max_filter_ratio=0.1,
              tz="Asia/Shanghai")
-    assert m.headers() == {"format": "csv", "columns": "a,b", "column_separator": "\\x09",
+    assert m.headers() == {"format": "csv", "columns": "`a`,`b`", "column_separator": "\\x09",
                            "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\",
                            "strict_mode": "false", "max_filter_ratio": "0.1",
                            "timezone": "Asia/Shanghai"}
@@ -651,6 +719,39 @@ def test_bench_profiles_take_the_fast_path_and_match_the_general_path():
         assert dead == [] and len(out) == len(recs)
         assert calls == [], (profile, len(calls))
         assert out == [general(r) for r in recs]
+
+
+def auto_id():
+    return Column("id", T("bigint"), False, None, True, auto_increment=True)
+
+
+def test_auto_increment_column_the_message_lacks_is_left_to_doris():
+    for missing in ("default", "zero"):
+        m = make([auto_id(), col("v", "int")], missing=missing)
+        assert m.body_columns == ["v"] and m.headers()["columns"] == "`v`"
+        assert run(m, rec({"v": 1}))[0] == b"1\n"
+        assert run(m, rec({"v": 1, "id": None}))[0] == b"1\n"
+        assert m.when_missing("id") == "Doris numbers it (AUTO_INCREMENT)"
+    _, dead = run(m, rec({"id": 7, "v": 1}))             # its own id would be dropped: say so
+    assert category(dead.reason) == "conversion" and dead.column == "id"
+    assert "mapping.columns" in dead.reason and "id=7" in dead.reason
+    m = make([auto_id(), col("v", "int")], fmt="json")
+    assert run(m, rec(b'{"v":1}'))[0] == b'{"v":1}\n'        # Doris numbers it
+    assert run(m, rec(b'{"id":7,"v":1}'))[0] == b'{"id":7,"v":1}\n'
+
+
+def test_auto_increment_column_listed_in_mapping_columns_is_loaded_and_never_zero():
+    m = make([auto_id(), col("v", "int")], sources=[ColumnSource("id", ("id",))], missing="zero")
+    assert m.body_columns == ["id", "v"]
+    assert run(m, rec({"id": 7, "v": 1}))[0] == b"7\t1\n"
+    _, dead = run(m, rec({"v": 1}))
+    assert category(dead.reason) == "missing" and dead.column == "id"
+
+
+def test_columns_header_quotes_names_as_doris_parses_them():
+    m = make([col("a,b", "int"), col("we`ird", "int"), col("key", "int"), col("日本", "int")])
+    assert m.headers()["columns"] == "`a,b`,`we``ird`,`key`,`日本`"
+    assert m.body_columns == ["a,b", "we`ird", "key", "日本"]
 
 
 def test_odd_column_names_and_keys():
