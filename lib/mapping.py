@@ -409,7 +409,7 @@ class _Col:
             elif t is bool:
                 s = "true" if v else "false"
             elif t is int:
-                s = str(v)
+                s = str(v)             # the integer's text, except that -0 reads as 0
             elif t is ExactFloat:
                 s = v.text             # "1.10" stays "1.10": the text the producer wrote
                 if s in _CONSTANTS:
