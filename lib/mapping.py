@@ -12,13 +12,17 @@ This is the hot path (see the CPU budget in the design notes), so:
   value ...) falls back to the general per-column converters, which are the reference behaviour;
   the fast path only ever takes values for which it produces the same text.
 
-DECIMAL exactness: ujson turns JSON numbers into binary floats. For a float with <= 15 significant
-digits ``repr`` gives back the JSON text, which is exact enough for DECIMAL(p<=15). When the table
-has a DECIMAL column with precision > 15 and a message carries a float for it, that one message is
-decoded again with ``json.loads(parse_float=...)`` keeping each number's text (``ExactFloat``), so
-the DECIMAL is built from the original digits. Messages that send decimals as strings (the usual
-way) never pay for this. FLOAT/DOUBLE values are written as ujson's shortest round-trip text
-(the digits of ``repr``, exponent as ``1e-7``), which is about twice as fast as ``repr``.
+Number text: ujson turns JSON numbers into binary floats. For a float with <= 15 significant
+digits ``repr`` gives back the JSON text, which is exact enough for DECIMAL(p<=15). When a float
+reaches a DECIMAL(p>15), an integer or a string column (or a NaN/Infinity reaches any of them),
+that one message is decoded again with ``json.loads(parse_float=...)`` keeping each number's text
+(``ExactFloat``): the DECIMAL is built from the original digits, an integer column takes only a
+text that is exactly an integer (``1e3``), a string column keeps ``1.10``, and ``1e999`` is told
+from ``Infinity``. Messages that send those values as strings or integers never pay for this.
+FLOAT/DOUBLE values are written as ujson's shortest round-trip text (the digits of ``repr``,
+exponent as ``1e-7``), which is about twice as fast as ``repr``.
+
+The rules per type, and what becomes a dead letter, are the README's type table.
 """
 from __future__ import annotations
 
