@@ -283,7 +283,7 @@ class _Col:
             if t is int:
                 n = v
             elif t is bool:
-                return self._bool_number(v, "1", "0")
+                return self._bool_number(v)
             elif t is ExactFloat:
                 n = _integral(v.text, bits)
                 if n is None:
@@ -337,7 +337,7 @@ class _Col:
         def conv(v):
             t = type(v)
             if t is bool:
-                return self._bool_number(v, "1", "0")
+                return self._bool_number(v)
             if t is int:
                 try:
                     check(float(v), v)
@@ -472,12 +472,12 @@ class _Col:
             return enc(dumps(v))
         return conv
 
-    def _bool_number(self, v: bool, one: str, zero: str) -> str:
+    def _bool_number(self, v: bool) -> str:
         if not self.bool_as_int:
             raise Bad("conversion", f"column {self.name}: {_show(v)} is a boolean, not "
                       f"{_an(self.base)} (set mapping.bool_as_int: true to load true/false as 1/0)",
                       self.name)
-        return one if v else zero
+        return "1" if v else "0"
 
     # --- dates and times
     def _epoch_text(self, v, ms: bool | None):
