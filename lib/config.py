@@ -133,6 +133,7 @@ class MappingConfig:
     strict_mode: bool = True
     max_filter_ratio: float = 0.0
     schema_refresh_s: float = 60.0             # how often to look for added columns
+    bool_as_int: bool = False                  # csv: load true/false into number columns as 1/0
 
 
 @dataclass(frozen=True)

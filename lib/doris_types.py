@@ -28,6 +28,7 @@ class Column:
     default: str | None = None   # None: no default
     is_key: bool = False
     aggregation: str | None = None
+    auto_increment: bool = False  # DESCRIBE's Extra says AUTO_INCREMENT: Doris numbers rows the message leaves out
 
 
 # Doris's documented default for a bare DECIMAL (2.0-3.0 docs); DESCRIBE always prints p and s.

@@ -12,13 +12,17 @@ This is the hot path (see the CPU budget in the design notes), so:
   value ...) falls back to the general per-column converters, which are the reference behaviour;
   the fast path only ever takes values for which it produces the same text.
 
-DECIMAL exactness: ujson turns JSON numbers into binary floats. For a float with <= 15 significant
-digits ``repr`` gives back the JSON text, which is exact enough for DECIMAL(p<=15). When the table
-has a DECIMAL column with precision > 15 and a message carries a float for it, that one message is
-decoded again with ``json.loads(parse_float=...)`` keeping each number's text (``ExactFloat``), so
-the DECIMAL is built from the original digits. Messages that send decimals as strings (the usual
-way) never pay for this. FLOAT/DOUBLE values are written as ujson's shortest round-trip text
-(the digits of ``repr``, exponent as ``1e-7``), which is about twice as fast as ``repr``.
+Number text: ujson turns JSON numbers into binary floats. For a float with <= 15 significant
+digits ``repr`` gives back the JSON text, which is exact enough for DECIMAL(p<=15). When a float
+reaches a DECIMAL(p>15), an integer or a string column (or a NaN/Infinity reaches any of them),
+that one message is decoded again with ``json.loads(parse_float=...)`` keeping each number's text
+(``ExactFloat``): the DECIMAL is built from the original digits, an integer column takes only a
+text that is exactly an integer (``1e3``), a string column keeps ``1.10``, and ``1e999`` is told
+from ``Infinity``. Messages that send those values as strings or integers never pay for this.
+FLOAT/DOUBLE values are written as ujson's shortest round-trip text (the digits of ``repr``,
+exponent as ``1e-7``), which is about twice as fast as ``repr``.
+
+The rules per type, and what becomes a dead letter, are the README's type table.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from datetime import date, datetime, timedelta, timezone as _fixed_tz
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from itertools import repeat
 from operator import attrgetter
+from typing import NamedTuple
 
 import ujson
 
@@ -38,15 +43,12 @@ from .errors import ConfigError
 
 NULL = "\\N"
 STRING_LIMIT = 1048576            # Doris's default string_type_length_soft_limit_bytes
-COMPILES = 0                      # how many converter sets were compiled (tests check "once")
 
 _INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64, "LARGEINT": 128}
 _JSONISH = {"JSON", "VARIANT", "ARRAY", "MAP", "STRUCT"}
 _TEXT = {"CHAR", "VARCHAR", "STRING", "IPV4", "IPV6"}
-_ALIASES = {"INTEGER": "INT", "TEXT": "STRING", "JSONB": "JSON", "DATETIMEV2": "DATETIME",
-            "DATEV2": "DATE", "DECIMALV2": "DECIMAL", "DECIMALV3": "DECIMAL", "BOOL": "BOOLEAN"}
-_KAFKA = ("topic", "partition", "offset", "timestamp", "key")
 _FLOAT_MAX = 3.4028234663852886e38
+_CONSTANTS = ("NaN", "Infinity", "-Infinity")   # what Python's json reads beyond JSON
 
 _SPECIAL = re.compile(r'[\t\n\r"\\]')
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -75,12 +77,24 @@ class Bad(Exception):
         self.column = column
 
 
+class Fast(NamedTuple):
+    """A converter's shortcut for the generated code: when ``cond`` holds, the field is ``expr``.
+
+    Both are Python expressions in ``v`` (the JSON value) and in the names of ``bind``, written as
+    ``{name}``; the compiler gives each bound object a name unique to its column.
+    """
+    cond: str
+    expr: str
+    bind: dict
+
+
 class _NeedExact(Exception):
     """A DECIMAL(p>15) column got a binary float: decode this message again keeping number text."""
 
 
 class ExactFloat(float):
-    """A JSON number that also remembers its text (``.text``), for exact DECIMALs."""
+    """A JSON number that also remembers its text (``.text``): for exact DECIMALs and integers,
+    number text kept in string columns, and telling ``1e999`` (a number) from ``Infinity``."""
 
 
 def _exact_float(text: str) -> ExactFloat:
@@ -107,26 +121,56 @@ def enc(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_json(text) -> bool:
+    """Strict JSON (no NaN/Infinity), the way Doris's parser reads it."""
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+        return True
+    except ValueError:
+        return False
+
+
 def _keep_strings(m) -> bytes:
     return m.group(1) or b""
 
 
 def _show(v) -> str:
     """A value as it appears in a dead-letter reason (short)."""
-    text = repr(v) if isinstance(v, str) else dumps(v)
+    text = repr(v) if isinstance(v, str) else v.text if type(v) is ExactFloat else dumps(v)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _quote_name(name: str) -> str:
+    """A column name for the ``columns`` header, always in backticks (backticks doubled): the FE
+    parses the header as SQL, where a comma, a space or a reserved word (``key``) breaks a bare name."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _an(word: str) -> str:
     return ("an " if word[:1] in "AEIOU" else "a ") + word
 
 
+def _offset(text: str):
+    """A fixed zone for "+08:00"-like text, or None when it is beyond ±23:59 (or not an offset)."""
+    m = _OFFSET_RE.fullmatch(text)
+    if m is None or int(m.group(2)) > 23 or int(m.group(3) or 0) > 59:
+        return None
+    delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
+    return _fixed_tz(-delta if m.group(1) == "-" else delta)
+
+
 def parse_timezone(name: str):
     """Doris's ``timezone`` value (an IANA name or an offset like +08:00) as a tzinfo."""
-    m = _OFFSET_RE.fullmatch(name.strip())
-    if m:
-        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
-        return _fixed_tz(-delta if m.group(1) == "-" else delta)
+    if _OFFSET_RE.fullmatch(name.strip()):
+        off = _offset(name.strip())
+        if off is None:
+            raise ConfigError(f"doris.timezone {name!r} is beyond -23:59..+23:59: use an offset "
+                              "like '+08:00' or an IANA name like 'Asia/Shanghai'")
+        return off
     if name.strip().upper() in ("UTC", "GMT", "Z"):
         return _fixed_tz.utc
     try:
@@ -135,6 +179,19 @@ def parse_timezone(name: str):
     except Exception as e:  # noqa: BLE001 - ZoneInfo raises several kinds
         raise ConfigError(f"doris.timezone {name!r} is not a time zone: use an IANA name like "
                           f"'Asia/Shanghai' or 'UTC', or an offset like '+08:00' ({e})") from None
+
+
+def _integral(text: str, bits: int) -> int | None:
+    """The integer a JSON number's text denotes exactly (``1e3``, ``2.50e1``), else None.
+
+    A number beyond the type's width is returned as a bound-breaking int without building a
+    huge one (``1e999999999`` must not allocate a billion digits)."""
+    d = Decimal(text)
+    if not d.is_finite() or d != d.to_integral_value():
+        return None
+    if d.adjusted() >= bits:          # more digits than 2**bits has: certainly out of range
+        return -(1 << bits) if d < 0 else 1 << bits
+    return int(d)
 
 
 def _valid_date(y: int, m: int, d: int) -> str | None:
@@ -151,51 +208,62 @@ def _valid_date(y: int, m: int, d: int) -> str | None:
     return text
 
 
-def _base(t) -> str:
-    b = (t.base or "").upper()
-    return _ALIASES.get(b, b)
-
-
 # ---------------------------------------------------------------- converters (the reference path)
+
+CONVERTERS = {     # what each csv converter accepts, in words (README's type table says more)
+    "TINYINT": "integer (8-bit range)", "SMALLINT": "integer (16-bit range)",
+    "INT": "integer (32-bit range)", "BIGINT": "integer (64-bit range)",
+    "LARGEINT": "integer (128-bit range)", "BOOLEAN": "true/false/1/0 → 1/0",
+    "FLOAT": "number", "DOUBLE": "number", "DECIMAL": "exact decimal, rounded half-up",
+    "CHAR": "text, length in bytes", "VARCHAR": "text, length in bytes", "STRING": "text",
+    "DATE": "date (ISO text or epoch)", "DATETIME": "datetime (ISO text or epoch)",
+    "JSON": "JSON text", "VARIANT": "JSON text", "ARRAY": "JSON text", "MAP": "JSON text",
+    "STRUCT": "JSON text", "IPV4": "text", "IPV6": "text",
+}
+
 
 class _Col:
     """Everything needed to fill one column: where the value comes from and how it becomes text."""
 
-    def __init__(self, column, source, mcfg, tz, exact: bool, epoch_cache: dict):
+    def __init__(self, column, source, mcfg, tz, epoch_cache: dict):
+        self.json = mcfg.format == "json"
+        self.auto = column.auto_increment and source is None
         self.column = column
         self.name = column.name
-        self.base = _base(column.type)
+        self.base = column.type.base
         self.kafka = source.kafka if source is not None else None
         self.path = tuple(source.path) if source is not None and source.path else (column.name,)
         self.label = f"kafka {self.kafka}" if self.kafka else ".".join(self.path)
         self.tz = tz
+        self.scale = (column.type.scale or 0) if self.base == "DATETIME" else 0
         self._epoch_cache = epoch_cache
-        self.conv, self.fast = self._converter(exact)
+        self.bool_as_int = mcfg.bool_as_int
+        self.conv, self.fast = self._converter()
         self.zero = self._zero()
         self.null = self._null_fn(mcfg)
-        self.missing = self._missing_fn(mcfg)
+        self.missing, self.when_missing = self._missing_rule(mcfg)
 
     # --- per-type converters: value (not None) -> CSV field text, or raise Bad
-    def _converter(self, exact):
+    def _converter(self):
         b, t, name = self.base, self.column.type, self.name
         if b in _INT_BITS:
             return self._int_conv(b)
         if b == "BOOLEAN":
-            return self._bool_conv(), ("v is True or v is False", "('1' if v else '0')")
+            return self._bool_conv(), Fast("v is True or v is False", "('1' if v else '0')", {})
         if b in ("FLOAT", "DOUBLE"):
             return self._float_conv(b)
         if b == "DECIMAL":
             p = t.precision if t.precision is not None else 9
-            return self._decimal_conv(p, t.scale or 0, exact and p > 15)
+            return self._decimal_conv(p, t.scale or 0)
         if b in _TEXT:
             if b in ("CHAR", "VARCHAR"):
                 limit = t.length or 65533
                 kind = f"{b}({limit})"
             else:
-                limit, kind = STRING_LIMIT, b
+                limit, kind = STRING_LIMIT, f"{b} (Doris's string_type_length_soft_limit_bytes)"
             return self._text_conv(limit, kind)
         if b == "DATE":
-            return self._date_conv(), ("type(v) is str and v in DATES", "v")
+            return self._date_conv(), Fast("type(v) is str and v in {dates}", "v", {"dates": _DATES})
         if b == "DATETIME":
             return self._datetime_conv(t.scale or 0)
         if b in _JSONISH:
@@ -215,11 +283,15 @@ class _Col:
             if t is int:
                 n = v
             elif t is bool:
-                return "1" if v else "0"
-            elif isinstance(v, float):
-                if not (math.isfinite(v) and v.is_integer()):
+                return self._bool_number(v)
+            elif t is ExactFloat:
+                n = _integral(v.text, bits)
+                if n is None:
                     raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
-                n = int(Decimal(v.text)) if type(v) is ExactFloat else int(v)
+            elif t is float:
+                if v - v == 0.0 and not v.is_integer():
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
+                raise _NeedExact()     # is the decimal as written integral (and how large)?
             elif t is str:
                 s = v.strip()
                 if not _INT_RE.fullmatch(s):
@@ -228,10 +300,11 @@ class _Col:
             else:
                 raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
             if not lo <= n <= hi:
-                raise Bad("out_of_range", f"column {name}: {n} is outside the {b} range "
+                shown = v.text if t is ExactFloat else n
+                raise Bad("out_of_range", f"column {name}: {shown} is outside the {b} range "
                           f"[{lo}, {hi}]", name)
             return str(n)
-        return conv, (f"type(v) is int and {lo} <= v <= {hi}", "v")
+        return conv, Fast(f"type(v) is int and {lo} <= v <= {hi}", "v", {})
 
     def _bool_conv(self):
         name = self.name
@@ -264,7 +337,7 @@ class _Col:
         def conv(v):
             t = type(v)
             if t is bool:
-                return "1" if v else "0"
+                return self._bool_number(v)
             if t is int:
                 try:
                     check(float(v), v)
@@ -283,13 +356,11 @@ class _Col:
                 check(f, v)
                 return _float_text(f)
             raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(b)}", name)
-        if limit is None:
-            fast = ("type(v) is float and v - v == 0.0", "FT(v)")
-        else:
-            fast = (f"type(v) is float and -{limit!r} <= v <= {limit!r}", "FT(v)")
-        return conv, fast
+        cond = ("type(v) is float and v - v == 0.0" if limit is None
+                else f"type(v) is float and -{limit!r} <= v <= {limit!r}")
+        return conv, Fast(cond, "{ft}(v)", {"ft": _float_text})
 
-    def _decimal_conv(self, p, s, exact):
+    def _decimal_conv(self, p, s):
         name, kind = self.name, f"DECIMAL({p},{s})"
         quantum = Decimal(1).scaleb(-s)
         int_digits = p - s
@@ -305,11 +376,11 @@ class _Col:
             elif t is ExactFloat:
                 text = v.text
             elif t is float:
-                if exact:
+                if p > 15 or not math.isfinite(v):    # the digits, or the text of 1e999 vs NaN
                     raise _NeedExact()
-                if not math.isfinite(v):
-                    raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
                 text = repr(v)
+            elif t is bool and self.bool_as_int:
+                text = "1" if v else "0"
             else:
                 raise Bad("conversion", f"column {name}: {_show(v)} is not {_an(kind)}", name)
             d = Decimal(text)
@@ -329,8 +400,8 @@ class _Col:
             return format(q, "f")
         ipart = "0" if int_digits <= 0 else f"(?:0|[1-9][0-9]{{0,{int_digits - 1}}})"
         frac = rf"\.[0-9]{{{s}}}" if s else ""
-        self._dec_re = re.compile(f"-?{ipart}{frac}").fullmatch
-        return conv, ("type(v) is str and DEC(v) is not None", "v")
+        canonical = re.compile(f"-?{ipart}{frac}").fullmatch
+        return conv, Fast("type(v) is str and {dec}(v) is not None", "v", {"dec": canonical})
 
     def _text_conv(self, limit, kind):
         name = self.name
@@ -342,10 +413,14 @@ class _Col:
             elif t is bool:
                 s = "true" if v else "false"
             elif t is int:
-                s = str(v)
-            elif isinstance(v, float):
-                # also for ExactFloat: the same text whichever decoder ran
-                s = _float_text(float(v)) if math.isfinite(v) else repr(float(v))
+                s = str(v)             # the integer's text, except that -0 reads as 0
+            elif t is ExactFloat:
+                s = v.text             # "1.10" stays "1.10": the text the producer wrote
+                if s in _CONSTANTS:
+                    raise Bad("conversion", f"column {name}: {s} is not JSON (send null or a "
+                              "string)", name)
+            elif t is float:
+                raise _NeedExact()
             else:
                 s = dumps(v)
             if s.isascii():
@@ -362,7 +437,7 @@ class _Col:
         quick = limit // 4          # any str of this many characters fits in `limit` UTF-8 bytes
         cond = (f"type(v) is str and (len(v) <= {quick} or (v.isascii() and len(v) <= {limit})) "
                 "and v.isprintable() and '\"' not in v and '\\\\' not in v")
-        return conv, (cond, "v")
+        return conv, Fast(cond, "v", {})
 
     def _json_conv(self):
         name = self.name
@@ -375,25 +450,34 @@ class _Col:
                     s.encode()
                 except UnicodeError:
                     raise Bad("conversion", f"column {name}: value is not valid UTF-8 text", name) from None
+                if ("NaN" in s or "Infinity" in s) and not _is_json(s):
+                    raise Bad("conversion", f"column {name}: {_show(v)} holds NaN or Infinity, which "
+                              "are not JSON (send null or a string)", name)
                 # JSON text has no raw control characters: only quotes and backslashes need care
                 if '"' in s or "\\" in s:
                     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
                 return s
             if t is str:
                 head = v.lstrip()[:1]
-                if head in ("{", "["):
-                    try:
-                        json.loads(v)
-                        return enc(v)
-                    except ValueError:
-                        pass
+                if head in ("{", "[") and _is_json(v):
+                    return enc(v)
                 return enc(dumps(v))
             if t is bool:
                 return "true" if v else "false"
             if isinstance(v, float):
-                return _float_text(float(v)) if math.isfinite(v) else "null"
+                if not math.isfinite(v):
+                    raise Bad("conversion", f"column {name}: {_show(v)} is not JSON (send null or "
+                              "a string)", name)
+                return _float_text(float(v))
             return enc(dumps(v))
         return conv
+
+    def _bool_number(self, v: bool) -> str:
+        if not self.bool_as_int:
+            raise Bad("conversion", f"column {self.name}: {_show(v)} is a boolean, not "
+                      f"{_an(self.base)} (set mapping.bool_as_int: true to load true/false as 1/0)",
+                      self.name)
+        return "1" if v else "0"
 
     # --- dates and times
     def _epoch_text(self, v, ms: bool | None):
@@ -442,9 +526,10 @@ class _Col:
                 if zone in ("Z", "z", "UTC"):
                     off = _fixed_tz.utc
                 else:
-                    zm = _OFFSET_RE.fullmatch(zone)
-                    delta = timedelta(hours=int(zm.group(2)), minutes=int(zm.group(3) or 0))
-                    off = _fixed_tz(-delta if zm.group(1) == "-" else delta)
+                    off = _offset(zone)
+                    if off is None:
+                        raise Bad("invalid_date", f"column {name}: {_show(v)} has a zone offset "
+                                  "outside -23:59..+23:59", name)
                 try:
                     dt = datetime(int(y), int(mo), int(d), h, mn, sec, tzinfo=off).astimezone(self.tz)
                 except (OverflowError, ValueError):
@@ -471,26 +556,50 @@ class _Col:
 
     def _datetime_conv(self, scale):
         def conv(v):
-            day, hms, frac = self._parse_dt(v, "DATETIME")
-            text = f"{day} {hms}"
-            return f"{text}.{frac[:scale].ljust(scale, '0')}" if scale else text
-        self._dt_scale = scale
+            return self._datetime_text(*self._parse_dt(v, "DATETIME"), v)
         frac = rf"\.[0-9]{{{scale}}}" if scale else ""
-        self._dt_re = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-                                 + frac).fullmatch
-        return conv, ("type(v) is str and DT(v) is not None and v[:10] in DATES", "v")
+        canonical = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                               + frac).fullmatch
+        return conv, Fast("type(v) is str and {dt}(v) is not None and v[:10] in {dates}", "v",
+                          {"dt": canonical, "dates": _DATES})
+
+    def _datetime_text(self, day: str, hms: str, frac: str, v) -> str:
+        """DATETIME(scale) text; digits beyond the scale round half up, as Doris rounds them,
+        carrying into seconds, minutes, days (``23:59:59.9999`` at scale 3 is the next day)."""
+        scale = self.scale
+        keep = frac[:scale]
+        if len(frac) > scale and frac[scale] >= "5":
+            units = int(keep or "0") + 1
+            if units == 10 ** scale:
+                units = 0
+                try:
+                    dt = datetime(int(day[:4]), int(day[5:7]), int(day[8:10]), int(hms[:2]),
+                                  int(hms[3:5]), int(hms[6:8])) + timedelta(seconds=1)
+                except OverflowError:
+                    raise Bad("out_of_range", f"column {self.name}: {_show(v)} rounds beyond the "
+                              "DATETIME range", self.name) from None
+                day = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+                hms = f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+            keep = f"{units:0{scale}d}" if scale else ""
+        return f"{day} {hms}.{keep.ljust(scale, '0')}" if scale else f"{day} {hms}"
 
     def ms_time(self, ms: int) -> str:
-        """Kafka timestamp (ms) as this DATE/DATETIME column's text, in the Doris time zone."""
-        text, micro = self._epoch_text(ms, True)
+        """Kafka timestamp (ms) as this DATE/DATETIME column's text, in the Doris time zone.
+        A timestamp no DATE/DATETIME can hold (a producer writing microseconds) is a Bad."""
+        try:
+            text, micro = self._epoch_text(ms, True)
+        except (OverflowError, OSError, ValueError):
+            raise Bad("out_of_range", f"column {self.name}: Kafka timestamp {ms} is outside the "
+                      f"{self.base} range (milliseconds since the epoch expected)", self.name) from None
         if self.base == "DATE":
             return text[:10]
-        scale = getattr(self, "_dt_scale", 0)
-        return f"{text}.{f'{micro:06d}'[:scale]}" if scale else text
+        return self._datetime_text(text[:10], text[11:], f"{micro:06d}", ms)
 
     # --- NULL, missing, zero
     def _zero(self) -> str | None:
         b = self.base
+        if self.column.auto_increment:
+            return None            # a 0 id is never what an AUTO_INCREMENT column means
         if b in _INT_BITS or b in ("BOOLEAN", "FLOAT", "DOUBLE"):
             return "0"
         if b == "DECIMAL":
@@ -522,24 +631,35 @@ class _Col:
             raise Bad("null", reason, c.name)
         return null
 
-    def _missing_fn(self, mcfg):
+    def _missing_rule(self, mcfg):
+        """(field text for a message without this column's field, that rule in words).
+
+        In ``format: json`` the key is left out and Doris applies the default, NULL or rejects
+        the row (the writer dead-letters it); ``missing: zero`` is a csv-only rule.
+        """
         c = self.column
+        if self.kafka in ("topic", "partition", "offset"):
+            return None, "never (Kafka metadata)"
+        if self.auto:
+            return None, "Doris numbers it (AUTO_INCREMENT)"
         if c.default is not None:
+            if self.json:
+                return None, f"default {c.default}"
             m = _EXPR_DEFAULT.fullmatch(c.default.strip())
             if m and self.base in ("DATE", "DATETIME"):
-                return self._now
+                return self._now, f"Kafka timestamp (default {c.default})"
             text = enc(c.default)
-            return lambda rec: text
+            return (lambda rec: text), f"default {c.default}"
         if c.nullable:
-            return lambda rec: NULL
-        if mcfg.missing == "zero" and self.zero is not None:
+            return (lambda rec: NULL), "NULL"
+        if mcfg.missing == "zero" and self.zero is not None and not self.json:
             zero = self.zero
-            return lambda rec: zero
+            return (lambda rec: zero), "zero value"
         reason = f"field {self.label} is required (column {c.name} is NOT NULL, no default)"
 
         def missing(rec):
             raise Bad("missing", reason, c.name)
-        return missing
+        return missing, "dead letter"
 
     def _now(self, rec) -> str:
         """CURRENT_TIMESTAMP-like defaults: the record's Kafka timestamp, so re-mapping the same
@@ -563,12 +683,17 @@ class _Col:
         if v is None:
             return self.null()
         if self.kafka == "timestamp" and self.base in ("DATE", "DATETIME"):
-            try:
-                return self.ms_time(v)
-            except (OverflowError, OSError, ValueError):
-                raise Bad("out_of_range", f"column {self.name}: Kafka timestamp {v} is outside the "
-                          f"{self.base} range", self.name) from None
+            return self.ms_time(v)
         return self.conv(v)
+
+    def check_left_to_doris(self, obj) -> None:
+        """csv leaves an AUTO_INCREMENT column out of every row: a message with its own value
+        for it would lose that value, so it is a dead letter that says how to keep it."""
+        v = self.lookup(obj)
+        if v is not _MISSING and v is not None:
+            raise Bad("conversion", f"column {self.name} is AUTO_INCREMENT and left to Doris, but "
+                      f"the message has {self.name}={_show(v)}: list {self.name} in mapping.columns "
+                      "to load the message's own values", self.name)
 
     def kafka_value(self, rec):
         k = self.kafka
@@ -608,24 +733,20 @@ class Mapper:
     """Maps poll results of one table; built once per schema (converters are compiled here)."""
 
     def __init__(self, columns, cfg, timezone: str = "UTC"):
-        if cfg.format not in ("csv", "json"):
-            raise ConfigError(f"mapping.format is {cfg.format!r}; use 'csv' or 'json'")
-        for s in cfg.columns:
-            if s.kafka is not None and s.kafka not in _KAFKA:
-                raise ConfigError(f"mapping.columns: {s.column}: kafka source {s.kafka!r} is not one "
-                                  f"of {', '.join(_KAFKA)}")
         self.columns = list(columns)
         self.cfg = cfg
         self.format = cfg.format
         self.timezone = timezone
         self.tz = parse_timezone(timezone)
-        self.body_columns = [c.name for c in self.columns]
         sources = {s.column: s for s in cfg.columns}
-        self._exact = cfg.format == "csv" and any(
-            _base(c.type) == "DECIMAL" and (c.type.precision or 0) > 15 for c in self.columns)
         cache: dict = {}
-        self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, self._exact, cache)
+        self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, cache)
                       for c in self.columns]
+        self._by_name = {c.name: c for c in self._cols}
+        # csv: an AUTO_INCREMENT column the config does not fill is left out for Doris to number
+        self._auto = [c for c in self._cols if c.auto]
+        self._body = [c for c in self._cols if not c.auto]
+        self.body_columns = [c.name for c in self._body]
         # json: the columns whose value the config places (others Doris maps by key name)
         self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,)]
         self._headers = self._make_headers()
@@ -644,6 +765,21 @@ class Mapper:
     def headers(self) -> dict[str, str]:
         return dict(self._headers)
 
+    def when_missing(self, column: str) -> str:
+        """What a message without this column's field loads, in words (``schema describe``)."""
+        return self._by_name[column].when_missing
+
+    def converter(self, column: str) -> str:
+        """How this column's JSON value becomes what Doris loads, in words (``schema describe``)."""
+        c = self._by_name[column]
+        if self.format == "json":
+            return "Doris (json passthrough)"
+        if c.kafka == "timestamp" and c.base in ("DATE", "DATETIME"):
+            return "Kafka timestamp in the load's time zone"
+        if c.auto:
+            return "Doris (AUTO_INCREMENT)"
+        return CONVERTERS.get(c.base, "unsupported")
+
     def line_for(self, rec) -> bytes | None:
         """The exact line map_records gives this record, or None when it is a dead letter."""
         out: list[bytes] = []
@@ -657,7 +793,7 @@ class Mapper:
             return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
                     **common}
         # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value
-        return {"format": "csv", "columns": ",".join(self.body_columns),
+        return {"format": "csv", "columns": ",".join(map(_quote_name, self.body_columns)),
                 "column_separator": "\\x09", "line_delimiter": "\\x0a", "enclose": '"',
                 "escape": "\\", **common}
 
@@ -673,7 +809,8 @@ class Mapper:
         try:
             # strict=False: accept raw control characters in strings, as ujson does
             if exact:
-                return json.loads(value, parse_float=_exact_float, strict=False)
+                return json.loads(value, parse_float=_exact_float, parse_constant=_exact_float,
+                                  strict=False)
             return json.loads(value, strict=False)
         except UnicodeDecodeError as e:
             raise Bad("invalid_json", f"message is not UTF-8 ({e.reason} at byte {e.start})") from None
@@ -691,12 +828,12 @@ class Mapper:
     # --- csv
     def _compile(self):
         """Generate the per-record function once: straight-line code, one block per column."""
-        global COMPILES
-        COMPILES += 1
-        ns = {"DATES": _DATES, "M": _MISSING, "Slow": _Slow, "FT": _float_text}
+        ns = {"M": _MISSING, "Slow": _Slow}
         src = ["def fast(o, rec):", "    if type(o) is not dict: raise Slow"]
         fields = []
-        for i, c in enumerate(self._cols):
+        for c in self._auto:
+            src += [f"    if o.get({c.name!r}) is not None: raise Slow"]
+        for i, c in enumerate(self._body):
             f = f"f{i}"
             fields.append("{" + f + "}")
             ns[f"full{i}"] = c.full
@@ -708,10 +845,9 @@ class Mapper:
             errors = "KeyError" if len(c.path) == 1 else "(KeyError, TypeError)"
             src += [f"    try: v = {access}", f"    except {errors}: v = M"]
             if c.fast is not None:
-                cond, expr = c.fast
-                cond = cond.replace("DEC(", f"dec{i}(").replace("DT(", f"dt{i}(")
-                ns[f"dec{i}"] = getattr(c, "_dec_re", None)
-                ns[f"dt{i}"] = getattr(c, "_dt_re", None)
+                names = {k: f"{k}{i}" for k in c.fast.bind}
+                ns.update((names[k], obj) for k, obj in c.fast.bind.items())
+                cond, expr = c.fast.cond.format_map(names), c.fast.expr.format_map(names)
                 src += [f"    if {cond}: {f} = {expr}"]
                 if c.column.nullable:
                     src += [f"    elif v is None: {f} = {NULL!r}"]
@@ -731,8 +867,10 @@ class Mapper:
             return self._row(self._object(rec.value, exact=True), rec)
 
     def _row(self, obj, rec) -> bytes:
+        for c in self._auto:
+            c.check_left_to_doris(obj)
         fields = []
-        for c in self._cols:
+        for c in self._body:
             if c.kafka:
                 fields.append(c.from_record(rec))
             else:
@@ -740,7 +878,7 @@ class Mapper:
         try:
             return ("\t".join(fields) + "\n").encode()
         except UnicodeEncodeError:
-            for c, f in zip(self._cols, fields):
+            for c, f in zip(self._body, fields):
                 try:
                     f.encode()
                 except UnicodeEncodeError:
@@ -786,7 +924,7 @@ class Mapper:
                 ok = False
             if ok:
                 joined = b"".join(values)
-                if b"\n" not in joined and b"\r" not in joined:
+                if b"\n" not in joined and b"\r" not in joined and b"\xed" not in joined:
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
                     return len(joined) + len(values)
         n = 0
@@ -795,7 +933,8 @@ class Mapper:
             line = None
             if plain:
                 try:
-                    if type(loads(v)) is dict and b"\n" not in v and b"\r" not in v:
+                    if type(loads(v)) is dict and b"\n" not in v and b"\r" not in v \
+                            and b"\xed" not in v:
                         line = v + b"\n"
                 except Exception:  # noqa: BLE001 - the general path gives the reason
                     pass
@@ -813,6 +952,11 @@ class Mapper:
     def _json_line(self, rec) -> bytes:
         v = bytes(rec.value) if rec.value is not None else None
         obj = self._object(v)
+        if b"\xed" in v:    # ujson takes UTF-8-encoded surrogates (ED A0..BF ..): not UTF-8 for Doris
+            try:
+                v.decode()
+            except UnicodeDecodeError as e:
+                raise Bad("invalid_json", f"message is not UTF-8 ({e.reason} at byte {e.start})") from None
         if b"\n" in v or b"\r" in v:
             try:
                 json.loads(v)      # strict: raw control characters only between tokens

@@ -11,8 +11,7 @@ from collections import namedtuple
 
 import pytest
 
-from lib import mapping as mapping_mod
-from lib.config import ColumnSource, MappingConfig
+from lib.config import ColumnSource, MappingConfig, config_from_dict
 from lib.dead_letter import DeadLetter, category
 from lib.errors import ConfigError
 from lib.mapping import Bad, Mapper
@@ -20,6 +19,7 @@ from lib.doris_types import Column, DorisType
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 
+MINIMAL = {"kafka": {"topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
 TS = 1_714_567_890_123          # 2024-05-01 12:51:30.123 UTC
 
 
@@ -84,9 +84,10 @@ def field(raw_type, value, **kw):
 # ------------------------------------------------------------------ per-type good values
 
 GOOD = [
-    ("tinyint", 127, "127"), ("tinyint", -128, "-128"), ("tinyint", True, "1"),
+    ("tinyint", 127, "127"), ("tinyint", -128, "-128"),
     ("smallint", 3.0, "3"), ("smallint", " 12 ", "12"), ("smallint", "-7", "-7"),
-    ("int", 2147483647, "2147483647"), ("int", "+5", "5"), ("int", False, "0"),
+    ("int", 2147483647, "2147483647"), ("int", "+5", "5"), ("int", 1e3, "1000"),
+    ("bigint", 1.5e1, "15"),
     ("bigint", -9223372036854775808, "-9223372036854775808"),
     ("bigint", 9223372036854775807, "9223372036854775807"),
     ("largeint", 2**100, str(2**100)), ("largeint", -(2**100), str(-(2**100))),
@@ -111,7 +112,8 @@ GOOD = [
     ("date", "2024-5-1", "2024-05-01"), ("date", 0, "1970-01-01"), ("date", TS, "2024-05-01"),
     ("date", 1714567890, "2024-05-01"),
     ("datetime", "2024-05-01 12:34:56", "2024-05-01 12:34:56"),
-    ("datetime", "2024-05-01 12:34:56.789", "2024-05-01 12:34:56"),
+    ("datetime", "2024-05-01 12:34:56.789", "2024-05-01 12:34:57"),      # Doris rounds
+    ("datetime", "2024-05-01 12:34:56.489", "2024-05-01 12:34:56"),
     ("datetime", "2024-05-01", "2024-05-01 00:00:00"),
     ("datetime", "2024-05-01T12:34:56Z", "2024-05-01 12:34:56"),
     ("datetime", "2024-05-01T12:34:56+02:00", "2024-05-01 10:34:56"),
@@ -145,6 +147,8 @@ BAD = [
     ("largeint", -(2**127) - 1, "out_of_range"),
     ("int", "many", "conversion"), ("int", 1.5, "conversion"), ("int", "1.0", "conversion"),
     ("int", {"a": 1}, "conversion"), ("int", [], "conversion"),
+    ("tinyint", True, "conversion"), ("int", False, "conversion"), ("bigint", 1e19, "out_of_range"),
+    ("double", True, "conversion"), ("float", False, "conversion"),
     ("boolean", "yes", "conversion"), ("boolean", 2, "conversion"),
     ("double", "abc", "conversion"), ("double", "NaN", "conversion"), ("double", "1e999", "out_of_range"),
     ("double", 10**400, "out_of_range"), ("float", 1e39, "out_of_range"), ("double", {}, "conversion"),
@@ -172,12 +176,112 @@ def test_bad_values(raw, value, cat):
     assert dead.reason.startswith(f"{cat}: column c: ")
 
 
+def test_bool_as_int_loads_booleans_into_number_columns():
+    cols = [col("i", "tinyint"), col("f", "double"), col("d", "decimal(5,2)"), col("b", "boolean")]
+    m = make(cols, bool_as_int=True)
+    assert run(m, rec({"i": True, "f": False, "d": True, "b": True}))[0] == b"1\t0\t1.00\t1\n"
+    dead = run(make(cols), rec({"i": True}))[1]
+    assert dead.reason == ("conversion: column i: true is a boolean, not a TINYINT "
+                           "(set mapping.bool_as_int: true to load true/false as 1/0)")
+    assert run(make(cols), rec({"b": False}))[0] == b"\\N\t\\N\t\\N\t0\n"   # BOOLEAN itself
+
+
+def test_bool_as_int_is_a_checked_mapping_option():
+    assert config_from_dict({**MINIMAL, "mapping": {"bool_as_int": True}}, env={}).mapping.bool_as_int
+    assert config_from_dict(MINIMAL, env={}).mapping.bool_as_int is False
+    with pytest.raises(ConfigError, match="mapping.bool_as_int: expected true or false"):
+        config_from_dict({**MINIMAL, "mapping": {"bool_as_int": "yes"}}, env={})
+
+
+def test_integer_columns_take_integral_numbers_exactly():
+    m = make([col("c", "bigint")])
+    # the exact decimal the producer wrote, not the nearest double (123456789012345664)
+    assert run(m, rec(b'{"c": 1.2345678901234567e17}'))[0] == b"123456789012345670\n"
+    assert run(m, rec(b'{"c": 2.50e1}'))[0] == b"25\n"
+    assert run(m, rec(b'{"c": -0.0}'))[0] == b"0\n"
+    for text, cat in [(b"1.5", "conversion"), (b"1.0000000000000001", "conversion"),
+                      (b"0.99999999999999999", "conversion"), (b"1e19", "out_of_range"),
+                      (b"1e999999999", "out_of_range"), (b"-1e400", "out_of_range"),
+                      (b"NaN", "conversion"), (b"Infinity", "conversion")]:
+        dead = run(m, rec(b'{"c": %s}' % text))[1]
+        assert dead is not None and category(dead.reason) == cat, (text, dead)
+        assert dead.column == "c" and text.decode() in dead.reason, dead.reason
+
+
 def test_reason_texts():
     assert field("int", "many").reason == "conversion: column c: 'many' is not an INT"
     assert field("varchar(8)", "x" * 13).reason == "too_long: column c: 13 bytes, VARCHAR(8) holds 8"
     assert field("date", "2024-02-30").reason == \
         "invalid_date: column c: '2024-02-30' is not a valid DATE"
     assert field("hll", "x").reason.startswith("conversion: column c: cannot load hll from JSON")
+
+
+def test_nan_and_infinity_never_reach_a_json_column():
+    """Python's and ujson's decoders accept NaN/Infinity; JSON (and Doris) do not."""
+    m = make([col("j", "json"), col("s", "string")])
+    for text in (b'{"j": NaN}', b'{"j": {"a": NaN}}', b'{"j": [1, -Infinity]}', b'{"j": Infinity}'):
+        _, dead = run(m, rec(text))
+        assert category(dead.reason) == "conversion" and dead.column == "j", text
+    for text in (b'{"j": "{\\"a\\": NaN}"}',):       # a string holding NaN is a string, not JSON
+        line, _ = run(m, rec(text))
+        assert json.loads(parse_csv_line(line)[0]) == '{"a": NaN}'
+    line, _ = run(m, rec(b'{"j": {"a": "NaN"}}'))        # the text NaN is fine
+    assert json.loads(parse_csv_line(line)[0]) == {"a": "NaN"}
+    _, dead = run(m, rec(b'{"s": NaN}'))
+    assert dead.reason == "conversion: column s: NaN is not JSON (send null or a string)"
+
+
+def test_numbers_into_string_columns_keep_their_text():
+    m = make([col("s", "varchar(40)"), col("t", "string"), col("c", "char(8)")])
+    line, _ = run(m, rec(b'{"s": 1.10, "t": 1E+2, "c": -0.0}'))
+    assert line == b"1.10\t1E+2\t-0.0\n"
+    line, _ = run(m, rec(b'{"s": 12345678901234567890.123456789, "t": 1e999}'))
+    assert line == b"12345678901234567890.123456789\t1e999\t\\N\n"
+
+
+def test_duplicate_keys_last_one_wins_in_csv():
+    """ujson and json both keep the last value; documented in README (json: Doris decides)."""
+    m = make([col("a", "int"), col("s", "varchar(5)")])
+    assert run(m, rec(b'{"a": 1, "s": "x", "a": 2}'))[0] == b"2\tx\n"
+    assert run(m, rec(b'{"a": 1.5, "a": 3, "s": 1.50}'))[0] == b"3\t1.50\n"   # exact re-decode too
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_invalid_utf8_is_a_dead_letter_in_both_formats(fmt):
+    m = make([col("a", "varchar(10)")], fmt=fmt)
+    for value in (b'{"a": "\xff"}', b'{"a": "ok"}\xc3', b'{"a": "\xc3("}'):
+        _, dead = run(m, rec(value))
+        assert category(dead.reason) == "invalid_json" and "UTF-8" in dead.reason, value
+    # a surrogate encoded as UTF-8 bytes (ujson decodes it): csv names the column it reached;
+    # json, which sends the bytes themselves, refuses the message
+    _, dead = run(m, rec(b'{"a": "\xed\xa0\x80"}'))
+    if fmt == "csv":
+        assert category(dead.reason) == "conversion" and dead.column == "a"
+    else:
+        assert category(dead.reason) == "invalid_json" and "UTF-8" in dead.reason
+    assert run(m, rec('{"a": "한국"}'))[0] is not None               # Hangul: ED 95 9C is UTF-8
+
+
+def test_lone_surrogates():
+    """csv: a dead letter naming the column. json: passed through as written (valid UTF-8 bytes,
+    an escape Doris's reader refuses; the writer dead-letters the row Doris rejects)."""
+    for raw in ("varchar(10)", "string", "json", "char(4)"):
+        m = make([col("c", raw)])
+        for text in (b'{"c": "\\ud800"}', b'{"c": "x\\udc00y"}', b'{"c": ["\\udbff"]}'):
+            _, dead = run(m, rec(text))
+            assert category(dead.reason) == "conversion" and dead.column == "c", (raw, text)
+    m = make([col("c", "string")])
+    assert run(m, rec(b'{"c": "\\ud83d\\ude00"}'))[0] == "\U0001F600\n".encode()   # a pair is fine
+    m = make([col("c", "string")], fmt="json")
+    assert run(m, rec(b'{"c": "\\ud800"}'))[0] == b'{"c": "\\ud800"}\n'
+
+
+def test_string_longer_than_doris_limit_names_the_setting():
+    assert field("string", "x" * 1048577).reason == (
+        "too_long: column c: 1048577 bytes, STRING (Doris's string_type_length_soft_limit_bytes) "
+        "holds 1048576")
+    assert field("string", "é" * 524288) == "é" * 524288                      # exactly 1 MB
+    assert category(field("string", "é" * 524288 + "x").reason) == "too_long"
 
 
 def test_double_nan_and_inf_from_json_numbers():
@@ -349,8 +453,9 @@ def test_kafka_key_into_not_null_column_without_key_is_a_null_dead_letter():
 
 
 def test_bad_kafka_source_is_a_config_error():
+    """config.py is the one validator: the Mapper trusts a MappingConfig that passed it."""
     with pytest.raises(ConfigError, match="headers"):
-        make([col("k", "int")], sources=[ColumnSource("k", kafka="headers")])
+        config_from_dict({**MINIMAL, "mapping": {"columns": {"k": "@kafka.headers"}}}, env={})
 
 
 # ------------------------------------------------------------------ time zones
@@ -364,6 +469,73 @@ def test_datetime_conversions_follow_the_doris_timezone():
     assert line == b"2024-05-02 04:00:00\t2024-05-01 20:00:00\t2024-05-02 04:00:00\t2024-05-02\n"
     m = make([col("a", "datetime")], tz="-05:00")
     assert run(m, rec({"a": "2024-05-01T02:00:00+00:00"}))[0] == b"2024-04-30 21:00:00\n"
+
+
+ROUNDING = [
+    ("datetime(3)", "2024-01-01 00:00:00.9999", "2024-01-01 00:00:01.000"),
+    ("datetime(3)", "2024-01-01 00:00:00.12349", "2024-01-01 00:00:00.123"),
+    ("datetime(3)", "2024-01-01 00:00:00.1235", "2024-01-01 00:00:00.124"),
+    ("datetime(3)", "2024-01-01 00:59:59.9995", "2024-01-01 01:00:00.000"),
+    ("datetime(3)", "2023-12-31 23:59:59.9999", "2024-01-01 00:00:00.000"),
+    ("datetime", "2024-02-28 23:59:59.5", "2024-02-29 00:00:00"),
+    ("datetime(6)", "2024-01-01 00:00:00.1234565", "2024-01-01 00:00:00.123457"),
+    ("datetime(1)", "2024-01-01T23:59:59.96Z", "2024-01-02 00:00:00.0"),
+    ("datetime", 1714567890.5, "2024-05-01 12:51:31"),               # epoch seconds, rounded too
+    ("date", "2024-01-01 23:59:59.9999", "2024-01-01"),              # DATE drops the time
+]
+
+
+@pytest.mark.parametrize("raw,value,expected", ROUNDING)
+def test_datetime_fraction_beyond_the_scale_rounds_half_up_with_carry(raw, value, expected):
+    assert field(raw, value) == expected
+
+
+def test_datetime_rounding_past_the_last_day_is_a_dead_letter():
+    dead = field("datetime", "9999-12-31 23:59:59.5")
+    assert category(dead.reason) == "out_of_range" and dead.column == "c"
+    assert field("datetime(1)", "9999-12-31 23:59:59.5") == "9999-12-31 23:59:59.5"
+
+
+def test_zone_offsets_beyond_a_day_are_dead_letters():
+    for text in ("2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00-24:00",
+                 "2024-01-01T00:00:00+99:00", "2024-01-01T00:00:00+05:60"):
+        for raw in ("datetime", "date"):
+            dead = field(raw, text)
+            assert isinstance(dead, DeadLetter), (raw, text)
+            assert dead.reason == f"invalid_date: column c: {text!r} has a zone offset outside " \
+                                  "-23:59..+23:59"
+    assert field("datetime", "2024-01-01T00:00:00+23:59") == "2023-12-31 00:01:00"
+    with pytest.raises(ConfigError, match="23:59"):
+        make([col("a", "int")], tz="+24:00")
+
+
+def test_date_from_a_zoned_datetime_is_shifted_then_truncated():
+    """Doris (format json) reads the instant in the load's time zone, then drops the time:
+    csv gives the same date."""
+    m = make([col("d", "date"), col("t", "datetime")], tz="UTC")
+    line, _ = run(m, rec({"d": "2024-01-01T00:30:00+08:00", "t": "2024-01-01T00:30:00+08:00"}))
+    assert line == b"2023-12-31\t2023-12-31 16:30:00\n"
+    m = make([col("d", "date")], tz="Asia/Shanghai")
+    assert run(m, rec({"d": "2024-01-01T20:00:00Z"}))[0] == b"2024-01-02\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_kafka_timestamp_no_datetime_holds_is_a_dead_letter(fmt):
+    """A producer writing microseconds (year 55840) must not crash the mapper."""
+    cols = [col("id", "int"), col("at", "datetime(3)"), col("day", "date")]
+    src = [ColumnSource("at", kafka="timestamp"), ColumnSource("day", kafka="timestamp")]
+    m = make(cols, fmt=fmt, sources=src)
+    micros = TS * 1000
+    line, dead = run(m, rec({"id": 1}, ts=micros))
+    assert line is None and category(dead.reason) == "out_of_range" and dead.column == "at"
+    assert str(micros) in dead.reason
+    assert run(m, rec({"id": 1}))[0] is not None
+
+
+def test_current_timestamp_default_with_a_microsecond_kafka_timestamp_is_a_dead_letter():
+    m = make([col("id", "int"), col("at", "datetime", nullable=False, default="CURRENT_TIMESTAMP")])
+    _, dead = run(m, rec({"id": 1}, ts=TS * 1000))
+    assert category(dead.reason) == "out_of_range" and dead.column == "at"
 
 
 def test_bad_timezone_is_a_config_error():
@@ -487,7 +659,7 @@ def test_json_with_paths_and_kafka_metadata():
 def test_csv_headers():
     m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, max_filter_ratio=0.1,
              tz="Asia/Shanghai")
-    assert m.headers() == {"format": "csv", "columns": "a,b", "column_separator": "\\x09",
+    assert m.headers() == {"format": "csv", "columns": "`a`,`b`", "column_separator": "\\x09",
                            "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\",
                            "strict_mode": "false", "max_filter_ratio": "0.1",
                            "timezone": "Asia/Shanghai"}
@@ -507,18 +679,20 @@ def test_json_headers():
 
 def test_unknown_format_is_a_config_error():
     with pytest.raises(ConfigError, match="csv"):
-        make([col("a", "int")], fmt="parquet")
+        config_from_dict({**MINIMAL, "mapping": {"format": "parquet"}}, env={})
 
 
-def test_converters_compiled_once_per_mapper():
-    before = mapping_mod.COMPILES
+def test_converters_compiled_once_per_mapper(monkeypatch):
+    compiled = []
+    real = Mapper._compile
+    monkeypatch.setattr(Mapper, "_compile", lambda self: compiled.append(self) or real(self))
     m = make([col("a", "int"), col("s", "varchar(5)")])
-    assert mapping_mod.COMPILES == before + 1
+    assert compiled == [m]
     fast = m._fast
     for i in range(3):
         m.map_records([rec({"a": i, "s": "x"}), rec({"a": "bad"})], [], [])
         m.line_for(rec({"a": i}))
-    assert mapping_mod.COMPILES == before + 1 and m._fast is fast
+    assert compiled == [m] and m._fast is fast
 
 
 def test_empty_slice():
@@ -544,6 +718,39 @@ def test_bench_profiles_take_the_fast_path_and_match_the_general_path():
         assert dead == [] and len(out) == len(recs)
         assert calls == [], (profile, len(calls))
         assert out == [general(r) for r in recs]
+
+
+def auto_id():
+    return Column("id", T("bigint"), False, None, True, auto_increment=True)
+
+
+def test_auto_increment_column_the_message_lacks_is_left_to_doris():
+    for missing in ("default", "zero"):
+        m = make([auto_id(), col("v", "int")], missing=missing)
+        assert m.body_columns == ["v"] and m.headers()["columns"] == "`v`"
+        assert run(m, rec({"v": 1}))[0] == b"1\n"
+        assert run(m, rec({"v": 1, "id": None}))[0] == b"1\n"
+        assert m.when_missing("id") == "Doris numbers it (AUTO_INCREMENT)"
+    _, dead = run(m, rec({"id": 7, "v": 1}))             # its own id would be dropped: say so
+    assert category(dead.reason) == "conversion" and dead.column == "id"
+    assert "mapping.columns" in dead.reason and "id=7" in dead.reason
+    m = make([auto_id(), col("v", "int")], fmt="json")
+    assert run(m, rec(b'{"v":1}'))[0] == b'{"v":1}\n'        # Doris numbers it
+    assert run(m, rec(b'{"id":7,"v":1}'))[0] == b'{"id":7,"v":1}\n'
+
+
+def test_auto_increment_column_listed_in_mapping_columns_is_loaded_and_never_zero():
+    m = make([auto_id(), col("v", "int")], sources=[ColumnSource("id", ("id",))], missing="zero")
+    assert m.body_columns == ["id", "v"]
+    assert run(m, rec({"id": 7, "v": 1}))[0] == b"7\t1\n"
+    _, dead = run(m, rec({"v": 1}))
+    assert category(dead.reason) == "missing" and dead.column == "id"
+
+
+def test_columns_header_quotes_names_as_doris_parses_them():
+    m = make([col("a,b", "int"), col("we`ird", "int"), col("key", "int"), col("日本", "int")])
+    assert m.headers()["columns"] == "`a,b`,`we``ird`,`key`,`日本`"
+    assert m.body_columns == ["a,b", "we`ird", "key", "日本"]
 
 
 def test_odd_column_names_and_keys():

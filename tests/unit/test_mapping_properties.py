@@ -1,0 +1,195 @@
+"""Property tests of lib/mapping.py: random JSON values and random bytes, every column type.
+
+* the Mapper never raises: a record loads or is a dead letter with a documented category;
+* the generated fast path gives exactly the reference path's line or dead letter;
+* every CSV line it emits is read back by the Doris emulator's CSV reader (with the headers the
+  Mapper sends) into the value the conversion intended, and the emulator's converter accepts it.
+"""
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from decimal import ROUND_HALF_UP, Context, Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lib.config import MappingConfig
+from lib.dead_letter import category
+from lib.doris_types import Column, parse_type
+from lib.mapping import Bad, Mapper
+from tests.doris_emulator import loader
+from tests.doris_emulator.catalog import Column as EmuColumn
+
+Rec = namedtuple("Rec", "topic partition offset timestamp key value")
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+TYPES = ["tinyint", "smallint", "int", "bigint", "largeint", "boolean", "float", "double",
+         "decimal(10,2)", "decimal(20,4)", "decimal(38,10)", "char(4)", "varchar(8)", "string",
+         "date", "datetime", "datetime(3)", "datetime(6)", "json", "variant", "array<int>",
+         "ipv4", "hll"]
+# what a dead letter may say (the first word of its reason), and which ones name a column
+MESSAGE_LEVEL = {"empty", "invalid_json", "not_object"}
+COLUMN_LEVEL = {"conversion", "out_of_range", "too_long", "invalid_date", "null", "missing"}
+
+NUMBER_TEXT = st.sampled_from(["1.10", "1e3", "-0", "-0.0", "1E+2", "2.50e1", "1.2345678901234567e17",
+                               "1e400", "-1e400", "1e999999999", "0.1", "12345678901234567890.5",
+                               "NaN", "Infinity", "-Infinity", "9223372036854775808", "1.5"])
+DATE_TEXT = st.builds(
+    lambda y, mo, d, h, mi, s, frac, zone, sep: f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}"
+                                                f"{frac}{zone}",
+    st.integers(0, 10000), st.integers(0, 13), st.integers(0, 32), st.integers(0, 24),
+    st.integers(0, 60), st.integers(0, 60), st.sampled_from(["", ".5", ".9999", ".1234567", ".05"]),
+    st.sampled_from(["", "Z", "+08:00", "-05:30", "+24:00", "+23:59", "-0130"]),
+    st.sampled_from([" ", "T"]))
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.integers(-(2**130), 2**130),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), DATE_TEXT,
+                    st.sampled_from(["2024-02-29", "2024-05-01 12:34:56", "12.345", " 7 ", "true",
+                                     "\\N", 'a"b', "x\ty", "a\nb", "\\", "日本語", "{\"a\": 1}", "[1]"]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) |
+                      st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
+
+
+def body(value) -> bytes:
+    """{"k": 1, "c": value, "z": "end"} as JSON text (NaN/Infinity as Python writes them)."""
+    return b'{"k": 1, "c": ' + json.dumps(value).encode() + b', "z": "end"}'
+
+
+def mapper(raw: str, fmt: str = "csv", **kw) -> Mapper:
+    cols = [Column("k", parse_type("int"), False), Column("c", parse_type(raw), True),
+            Column("z", parse_type("varchar(3)"), True)]
+    return Mapper(cols, MappingConfig(format=fmt, **kw), timezone="Asia/Shanghai")
+
+
+def map_one(m: Mapper, value: bytes):
+    """(line, dead letter) for one record; checks the invariants every record must keep."""
+    r = Rec("t", 0, 0, 1_714_567_890_123, None, value)
+    out, dead = [], []
+    n = m.map_records([r], out, dead)                      # must never raise
+    assert len(out) + len(dead) == 1 and n == sum(map(len, out))
+    if dead:
+        d = dead[0]
+        cat = category(d.reason)
+        assert cat in MESSAGE_LEVEL | COLUMN_LEVEL, d.reason
+        if cat in COLUMN_LEVEL:
+            assert d.column in ("k", "c", "z") and d.reason.startswith(f"{cat}: "), d.reason
+        assert d.value == value
+    if m.format == "csv":
+        try:
+            ref = m._general(r)
+        except Bad as b:
+            assert dead and (dead[0].reason, dead[0].column) == (b.reason, b.column)
+        else:
+            assert out == [ref], f"fast {out} != reference {ref}"
+    return (out[0] if out else None), (dead[0] if dead else None)
+
+
+def emulator_row(m: Mapper, raw: str, line: bytes) -> list:
+    """The line read back by the emulator's CSV reader and converted by its per-type converters."""
+    spec = loader.parse_spec({k.lower(): v for k, v in m.headers().items()})
+    rows = list(loader._csv_lines(spec, line.decode()))
+    assert len(rows) == 1, rows
+    fields, _ = rows[0]
+    assert spec.columns == m.body_columns and len(fields) == len(m.body_columns), (fields, line)
+    t = parse_type(raw)
+    emu = [EmuColumn("k", "int", "INT"), EmuColumn("c", raw, t.base, t.length, t.precision, t.scale),
+           EmuColumn("z", "varchar(3)", "VARCHAR", 3)]
+    out = []
+    for c, f in zip(emu, fields):
+        if f == loader.CSV_NULL:
+            out.append(None)
+        else:
+            out.append(loader.text_converter(c, spec.tz)(f))   # ConvError: Doris would filter the row
+    return out
+
+
+def intended(raw: str, value):
+    """What the emulator must hold for column c, where the rule is simple to state; else ...."""
+    b = parse_type(raw).base
+    if b in ("CHAR", "VARCHAR", "STRING") and type(value) is str:
+        return ... if value == "\\N" else value       # see test_text_backslash_n_is_not_null
+    if b in ("TINYINT", "SMALLINT", "INT", "BIGINT", "LARGEINT") and type(value) is int:
+        return value
+    if b == "BOOLEAN" and type(value) is bool:
+        return int(value)
+    if b == "DOUBLE" and type(value) is float:
+        return value
+    if b == "DECIMAL" and type(value) is int:
+        return format(Decimal(value).quantize(Decimal(1).scaleb(-parse_type(raw).scale),
+                                              rounding=ROUND_HALF_UP, context=Context(prec=100)), "f")
+    if b == "JSON" and type(value) in (dict, list):
+        return "JSON", value
+    return ...
+
+
+@pytest.mark.parametrize("raw", TYPES)
+@PROPS
+@given(value=VALUES)
+def test_any_json_value_loads_exactly_or_is_a_dead_letter(raw, value):
+    m = mapper(raw)
+    line, dead = map_one(m, body(value))
+    if line is None:
+        return
+    k, c, z = emulator_row(m, raw, line)
+    assert (k, z) == (1, "end")
+    want = intended(raw, value)
+    if want is ...:
+        return
+    if type(want) is tuple:
+        assert json.loads(c) == want[1]
+    else:
+        assert c == want, (raw, value, line)
+
+
+@pytest.mark.parametrize("raw", TYPES)
+@PROPS
+@given(text=NUMBER_TEXT)
+def test_number_texts_load_exactly_or_are_dead_letters(raw, text):
+    m = mapper(raw)
+    value = b'{"k": 1, "c": ' + text.encode() + b', "z": "end"}'
+    line, dead = map_one(m, value)
+    if line is None:
+        return
+    _, c, _ = emulator_row(m, raw, line)
+    b = parse_type(raw).base
+    if b in ("CHAR", "VARCHAR", "STRING"):
+        assert c == ("0" if text == "-0" else text)        # the producer's text (an int -0 is 0)
+    elif b in ("TINYINT", "SMALLINT", "INT", "BIGINT", "LARGEINT"):
+        assert Decimal(c) == Decimal(text)                 # only exactly integral texts load
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize("raw", ["int", "string", "datetime(3)", "json", "decimal(38,10)"])
+@PROPS
+@given(value=st.binary(max_size=40) | st.builds(lambda a, b: a + b, st.just(b'{"c": '),
+                                                  st.binary(max_size=20)))
+def test_random_bytes_never_raise(fmt, raw, value):
+    m = mapper(raw, fmt)
+    line, _ = map_one(m, value)
+    if line is not None and fmt == "json":
+        assert line.endswith(b"\n") and b"\n" not in line[:-1] and b"\r" not in line
+        json.loads(line)                                   # sent as one valid JSON line
+        line.decode("utf-8")
+
+
+@PROPS
+@given(values=st.lists(VALUES, min_size=1, max_size=5), bool_as_int=st.booleans())
+def test_a_slice_maps_like_its_records_one_by_one(values, bool_as_int):
+    """Batching never changes a line: map_records over a slice == line_for per record."""
+    m = mapper("decimal(20,4)", bool_as_int=bool_as_int)
+    recs = [Rec("t", 0, i, 1, None, body(v)) for i, v in enumerate(values)]
+    out, dead = [], []
+    m.map_records(recs, out, dead)
+    singles = [m.line_for(r) for r in recs]
+    assert [x for x in singles if x is not None] == out
+    assert [r.offset for r, x in zip(recs, singles) if x is None] == [d.offset for d in dead]
+
+
+@pytest.mark.xfail(strict=True, reason="the Mapper sends the text \\N enclosed and escaped "
+                   "(\"\\\\N\"); the emulator unescapes it and then reads \\N as NULL. Which one "
+                   "follows Doris is for the lead to settle (see the report)")
+def test_text_backslash_n_is_not_null():
+    m = mapper("string")
+    line, _ = map_one(m, body("\\N"))
+    assert emulator_row(m, "string", line)[1] == "\\N"
