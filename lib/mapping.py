@@ -787,8 +787,9 @@ class Mapper:
         return out[0] if out else None
 
     def _make_headers(self):
+        # max_filter_ratio is not the mapper's: stream_load.py always sends 0 (see writer.py)
         common = {"strict_mode": "true" if self.cfg.strict_mode else "false",
-                  "max_filter_ratio": str(self.cfg.max_filter_ratio), "timezone": self.timezone}
+                  "timezone": self.timezone}
         if self.format == "json":
             return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
                     **common}

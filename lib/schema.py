@@ -60,10 +60,12 @@ def columns_from_describe(rows) -> list[Column]:
         null = (_text(_get(row, ("null",), 2)) or "YES").strip().upper()
         key = (_text(_get(row, ("key",), 3)) or "").strip().lower()
         default = _text(_get(row, ("default",), 4))
+        extra = _get(row, ("extra",), 5)
         out.append(Column(name, parse_type(type_text), nullable=null in ("YES", "Y", "TRUE", "1"),
                           default=None if default is None or default.upper() == "NULL" else default,
                           is_key=key in ("true", "yes", "1", "pri", "dup", "uni", "agg"),
-                          aggregation=_aggregation(_get(row, ("extra",), 5))))
+                          aggregation=_aggregation(extra),
+                          auto_increment="AUTO_INCREMENT" in (_text(extra) or "").upper()))
     return out
 
 

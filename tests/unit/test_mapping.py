@@ -657,12 +657,10 @@ def test_json_with_paths_and_kafka_metadata():
 # ------------------------------------------------------------------ headers, columns, compile once
 
 def test_csv_headers():
-    m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, max_filter_ratio=0.1,
-             tz="Asia/Shanghai")
+    m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, tz="Asia/Shanghai")
     assert m.headers() == {"format": "csv", "columns": "`a`,`b`", "column_separator": "\\x09",
                            "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\",
-                           "strict_mode": "false", "max_filter_ratio": "0.1",
-                           "timezone": "Asia/Shanghai"}
+                           "strict_mode": "false", "timezone": "Asia/Shanghai"}
     assert m.body_columns == ["a", "b"] and [c.name for c in m.columns] == ["a", "b"]
     m.headers()["format"] = "x"
     assert m.headers()["format"] == "csv"
@@ -673,8 +671,7 @@ def test_csv_headers():
 def test_json_headers():
     m = make([col("a", "int")], fmt="json")
     assert m.headers() == {"format": "json", "read_json_by_line": "true",
-                           "strip_outer_array": "false", "strict_mode": "true",
-                           "max_filter_ratio": "0.0", "timezone": "UTC"}
+                           "strip_outer_array": "false", "strict_mode": "true", "timezone": "UTC"}
 
 
 def test_unknown_format_is_a_config_error():

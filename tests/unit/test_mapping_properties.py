@@ -20,7 +20,7 @@ from lib.dead_letter import category
 from lib.doris_types import Column, parse_type
 from lib.mapping import Bad, Mapper
 from tests.doris_emulator import loader
-from tests.doris_emulator.catalog import Column as EmuColumn
+from tests.doris_emulator.schema import Column as EmuColumn
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -82,6 +82,13 @@ def test_columns_from_describe_tuples():
     assert cols[1].nullable and cols[1].default is None and cols[1].aggregation is None
     assert cols[2].type.precision == 10 and cols[2].default == "0" and cols[2].aggregation == "SUM"
     assert cols[3].type.scale == 3 and not cols[3].nullable and cols[3].aggregation == "REPLACE"
+    assert not any(c.auto_increment for c in cols)
+
+
+def test_auto_increment_columns_are_recognised():
+    cols = schema.columns_from_describe([("id", "BIGINT", "NO", "true", None, "AUTO_INCREMENT"),
+                                          ("v", "INT", "YES", "false", None, "")])
+    assert [c.auto_increment for c in cols] == [True, False]
 
 
 def test_columns_from_describe_dicts_any_case():

@@ -511,3 +511,10 @@ def test_slow_reader_is_not_cut_by_the_connect_timeout(servers):
     resp = loader.load("db", "t", "l", lines, 8 * 1024 * 1024, HDRS)
     assert resp.body["Status"] == "Success"
     assert be.puts()[0].body == b"".join(lines)
+
+
+def test_loads_never_let_doris_drop_rows():
+    """max_filter_ratio is always 0: a Doris that drops rows names at most 50 of them."""
+    loader = StreamLoader(cfg(["fe1"]))
+    hdrs = loader._load_headers("l", 3, {"max_filter_ratio": "0.9", "format": "csv"})
+    assert hdrs["max_filter_ratio"] == "0" and hdrs["format"] == "csv"
