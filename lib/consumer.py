@@ -19,7 +19,7 @@ from kafka.structs import OffsetAndMetadata
 
 from . import __version__
 from .config import KafkaConfig
-from .errors import ConfigError, KafkaUnavailable
+from .kafka_security import client_error, preflight, ssl_context
 
 log = logging.getLogger("sinker.consumer")
 
@@ -42,8 +42,9 @@ def kafka_client_options(cfg: KafkaConfig) -> dict:
     if cfg.sasl_mechanism:
         opts.update(sasl_mechanism=cfg.sasl_mechanism, sasl_plain_username=cfg.sasl_username,
                     sasl_plain_password=cfg.sasl_password)
-    if cfg.ssl_cafile:
-        opts["ssl_cafile"] = cfg.ssl_cafile
+    context = ssl_context(cfg)      # stands for kafka-python's ssl_cafile/certfile/keyfile/password
+    if context is not None:
+        opts["ssl_context"] = context
     return opts
 
 
@@ -70,15 +71,13 @@ def open_consumer(cfg: KafkaConfig, with_group: bool = True, factory=KafkaConsum
     opts = consumer_options(cfg)
     if not with_group:
         opts["group_id"] = None
+    preflight(cfg, opts.get("ssl_context"))
     try:
         return factory(**opts)
     except Exception as e:
-        if e.__class__.__name__ == "NoBrokersAvailable":
-            raise KafkaUnavailable(
-                f"no Kafka broker answered at {', '.join(cfg.brokers)}: check kafka.brokers "
-                "and that the brokers are up") from e
-        if isinstance(e, (ValueError, TypeError, AssertionError)):
-            raise ConfigError(f"kafka settings rejected by kafka-python: {e}") from e
+        typed = client_error(cfg, e, "the Kafka consumer")
+        if typed is not None:
+            raise typed from e
         raise
 
 

@@ -216,6 +216,7 @@ class KafkaSink:
         from kafka import KafkaProducer   # only users of this sink pay for the import
 
         from .consumer import kafka_client_options
+        from .kafka_security import client_error, preflight
         self.topic = topic
         self._log = _RateLimitedLog(log_per_minute)
         self._lock = threading.Lock()
@@ -226,11 +227,13 @@ class KafkaSink:
         opts.update(acks="all", retries=10, linger_ms=5)
         if "enable_idempotence" in KafkaProducer.DEFAULT_CONFIG:
             opts.update(enable_idempotence=True, max_in_flight_requests_per_connection=5)
+        preflight(kafka_cfg, opts.get("ssl_context"))
         try:
             self._producer = KafkaProducer(**opts)
         except Exception as e:  # noqa: BLE001 - kafka-python raises several types here
-            raise KafkaUnavailable(f"cannot start the dead-letter producer for topic {topic}: "
-                                   f"{e}; check kafka.brokers and the topic") from e
+            typed = client_error(kafka_cfg, e, f"the dead-letter producer for topic {topic}")
+            raise typed or KafkaUnavailable(f"cannot start the dead-letter producer for topic "
+                                            f"{topic}: {e}; check kafka.brokers and the topic") from e
 
     def write(self, dead: list[DeadLetter], table: str) -> None:
         if not dead:
