@@ -190,3 +190,17 @@ def test_dead_letter_producer_is_refused_like_the_consumer(tmp_path, secure_kafk
     assert r.returncode == 3, r.stderr[-3000:]
     assert "SASL SCRAM-SHA-512" in r.stderr and "user 'sinker'" in r.stderr
     assert wrong not in r.stdout + r.stderr
+
+
+def test_broker_that_does_not_answer_is_unavailable_not_refused(tmp_path, secure_kafka, doris):
+    """Nothing listens: the preflight steps aside, kafka-python gives up on bootstrapping and that
+    is exit 4 (a restart may succeed), not 3 and not an internal error."""
+    from tests.stack.kafka import free_port
+    dead = f"127.0.0.1:{free_port()}"
+    cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
+                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512", brokers=[dead]))
+    r = run_cli(write_config(tmp_path, cfg), env={"SINKER_KAFKA_SASL_PASSWORD": password(secure_kafka)})
+    assert r.returncode == 4, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"could not reach any Kafka broker at {dead}" in last, last
+    assert password(secure_kafka) not in r.stdout + r.stderr
