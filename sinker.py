@@ -48,7 +48,9 @@ def load(config_path, overrides=None):
 def setup_logs(cfg):
     from lib.observability import logs
     logs.setup_logging(cfg.logging)
-    for secret in (cfg.doris.password, cfg.kafka.sasl_password):
+    from lib.config import SECRETS
+    for section, key in SECRETS:
+        secret = getattr(getattr(cfg, section), key)
         if secret:
             logs.register_secret(secret)
 
@@ -63,10 +65,10 @@ config_option = click.option(
 def cli():
     """Stream JSON events from Apache Kafka into Apache Doris, never losing or duplicating a row.
 
-    Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris refused for good
-    (auth, table, schema); 4 retries exhausted or dependency down (nothing past it committed);
-    5 some messages failed (dry-run/check/replay) or interrupted twice; 6 another run of the
-    same replay holds its lock.
+    Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris or Kafka refused for
+    good (auth, TLS trust, table, schema); 4 retries exhausted or dependency down (nothing past
+    it committed); 5 some messages failed (dry-run/check/replay) or interrupted twice; 6 another
+    run of the same replay holds its lock.
     """
 
 

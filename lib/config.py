@@ -1,7 +1,8 @@
 """Configuration: one YAML file plus environment overrides, loaded once into frozen dataclasses.
 
-Validation happens here with no I/O (other than reading the file), so a wrong key or value fails
-before anything connects, and every problem is reported at once, one per line.
+Validation happens here with no I/O other than reading the file and checking that the TLS files
+it names are readable, so a wrong key or value fails before anything connects, and every problem
+is reported at once, one per line.
 
 Precedence, lowest first: dataclass defaults < YAML file < environment < ``overrides`` (CLI flags).
 
@@ -11,6 +12,7 @@ Environment variables (so secrets need not sit in the file):
   SINKER_KAFKA_BROKERS          kafka.brokers, comma separated "host:port,host:port"
   SINKER_KAFKA_SASL_USERNAME    kafka.sasl_username
   SINKER_KAFKA_SASL_PASSWORD    kafka.sasl_password
+  SINKER_KAFKA_SSL_KEY_PASSWORD kafka.ssl_key_password
 """
 from __future__ import annotations
 
@@ -78,7 +80,11 @@ class KafkaConfig:
     sasl_mechanism: str | None = None       # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
     sasl_password: str | None = None        # env SINKER_KAFKA_SASL_PASSWORD
-    ssl_cafile: str | None = None
+    ssl_cafile: str | None = None           # CAs that signed the brokers' certificates (default: the system's)
+    ssl_certfile: str | None = None         # client certificate (PEM), for brokers that require mTLS
+    ssl_keyfile: str | None = None          # its private key (PEM), maybe encrypted
+    ssl_key_password: str | None = None     # env SINKER_KAFKA_SSL_KEY_PASSWORD
+    ssl_check_hostname: bool = True         # the broker's certificate must name the host we dialled
 
 
 @dataclass(frozen=True)
@@ -214,8 +220,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "SINKER_KAFKA_BROKERS": ("kafka", "brokers"),
     "SINKER_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
     "SINKER_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "SINKER_KAFKA_SSL_KEY_PASSWORD": ("kafka", "ssl_key_password"),
 }
-SECRETS = (("doris", "password"), ("kafka", "sasl_password"))
+SECRETS = (("doris", "password"), ("kafka", "sasl_password"), ("kafka", "ssl_key_password"))
 
 DEFAULT_BE_PORT = 8040                          # the BE webserver's port on a default install
 DELIVERIES = ("exactly_once", "at_least_once")
@@ -631,6 +638,7 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     elif k.sasl_mechanism is not None:
         want("kafka.sasl_mechanism", False,
              f"set, but security_protocol is {k.security_protocol}: use SASL_PLAINTEXT or SASL_SSL")
+    _check_kafka_tls(k, want)
 
     d = cfg.doris
     want("doris.fe_hosts", bool(d.fe_hosts), "required: list the FE hosts, e.g. [doris-fe-1]")
@@ -697,6 +705,28 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
 
     want("shutdown_timeout_s", cfg.shutdown_timeout_s > 0, f"must be > 0, got {cfg.shutdown_timeout_s}")
     one_of("delivery", cfg.delivery, DELIVERIES)
+
+
+def _check_kafka_tls(k: KafkaConfig, want) -> None:
+    """TLS settings only mean something with SSL/SASL_SSL (set otherwise, the user believes the
+    link is encrypted when it is not); the files must be readable now, not at the first connect."""
+    names = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+    if k.security_protocol not in ("SSL", "SASL_SSL"):
+        for n in names:
+            want(f"kafka.{n}", not getattr(k, n),
+                 f"set, but security_protocol is {k.security_protocol}: use SSL or SASL_SSL")
+        return
+    for n in names[:3]:
+        path = getattr(k, n)
+        if path:
+            want(f"kafka.{n}", os.path.isfile(path) and os.access(path, os.R_OK),
+                 f"{path!r} is not a readable file")
+    want("kafka.ssl_keyfile", bool(k.ssl_keyfile) or not k.ssl_certfile,
+         "required with kafka.ssl_certfile: the client certificate's private key (PEM)")
+    want("kafka.ssl_certfile", bool(k.ssl_certfile) or not k.ssl_keyfile,
+         "required with kafka.ssl_keyfile: the client certificate (PEM) that goes with the key")
+    want("kafka.ssl_key_password", bool(k.ssl_keyfile) or not k.ssl_key_password,
+         "set, but kafka.ssl_keyfile is not: it decrypts the client certificate's key")
 
 
 def _check_schema(m: MappingConfig, bad: set[str], problems: list[str]) -> None:

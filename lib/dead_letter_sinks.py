@@ -9,7 +9,7 @@ import time
 
 from .config import DeadLetterConfig, KafkaConfig
 from .dead_letter import DeadLetter, to_json
-from .errors import ConfigError, KafkaUnavailable
+from .errors import ConfigError, KafkaUnavailable, SinkerError
 from .observability.logs import Sampler
 
 # -- durable sinks ------------------------------------------------------------------------------
@@ -156,6 +156,8 @@ class KafkaSink:
             self._producer = open_producer(kafka_cfg, acks="all", retries=10, linger_ms=5,
                                            enable_idempotence=True,
                                            max_in_flight_requests_per_connection=5)
+        except SinkerError:
+            raise                       # already says what to check (refused login, no broker)
         except Exception as e:  # noqa: BLE001 - kafka-python raises several types here
             raise KafkaUnavailable(f"cannot start the dead-letter producer for topic {topic}: "
                                    f"{e}; check kafka.brokers and the topic") from e

@@ -4,7 +4,8 @@ Exit codes (documented in the README):
   0  done (clean shutdown, or a bounded command finished)
   1  unexpected internal error (a bug: please report with the log)
   2  usage or configuration error (nothing was consumed)
-  3  Doris refused us for good (auth, missing table, incompatible schema): fix Doris or the config
+  3  Doris or Kafka refused us for good (Doris: auth, missing table, incompatible schema; Kafka:
+     SASL authentication, TLS certificate not trusted or rejected): fix the server or the config
   4  retries exhausted or a dependency down for too long: nothing past the failure was committed;
      a restart re-reads from the last commit
   5  some messages failed (dry-run / check / replay summary) or the run was interrupted twice
@@ -39,6 +40,12 @@ class RetriesExhausted(SinkerError):
 class TransportError(SinkerError):
     """Connection error or timeout talking to Doris: the outcome of the request is unknown."""
     exit_code = 4
+
+
+class KafkaRefused(SinkerError):
+    """A Kafka broker answered but refused our credentials or TLS certificate, or presented one
+    we do not trust: retrying with the same settings cannot help."""
+    exit_code = 3
 
 
 class KafkaUnavailable(SinkerError):

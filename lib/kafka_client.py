@@ -22,7 +22,8 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from .config import KafkaConfig
-from .errors import ConfigError, KafkaUnavailable
+from .errors import KafkaUnavailable
+from .kafka_security import client_error, preflight, ssl_context
 
 __all__ = ["TopicPartition", "KafkaReader", "client_options", "open_producer", "check_crc32c"]
 
@@ -40,8 +41,9 @@ def client_options(cfg: KafkaConfig) -> dict:
     if cfg.sasl_mechanism:
         opts.update(sasl_mechanism=cfg.sasl_mechanism, sasl_plain_username=cfg.sasl_username,
                     sasl_plain_password=cfg.sasl_password)
-    if cfg.ssl_cafile:
-        opts["ssl_cafile"] = cfg.ssl_cafile
+    context = ssl_context(cfg)      # stands for kafka-python's ssl_cafile/certfile/keyfile/password
+    if context is not None:
+        opts["ssl_context"] = context
     return opts
 
 
@@ -80,16 +82,15 @@ def check_crc32c() -> bool:
 
 
 def _open(factory, cfg: KafkaConfig, what: str, **opts):
-    """Build a client, turning kafka-python's start-up errors into sinker's typed errors."""
+    """Build a client after one preflight login (a refused password or an untrusted certificate
+    fails at once, named), turning kafka-python's start-up errors into sinker's typed errors."""
+    preflight(cfg, opts.get("ssl_context"))
     try:
         return factory(**opts)
     except Exception as e:
-        if e.__class__.__name__ == "NoBrokersAvailable":
-            raise KafkaUnavailable(
-                f"no Kafka broker answered at {', '.join(cfg.brokers)} ({what}): check "
-                "kafka.brokers and that the brokers are up") from e
-        if isinstance(e, (ValueError, TypeError, AssertionError)):
-            raise ConfigError(f"kafka settings rejected by kafka-python: {e}") from e
+        typed = client_error(cfg, e, what)
+        if typed is not None:
+            raise typed from e
         raise
 
 
@@ -98,7 +99,7 @@ def open_producer(cfg: KafkaConfig, **overrides):
     from kafka import KafkaProducer   # only users of a producer pay for the import
     opts = client_options(cfg)
     opts.update(overrides)
-    return _open(KafkaProducer, cfg, "dead-letter producer", **opts)
+    return _open(KafkaProducer, cfg, "the dead-letter producer", **opts)
 
 
 class _Rebalances(ConsumerRebalanceListener):
@@ -139,7 +140,7 @@ class KafkaReader:
         self.cfg = cfg
         self.group = group
         self._rebalances = _Rebalances()
-        self._c = _open(factory, cfg, "consumer", **consumer_options(cfg, group))
+        self._c = _open(factory, cfg, "the Kafka consumer", **consumer_options(cfg, group))
 
     # -- membership ----------------------------------------------------------------------------
     def subscribe(self, topics) -> None:

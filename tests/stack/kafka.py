@@ -21,8 +21,12 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:
+    from tests.stack.tls import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).with_name("pom.xml")
@@ -157,19 +161,38 @@ if workdir:
 """
 
 
+SECURE_LISTENERS = ("SASL_PLAINTEXT", "SSL", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """Extra listeners beside PLAINTEXT (which stays for setup and admin): SASL_PLAINTEXT and
+    SASL_SSL accept PLAIN and SCRAM-SHA-512, SSL requires a client certificate (mTLS).
+
+    Every user is both a PLAIN user (JAAS config) and a SCRAM-SHA-512 user (credentials written
+    into the metadata log when the storage is formatted, as `kafka-storage format --add-scram`
+    does). Passwords must not contain ',', ']' or '"' (the tools' own syntax)."""
+    pki: "Pki"
+    users: dict[str, str] = field(default_factory=dict)
+
+
 class KafkaBroker:
     """One KRaft node (broker + controller) on 127.0.0.1, run as a child JVM.
 
     Ports are picked once (free ports unless given) and kept across restart(), so clients keep
     the same bootstrap. detach=True leaves the JVM running after this Python process exits
     (used by `python -m tests.stack up`); otherwise stop() runs at exit and a watchdog process
-    kills the broker even if Python dies abruptly.
+    kills the broker even if Python dies abruptly. With `security`, the broker also listens on
+    SASL_PLAINTEXT, SSL and SASL_SSL ports (see address()).
     """
 
     def __init__(self, port: int | None = None, controller_port: int | None = None,
                  data_dir: str | None = None, log_path: str | None = None, *,
-                 heap: str = "512m", detach: bool = False):
+                 heap: str = "512m", detach: bool = False, security: BrokerSecurity | None = None):
         self.port = port
+        self.security = security
+        self.secure_ports: dict[str, int] = {}
         self.controller_port = controller_port
         self._own_dir = data_dir is None
         self.work_dir = Path(data_dir) if data_dir else None
@@ -188,6 +211,12 @@ class KafkaBroker:
             raise RuntimeError("broker not started yet: call start() first")
         return f"127.0.0.1:{self.port}"
 
+    def address(self, listener: str) -> str:
+        """host:port of one of the secure listeners (SASL_PLAINTEXT, SSL, SASL_SSL)."""
+        if listener not in self.secure_ports:
+            raise RuntimeError(f"no {listener} listener: start a broker with security= first")
+        return f"127.0.0.1:{self.secure_ports[listener]}"
+
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
@@ -205,6 +234,8 @@ class KafkaBroker:
         libs = fetch(verbose=False) if libs_ready() else fetch()
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
+        if self.security is not None and not self.secure_ports:
+            self.secure_ports = {name: free_port() for name in SECURE_LISTENERS}
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="sinker-kafka-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -314,8 +345,37 @@ class KafkaBroker:
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
         }
+        if self.security is not None:
+            props.update(self._security_props())
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.work_dir / "log4j.properties").write_text(LOG4J)
+
+    def _security_props(self) -> dict[str, str]:
+        sec = self.security
+        keystore = self.work_dir / "broker-keystore.pem"     # PEM keystore: key, then its chain
+        keystore.write_text(sec.pki.broker_key.read_text() + sec.pki.broker_cert.read_text())
+        extra = {name: f"127.0.0.1:{port}" for name, port in self.secure_ports.items()}
+        props = {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+                         + ",".join(f"{n}://{a}" for n, a in extra.items()),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                                    + ",".join(f"{n}://{a}" for n, a in extra.items()),
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                                              + ",".join(f"{n}:{n}" for n in extra),
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(sec.pki.ca_cert),
+            "listener.name.ssl.ssl.client.auth": "required",
+        }
+        plain_users = " ".join(f'user_{u}="{pw}"' for u, pw in sec.users.items())
+        for listener in ("sasl_plaintext", "sasl_ssl"):
+            props[f"listener.name.{listener}.plain.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};")
+            props[f"listener.name.{listener}.scram-sha-512.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+        return props
 
     def _java(self, libs: Path, main: str, *args: str) -> list[str]:
         return [java_bin(), f"-Xmx{self.heap}", "-Xms64m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
@@ -323,8 +383,11 @@ class KafkaBroker:
                 "-cp", f"{libs}/*", main, *args]
 
     def _format(self, libs: Path) -> None:
+        scram = []
+        for user, password in (self.security.users.items() if self.security else ()):
+            scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                         "-c", str(self.config_path), "--ignore-formatted")
+                         "-c", str(self.config_path), "--ignore-formatted", *scram)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with open(self.log_path, "a") as log:
             log.write(f"=== storage format: {' '.join(cmd)}\n{proc.stdout}")

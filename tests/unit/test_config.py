@@ -280,3 +280,41 @@ def test_hosts_are_parsed_once_in_config(section, entry, expected):
 def test_host_port_netloc_brackets_ipv6():
     from lib.config import HostPort
     assert HostPort("::1", 8030).netloc == "[::1]:8030" and str(HostPort("fe", 1)) == "fe:1"
+
+
+def test_kafka_tls_settings(tmp_path):
+    ca, cert, key = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key"))
+    for f in (ca, cert, key):
+        f.write_text("pem")
+    env = {"SINKER_KAFKA_SSL_KEY_PASSWORD": "k3y-pass"}
+    cfg = build({"kafka": {"security_protocol": "SSL", "ssl_cafile": str(ca), "ssl_certfile": str(cert),
+                           "ssl_keyfile": str(key), "ssl_check_hostname": False}}, env=env)
+    k = cfg.kafka
+    assert (k.ssl_certfile, k.ssl_keyfile, k.ssl_key_password) == (str(cert), str(key), "k3y-pass")
+    assert k.ssl_check_hostname is False and build().kafka.ssl_check_hostname is True
+    r = redacted(cfg)
+    assert r["kafka"]["ssl_key_password"] == "***" and "k3y-pass" not in repr(r)
+
+
+def test_kafka_tls_problems(tmp_path):
+    cert = tmp_path / "client.pem"
+    cert.write_text("pem")
+    lines = problems({"kafka": {"ssl_cafile": str(cert)}})
+    assert lines == ["kafka.ssl_cafile: set, but security_protocol is PLAINTEXT: use SSL or SASL_SSL"]
+    lines = problems({"kafka": {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                                "sasl_username": "u", "sasl_password": "p"}},
+                     env={"SINKER_KAFKA_SSL_KEY_PASSWORD": "k"})
+    assert lines == ["kafka.ssl_key_password: set, but security_protocol is SASL_PLAINTEXT: "
+                     "use SSL or SASL_SSL"]
+    lines = problems({"kafka": {"security_protocol": "SSL", "ssl_certfile": str(cert),
+                                "ssl_cafile": str(tmp_path / "missing.pem")}})
+    assert lines == [f"kafka.ssl_cafile: {str(tmp_path / 'missing.pem')!r} is not a readable file",
+                     "kafka.ssl_keyfile: required with kafka.ssl_certfile: the client "
+                     "certificate's private key (PEM)"]
+    lines = problems({"kafka": {"security_protocol": "SSL", "ssl_keyfile": str(cert),
+                                "ssl_key_password": "k"}})
+    assert lines == ["kafka.ssl_certfile: required with kafka.ssl_keyfile: the client certificate "
+                     "(PEM) that goes with the key"]
+    lines = problems({"kafka": {"security_protocol": "SSL", "ssl_key_password": "k"}})
+    assert lines == ["kafka.ssl_key_password: set, but kafka.ssl_keyfile is not: it decrypts the "
+                     "client certificate's key"]
