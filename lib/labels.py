@@ -84,3 +84,36 @@ def derived_label(label: str, tag: str) -> str:
     digest = _digest(f"{label}\x00{tag}", LONG_HASH)
     head = _clean(label)[:MAX_LEN - LONG_HASH - len(suffix) - 1].rstrip("_-")
     return f"{head}_{digest}{suffix}"
+
+
+class LabelWindow:
+    """How long Doris will remember this process's labels, per database, from its load rate.
+
+    Doris forgets a Stream Load label after 12 hours, or sooner once the database holds more than
+    ``label_num_threshold`` (2,000) newer finished loads, whichever comes first. Exactly-once
+    re-uses a label when a batch is read again after a crash or a rebalance, usually seconds
+    later; if 2,000 loads into the database happen in less time than that, Doris no longer knows
+    the label and loads the batch again. ``observe`` counts a load; ``window_s`` is the time the
+    last 2,000 labels span at the current rate. Counts only this process's loads: other writers
+    into the same database shorten the window further. Not thread-safe: callers lock."""
+
+    KEEP_S = 12 * 3600.0
+    THRESHOLD = 2000
+    SPAN_S = 300.0            # the rate is measured over the last five minutes
+
+    def __init__(self):
+        self._times: dict[str, list[float]] = {}
+
+    def observe(self, db: str, now: float) -> float:
+        times = self._times.setdefault(db, [])
+        times.append(now)
+        cut = now - self.SPAN_S
+        if times[0] < cut:
+            del times[: next(i for i, t in enumerate(times) if t >= cut)]
+        return self.window_s(db, now)
+
+    def window_s(self, db: str, now: float) -> float:
+        times = self._times.get(db) or []
+        span = max(1.0, min(self.SPAN_S, now - times[0])) if times else self.SPAN_S
+        rate = len(times) / span
+        return self.KEEP_S if rate <= 0 else min(self.KEEP_S, self.THRESHOLD / rate)

@@ -35,6 +35,12 @@ log = logging.getLogger("sinker.writer")
 
 
 
+LABEL_WINDOW_WARN_S = 600.0   # warn when Doris remembers less than this much of our loads
+_label_window = labels.LabelWindow()        # process-wide: every writer counts its loads
+_label_lock = threading.Lock()
+_label_warned: dict = {}
+
+
 def backoff_s(attempt: int, cfg: WriterConfig, busy: bool = False, rng=random.random) -> float:
     """Exponential backoff with full jitter; 'busy' (-235, txn limit) starts from busy_backoff_s."""
     base = cfg.busy_backoff_s if busy else cfg.backoff_initial_s
@@ -150,6 +156,8 @@ class WriterThread(threading.Thread):
                 outcome = load_result.classify(None, None, e)
                 body = None
             self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
+            if body is not None:
+                self._label_used(batch.db)
             kind = outcome.kind
             if kind == load_result.SUCCESS:
                 self.health.doris_ok()
@@ -211,6 +219,21 @@ class WriterThread(threading.Thread):
             log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
                         outcome.message, attempt, self.cfg.max_retries, delay)
             self._sleep(delay)
+
+    def _label_used(self, db: str) -> None:
+        """Every answered load is a finished transaction Doris counts towards its label limit."""
+        now = time.monotonic()
+        with _label_lock:
+            window = _label_window.observe(db, now)
+            warn = window < LABEL_WINDOW_WARN_S and now - _label_warned.get(db, -1e9) > 600
+            if warn:
+                _label_warned[db] = now
+        self.metrics.set_label_window(db, window)
+        if warn:
+            log.warning("loads into database %s run at a rate where Doris remembers only the last "
+                        "%.0f s of labels (label_num_threshold 2000): a batch read again after a "
+                        "restart slower than that could load twice. Load bigger batches (batch."
+                        "max_rows / max_interval_s) or raise label_num_threshold in Doris.", db, window)
 
     # -- what Doris answered ----------------------------------------------------------------------
     def _check_counts(self, batch: Batch, label: str, body, sent: int, outcome) -> None:

@@ -50,7 +50,7 @@ METRIC_NAMES = frozenset({
     # accounting (see the invariant above)
     "sinker_messages_consumed_total", "sinker_rows_loaded_total", "sinker_dead_letters_total",
     "sinker_messages_rewound_total", "sinker_messages_pending", "sinker_offset_resets_total",
-    "sinker_batch_cuts_recorded_total",
+    "sinker_batch_cuts_recorded_total", "sinker_label_window_seconds",
     # consumer
     "sinker_consumed_bytes_total", "sinker_poll_seconds",
     "sinker_queue_depth", "sinker_partitions_paused", "sinker_partitions_assigned",
@@ -219,6 +219,10 @@ class Metrics:
         self.offset_resets = Counter("sinker_offset_resets_total",
                                      "Partitions started without a committed offset, by where they started.",
                                      ("start",), registry=r)
+        self.label_window = Gauge("sinker_label_window_seconds",
+                                  "How far back Doris still remembers this process's labels, from "
+                                  "its load rate (2,000 labels or 12 h): exactly-once needs a "
+                                  "restart to be faster.", ("database",), registry=r)
         self.cuts_recorded = Counter("sinker_batch_cuts_recorded_total",
                                      "Batches whose cut points were committed to Kafka before loading.",
                                      registry=r)
@@ -299,6 +303,9 @@ class Metrics:
         self.revoked.inc(revoked)
         self.lost.inc(lost)
         self.assigned.set(assigned)
+
+    def set_label_window(self, db: str, seconds: float) -> None:
+        self.label_window.labels(db).set(seconds)
 
     def observe_offset_reset(self, start: str, n: int = 1) -> None:
         self.offset_resets.labels(start).inc(n)

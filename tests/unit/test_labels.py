@@ -92,3 +92,15 @@ def test_salt_changes_only_the_hash_and_is_deterministic():
     c = make_label("sinker", "db.t", ranges, salt="events:0:1800000000000")
     assert a == b and a != c and a != plain
     assert a.rsplit("_", 1)[0] == plain.rsplit("_", 1)[0]   # the readable part is the same
+
+
+def test_label_window_from_the_load_rate():
+    from lib.labels import LabelWindow
+    w = LabelWindow()
+    assert w.window_s("db", 0.0) == LabelWindow.KEEP_S          # no loads: 12 h
+    for i in range(300):                                         # 1 load/s for five minutes
+        w.observe("db", float(i))
+    assert abs(w.window_s("db", 300.0) - 2000) < 20             # 2,000 labels last ~2,000 s
+    for i in range(3000):                                        # then 10 loads/s
+        w.observe("db", 300.0 + i / 10)
+    assert w.window_s("db", 600.0) < 250 and w.window_s("other", 600.0) == LabelWindow.KEEP_S
