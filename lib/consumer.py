@@ -27,6 +27,7 @@ log = logging.getLogger("sinker.consumer")
 
 COMMIT_INTERVAL_S = 1.0        # commits are cheap but not free; batches confirm every few seconds
 END_OFFSETS_INTERVAL_S = 15.0  # lag metrics refresh
+PARTITION_WATCH_S = 10.0       # how often the topics' partition counts are read from the brokers
 POLL_TIMEOUT_MS = 200
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
 UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
@@ -52,6 +53,8 @@ class ConsumerThread(threading.Thread):
         self.ready = threading.Event()
         self.reader: KafkaReader | None = None
         self._items: deque = deque()       # poll results and Rebalanced items waiting for room
+        self._partition_counts: dict = {}  # topic -> partitions when the group last assigned
+        self._last_partition_watch = time.monotonic()
         self._unassigned_since: float | None = None   # see _watch_unassigned
         self._rejoin_after = UNASSIGNED_REJOIN_S
         self._paused = False
@@ -158,6 +161,8 @@ class ConsumerThread(threading.Thread):
         self._hand_on()
         self._commit()
         self._refresh_end_offsets()
+        if self.bounds is None:
+            self._watch_partitions()
 
     def _check_ends(self):
         """Replay: a partition is done when its position reached the end fixed at start (a
@@ -214,6 +219,8 @@ class ConsumerThread(threading.Thread):
             self.next_offset.pop(tp, None)
             self._group_committed.pop((tp.topic, tp.partition), None)
         starts = self._starts(sorted(assigned or ()))
+        self._partition_counts = {t: len(self.reader.partitions_for_topic(t) or ())
+                                  for t in self.cfg.topics}
         self._items.append(Rebalanced(frozenset(gone), starts))
         lost = {tp for tp in revoked if tp not in current}
         self.obs.metrics.observe_rebalance(revoked=len(revoked), assigned=len(current), lost=len(lost))
@@ -226,6 +233,27 @@ class ConsumerThread(threading.Thread):
         log.info("rebalance: %d partitions assigned, %d revoked (%d moved away)", len(current),
                  len(revoked), len(lost))
         return starts
+
+    def _watch_partitions(self) -> None:
+        """Partitions added to a topic must be read within seconds: the client rejoins the group
+        when its metadata shows them, but only at its next metadata refresh, and kafka-python was
+        seen not to. Read the partition counts from the brokers and ask for a rejoin when they
+        grew since the last assignment."""
+        now = time.monotonic()
+        if now - self._last_partition_watch < PARTITION_WATCH_S:
+            return
+        self._last_partition_watch = now
+        try:
+            self.reader.topics()                  # a metadata request: refreshes the counts
+            counts = {t: len(self.reader.partitions_for_topic(t) or ()) for t in self.cfg.topics}
+        except Exception as e:  # noqa: BLE001 - a watch; the next turn tries again
+            log.debug("partition watch: %s", e)
+            return
+        grown = {t: n for t, n in counts.items() if n > self._partition_counts.get(t, n)}
+        if grown and self.reader.request_rejoin():
+            log.info("partitions were added (%s): asked the group to rebalance",
+                     ", ".join(f"{t} now has {n}" for t, n in sorted(grown.items())))
+        self._partition_counts.update(grown)
 
     def _drop_waiting(self, gone: set) -> None:
         dropped, kept = 0, deque()

@@ -192,6 +192,9 @@ class FakeReader:
     def committed_with_metadata(self, tp, timeout_ms=5000):
         return self.group_offsets.get(tp)
 
+    def topics(self):
+        return {tp.topic for tp in self.log}
+
     def partitions_for_topic(self, topic):
         return {tp.partition for tp in self.log if tp.topic == topic} or None
 

@@ -259,3 +259,21 @@ def test_draining_never_commits_past_what_it_dropped():
     fake.poll(0)                                  # a poll while draining: 3..5 read and dropped
     t._commit(force=True)
     assert fake.commits[-1][TP0][0] == 3
+
+
+def test_added_partitions_make_the_member_ask_for_a_rebalance(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(cm.time, "monotonic", lambda: now[0])
+    t, fake, out = make(log={TP0: recs("t", 0, range(3))})
+    fake.rebalance([TP0])
+    step(t)
+    now[0] += cm.PARTITION_WATCH_S + 1
+    step(t)
+    assert fake.rejoins == 0                      # nothing changed
+    fake.log[TP1] = recs("t", 1, range(3))        # a partition was added to the topic
+    now[0] += cm.PARTITION_WATCH_S + 1
+    step(t)
+    assert fake.rejoins == 1
+    now[0] += cm.PARTITION_WATCH_S + 1
+    step(t)
+    assert fake.rejoins == 1                      # asked once, until the group reassigns
