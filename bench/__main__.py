@@ -260,6 +260,9 @@ def main(argv=None) -> int:
             for fmt in ("json", "csv"):
                 measure(f"sinker {fmt}", profile, n, lambda: child("sinker", *counted, "--format", fmt))
                 if profile == "small":
+                    measure(f"sinker {fmt}, at-least-once", profile, n,
+                            lambda: child("sinker", *counted, "--format", fmt,
+                                          "--delivery", "at_least_once"))
                     measure(f"sinker {fmt}, 2 workers", profile, n,
                             lambda: workers(2, base, fmt, profile, n))
             measure("raw consume (2nd)", profile, n, lambda: child("raw", *counted))
@@ -388,6 +391,13 @@ def report(results):
         if one and two:
             results.setdefault("scaling", {})[fmt] = two["msg_per_s"] / one["msg_per_s"]
             print(f"scaling ({fmt}, small): 1 -> 2 workers = {two['msg_per_s'] / one['msg_per_s']:.2f}x")
+    for fmt in ("json", "csv"):
+        eo, alo = by.get((f"sinker {fmt}", "small")), by.get((f"sinker {fmt}, at-least-once", "small"))
+        if eo and alo:
+            ratio = eo["msg_per_s"] / alo["msg_per_s"]
+            results.setdefault("exactly_once_vs_at_least_once", {})[fmt] = ratio
+            print(f"exactly-once vs at-least-once ({fmt}, small): {ratio:.2f}x "
+                  f"(target >= 0.90: {'met' if ratio >= 0.9 else 'missed'}, margin {ratio - 0.9:+.2f})")
     lat = results.get("latency") or {}
     if lat:
         print("\n| format | rate msg/s | p50 ms | p90 ms | p99 ms | max ms | sinker CPU % |")

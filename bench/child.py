@@ -184,6 +184,7 @@ def sinker(args):
         "batch": {"max_rows": args.batch_rows, "max_bytes": args.batch_mb * 1024 * 1024,
                   "max_interval_s": args.interval},
         "writer": {"workers": 2},
+        "delivery": args.delivery,
         "dead_letter": {"type": "file", "path": f"/tmp/sinker-bench-dead-{uuid.uuid4().hex[:6]}.jsonl"},
         "server": {"listen": ""},
         "logging": {"format": "json", "level": "warning"},
@@ -268,6 +269,7 @@ def main(argv=None):
     ap.add_argument("--table")
     ap.add_argument("--columns", default="")
     ap.add_argument("--format", default="csv")
+    ap.add_argument("--delivery", default="exactly_once", choices=["exactly_once", "at_least_once"])
     ap.add_argument("--group")
     ap.add_argument("--batch-rows", type=int, default=100_000)     # sinker's default max_rows
     ap.add_argument("--interval", type=float, default=5.0)         # sinker's default max_interval_s
