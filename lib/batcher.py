@@ -371,7 +371,9 @@ class BatcherThread(threading.Thread):
         self._seal(sealed)
         if dropped:
             self.obs.accounting.rewound(dropped)
-        self.tracker.rebalance(item.revoked, {k: off for k, (off, _c) in item.assigned.items()})
+        inherited = {k: cuts for k, (_off, cuts) in item.assigned.items()} if self.cuts.record_cuts else {}
+        self.tracker.rebalance(item.revoked, {k: off for k, (off, _c) in item.assigned.items()},
+                               inherited)
         for key, (_off, cuts) in item.assigned.items():
             self.cuts.expect(key, cuts)
 
@@ -385,6 +387,7 @@ class BatcherThread(threading.Thread):
             b.reason = reason
             b.label = labels.make_label(self.label_prefix, b.full_name, b.ranges, salt=label_salt(b))
             b.needs_record = self.cuts.record_cuts
-            self.tracker.add(b.seq, b.ranges, recorded=not b.needs_record)
+            # a batch cut where the previous reader recorded it is in the metadata already
+            self.tracker.add(b.seq, b.ranges, recorded=not b.needs_record or reason == "recorded")
             self.obs.metrics.observe_seal(b)
             self.outq.put(b)   # blocks while writers are busy: backpressure reaches the consumer

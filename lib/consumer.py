@@ -53,6 +53,7 @@ class ConsumerThread(threading.Thread):
         self.ready = threading.Event()
         self.reader: KafkaReader | None = None
         self._items: deque = deque()       # poll results and Rebalanced items waiting for room
+        self.polled_at = 0.0               # monotonic time the last loop turn's poll was handled
         self._partition_counts: dict = {}  # topic -> partitions when the group last assigned
         self._last_partition_watch = time.monotonic()
         self._unassigned_since: float | None = None   # see _watch_unassigned
@@ -159,6 +160,7 @@ class ConsumerThread(threading.Thread):
             self.obs.accounting.consumed({(tp.topic, tp.partition): len(x) for tp, x in result.items()})
             self._items.append(result)
         self._hand_on()
+        self.polled_at = t0                # after the rebalance the poll carried is applied
         self._commit()
         self._refresh_end_offsets()
         if self.bounds is None:
@@ -343,9 +345,20 @@ class ConsumerThread(threading.Thread):
         if not plan or (not due and not recorded):
             return
         self._last_commit = now
-        offsets = {TopicPartition(*key): (off, commit_metadata.encode(cuts if self.record_cuts else []))
-                   for key, (off, cuts) in plan.items()}
-        positions = {key: off for key, (off, _cuts) in plan.items()}
+        offsets = {}
+        for key, (off, cuts) in plan.items():
+            try:
+                offsets[TopicPartition(*key)] = (off, commit_metadata.encode(
+                    cuts if self.record_cuts else []))
+            except ValueError as e:
+                # too many batches of this partition wait: record none of them until the
+                # earlier ones are confirmed (their writers wait; the queues fill; polling
+                # pauses) -- a commit that dropped a cut could let a loaded batch load again
+                log.warning("partition %s[%d]: %s; waiting for loads to finish", key[0], key[1], e)
+                recorded = {seq for seq in recorded if not self.tracker.covers(seq, key)}
+        if not offsets:
+            return
+        positions = {(tp.topic, tp.partition): off for tp, (off, _m) in offsets.items()}
         t0 = time.monotonic()
         try:
             self.reader.commit(offsets)

@@ -65,13 +65,13 @@ def make_label(prefix: str, table_full_name: str, ranges: dict, salt: str = "") 
     return f"{head}_{_digest(canon, LONG_HASH)}"
 
 
-def retry_label(label: str, round_: int) -> str:
-    """The label for re-loading a batch's remaining rows after Doris rejected some (round 1, 2, ...).
-
-    A failed load's label may be reused, but a fresh one per round keeps each attempt's
-    transaction apart in ``SHOW TRANSACTION`` and cannot collide with the original.
-    """
-    return derived_label(label, f"r{int(round_)}")
+def subset_label(label: str, offsets) -> str:
+    """The label for loading a subset of a batch's rows (after Doris rejected some, or a half):
+    a pure function of the batch's label and the exact (topic, partition, offset) of every row
+    in it, so the same rows get the same label whichever path led to them — a retry round in one
+    run and halving in the next cannot load the same rows under two labels."""
+    key = json.dumps(sorted(offsets), separators=(",", ":"))
+    return derived_label(label, "s" + _digest(key, SHORT_HASH))
 
 
 def derived_label(label: str, tag: str) -> str:

@@ -40,6 +40,8 @@ class OffsetTracker:
         self._released: dict[Key, int] = {}          # key -> next offset safe to commit
         self._committed: dict[Key, int] = {}         # key -> what the group holds (never go below)
         self._fenced: set[Key] = set()               # revoked, rebalance not applied yet
+        self._inherited: dict[Key, deque] = {}       # cuts the previous reader recorded, not yet
+                                                     # sealed here: kept in every commit's metadata
 
     # -- the batcher ---------------------------------------------------------------------------
     def add(self, seq: int, ranges: dict[Key, tuple[int, int]], recorded: bool = True) -> None:
@@ -50,6 +52,9 @@ class OffsetTracker:
             if not recorded:
                 self._unrecorded.add(seq)
             for key, (first, last) in ranges.items():
+                inherited = self._inherited.get(key)
+                while inherited and inherited[0][1] <= last:     # sealed here now: covered
+                    inherited.popleft()
                 q = self._queues.setdefault(key, deque())
                 if q and q[-1][0] > seq:          # out-of-order add: keep the queue sorted
                     items = sorted([*q, (seq, first, last)])
@@ -58,10 +63,13 @@ class OffsetTracker:
                 else:
                     q.append((seq, first, last))
 
-    def rebalance(self, revoked, assigned: dict[Key, int | None]) -> None:
+    def rebalance(self, revoked, assigned: dict[Key, int | None], inherited=None) -> None:
         """Forget the revoked partitions (their batches release nothing any more; a batch left
         with no live partition is dropped and its writer told so), and start the assigned ones
-        from the group's committed offset (nothing below it is ever committed)."""
+        from the group's committed offset (nothing below it is ever committed). ``inherited``:
+        the cuts the previous reader recorded for them, which every commit keeps until this
+        process has sealed batches there (a commit must never forget a cut someone may have
+        loaded)."""
         with self._lock:
             for key in revoked:
                 key = (key[0], key[1])
@@ -77,12 +85,16 @@ class OffsetTracker:
                         self._unrecorded.discard(seq)
                 self._released.pop(key, None)
                 self._committed.pop(key, None)
+                self._inherited.pop(key, None)
                 self._fenced.discard(key)
             for key, offset in assigned.items():
                 key = (key[0], key[1])
                 self._fenced.discard(key)
                 if offset is not None:
                     self._committed[key] = offset
+                cuts = (inherited or {}).get(key)
+                if cuts:
+                    self._inherited[key] = deque(cuts)
             self._recorded_cv.notify_all()
 
     # -- the writers ---------------------------------------------------------------------------
@@ -131,7 +143,8 @@ class OffsetTracker:
                     continue
                 known = [x for x in (released, committed) if x is not None]
                 offset = max(known) if known else q[0][1]
-                plan[key] = (offset, [(first, last) for _s, first, last in q])
+                plan[key] = (offset, [(first, last) for _s, first, last in q]
+                             + list(self._inherited.get(key, ())))
                 for seq in unrecorded:
                     waiting[seq] = waiting.get(seq, 0) + 1
             for key, released in self._released.items():
@@ -139,7 +152,7 @@ class OffsetTracker:
                     continue
                 committed = self._committed.get(key)
                 if committed is None or released > committed:
-                    plan[key] = (released, [])
+                    plan[key] = (released, list(self._inherited.get(key, ())))
             # a batch is recorded when every partition it covers is in this commit
             seqs = {seq for seq, n in waiting.items() if n == len(self._keys.get(seq, ()))}
             return plan, seqs
@@ -173,7 +186,7 @@ class OffsetTracker:
         (markers and aborted records of Kafka transactions, compacted gaps). Without this the
         committed offset would stop short of a trailing transaction marker, and lag never reach 0."""
         with self._lock:
-            if key in self._fenced or self._queues.get(key):
+            if key in self._fenced or self._queues.get(key) or self._inherited.get(key):
                 return False
             known = [x for x in (self._released.get(key), self._committed.get(key)) if x is not None]
             if not known:
@@ -183,6 +196,16 @@ class OffsetTracker:
                 return False
             self._released[key] = position
             return True
+
+    def covers(self, seq: int, key: Key) -> bool:
+        with self._lock:
+            return key in self._keys.get(seq, ())
+
+    def live(self, seq: int) -> bool:
+        """The batch is registered and none of its partitions is revoked or fenced."""
+        with self._lock:
+            keys = self._keys.get(seq)
+            return keys is not None and not any(k in self._fenced for k in keys)
 
     def has_unrecorded(self) -> bool:
         """Sealed batches wait for their cuts to be committed (the consumer commits at once)."""

@@ -80,6 +80,7 @@ class Pipeline:
             WriterThread(i, cfg.writer, self.sealed, self.loader, self.sink, self.tracker, self.obs,
                          self.shutdown, load_timeout_s=cfg.doris.load_timeout_s,
                          on_schema_error=self.schema.request_refresh,
+                         polled_at=lambda: self.consumer.polled_at,
                          on_loaded=on_loaded)
             for i in range(cfg.writer.workers)]
         self.threads = [self.consumer, self.batcher, *self.writers]

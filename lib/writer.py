@@ -70,7 +70,7 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 class WriterThread(threading.Thread):
     def __init__(self, index: int, cfg: WriterConfig, inq: queue.Queue, loader, sink, tracker,
                  obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
-                 sleep=None, on_loaded=None):
+                 sleep=None, on_loaded=None, polled_at=time.monotonic):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
@@ -80,6 +80,7 @@ class WriterThread(threading.Thread):
         self.metrics, self.health, self.accounting = obs.metrics, obs.health, obs.accounting
         self.shutdown = shutdown      # lifecycle.Shutdown: aborted = give up now
         self.load_timeout_s = load_timeout_s   # how long a RUNNING label may keep us waiting
+        self.polled_at = polled_at    # when the consumer last completed a poll (monotonic)
         self.on_schema_error = on_schema_error
         self.on_loaded = on_loaded
         self._sleep = sleep or shutdown.wait_abort
@@ -107,7 +108,12 @@ class WriterThread(threading.Thread):
             log.debug("batch %s dropped: its partition was revoked before it was recorded", batch.label)
             return
         if batch.rows:
-            self._load(batch)
+            try:
+                self._load(batch)
+            except _Revoked as e:
+                self.accounting.rewound(batch.records)
+                log.info("batch %s dropped between retries: its partition moved away", e)
+                return
         if batch.dead:
             self.sink.write(batch.dead, batch.full_name)
             self.metrics.observe_dead_letters(batch.full_name, batch.dead)
@@ -117,6 +123,20 @@ class WriterThread(threading.Thread):
         self.health.progress()
         if self.on_loaded is not None:
             self.on_loaded(batch, time.time())
+
+    def _still_ours(self, batch: Batch, since: float) -> bool:
+        """Before retrying after a pause: the consumer must have polled since (a process frozen
+        past its session timeout learns it lost the partition in that poll) and the partition
+        must still be ours. Doris forgets labels after 2,000 newer loads: a zombie must not
+        retry a label its partition's new reader may have loaded long ago."""
+        while True:
+            if not self.tracker.live(batch.seq):
+                return False
+            if self.polled_at() > since:
+                return True
+            if self.shutdown.aborted:
+                raise RetriesExhausted(f"gave up loading batch {batch.label}: sinker is stopping")
+            time.sleep(0.05)
 
     def _recorded(self, batch: Batch) -> bool:
         """Wait until the batch's cuts are in Kafka; False when its partition was revoked."""
@@ -172,19 +192,23 @@ class WriterThread(threading.Thread):
                 return
             if kind == load_result.DATA_QUALITY:
                 self.health.doris_ok()
-                if pairs is None:
-                    pairs = self._pair_lines(batch)
-                keep = self._drop_rejected(batch, pairs, body, outcome)
-                if keep is None:
-                    self._bisect(batch, base, pairs, body, outcome)
-                    return
-                if not keep:
-                    return
-                rounds += 1
-                pairs, lines = keep, [line for line, _ in keep]
-                label = labels.retry_label(base, rounds)
-                attempt = 0
-                continue
+                rejected = self._rejected(body)
+                if rejected is not None:
+                    if pairs is None:
+                        pairs = self._pair_lines(batch)
+                    keep = self._drop_rejected(batch, pairs, body, outcome, rejected)
+                    if keep is None:
+                        self._bisect(batch, pairs, body, outcome)
+                        return
+                    if not keep:
+                        return
+                    pairs, lines = keep, [line for line, _ in keep]
+                    label = _subset_label(batch, keep)
+                    attempt = 0
+                    continue
+                # the ErrorURL could not be read: ask again under the same label, so the path
+                # taken (and so the labels of the rows' next loads) does not depend on a fetch
+                outcome = outcome._replace(reason="error_url_unreadable")
             if kind == load_result.FATAL:
                 self.health.doris_ok()
                 if outcome.reason == "column_not_found" and not schema_refreshed \
@@ -195,7 +219,7 @@ class WriterThread(threading.Thread):
                 raise DorisFatalError(
                     f"Doris refused batch {label} for {batch.full_name}: {outcome.message} "
                     f"({outcome.reason}). {_fatal_hint(outcome.reason)}")
-            # RETRY, BACKOFF: same label, bounded
+            # RETRY, BACKOFF (and an unreadable ErrorURL): same label, bounded
             if outcome.reason in ("connection", "timeout") or kind == load_result.RETRY:
                 self.health.doris_error(outcome.message)
             self.metrics.observe_retry(batch.full_name, outcome.reason)
@@ -218,7 +242,10 @@ class WriterThread(threading.Thread):
                 delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
             log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
                         outcome.message, attempt, self.cfg.max_retries, delay)
+            waited_from = time.monotonic()
             self._sleep(delay)
+            if batch.needs_record and not self._still_ours(batch, waited_from):
+                raise _Revoked(label)
 
     def _label_used(self, db: str) -> None:
         """Every answered load is a finished transaction Doris counts towards its label limit."""
@@ -252,15 +279,17 @@ class WriterThread(threading.Thread):
                 f"sent (NumberTotalRows {total}): the body and the table disagree (separators? a "
                 "`where` or `columns` setting?). Nothing past this batch was committed.")
 
-    def _rejected(self, body) -> list[tuple[str, str | None]]:
+    def _rejected(self, body) -> list[tuple[str, str | None]] | None:
+        """(reason, source line) of each row the ErrorURL names; [] when Doris gave no ErrorURL;
+        None when it gave one that could not be read (the caller retries)."""
         url = (body or {}).get("ErrorURL")
         if not url:
             return []
         try:
             return [parse_error_row(x) for x in self.loader.fetch_error_rows(url) if x.strip()]
-        except Exception as e:  # noqa: BLE001 - handled by the caller as "cannot identify rows"
+        except Exception as e:  # noqa: BLE001 - handled by the caller: same label again
             log.warning("could not fetch Doris's rejected rows from the ErrorURL: %s", e)
-            return []
+            return None
 
     def _pair_lines(self, batch: Batch) -> list:
         """(line, record) for each line of the batch, in order: its lines are the lines of its
@@ -274,11 +303,10 @@ class WriterThread(threading.Thread):
                 "committed.")
         return list(zip(batch.lines, good))
 
-    def _drop_rejected(self, batch: Batch, pairs, body, outcome):
+    def _drop_rejected(self, batch: Batch, pairs, body, outcome, rejected):
         """Dead-letter the rows Doris named and return the pairs to load again; None when Doris
         named none of them (the caller halves). When Doris rejected every row sent, all of them
         are dead letters after this one round."""
-        rejected = self._rejected(body)
         filtered, total = _int(body, "NumberFilteredRows"), _int(body, "NumberTotalRows")
         first_reason = next((r for r, _ in rejected), None) or outcome.message
         if filtered is not None and filtered >= len(pairs) and (total is None or total == len(pairs)):
@@ -304,20 +332,20 @@ class WriterThread(threading.Thread):
                     filtered if filtered is not None else "?", len(keep))
         return keep
 
-    def _bisect(self, batch: Batch, label: str, pairs, body, outcome) -> None:
+    def _bisect(self, batch: Batch, pairs, body, outcome) -> None:
         """Doris refused these rows without naming them: load each half under its own derived
         label; a single refused row is a dead letter with Doris's reason. Costs about
         2·log2(n) extra loads per bad row, and only on this rare path."""
         if len(pairs) == 1:
             rec = pairs[0][1]
-            why = next((r for r, _ in self._rejected(body)), None) or outcome.message
+            why = next((r for r, _ in self._rejected(body) or ()), None) or outcome.message
             self._dead_letter(batch, [self._letter(rec, why)])
             log.warning("batch %s: Doris rejected the row at %s[%d]@%d: %s", batch.label,
                         rec.topic, rec.partition, rec.offset, why)
             return
         mid = len(pairs) // 2
-        for tag, part in (("h0", pairs[:mid]), ("h1", pairs[mid:])):
-            self._load_part(batch, labels.derived_label(label, tag), [x for x, _ in part], part)
+        for part in (pairs[:mid], pairs[mid:]):
+            self._load_part(batch, _subset_label(batch, part), [x for x, _ in part], part)
 
     @staticmethod
     def _letter(rec, reason: str) -> DeadLetter:
@@ -334,6 +362,14 @@ class WriterThread(threading.Thread):
         answer = self.loader.commit_2pc(batch.db, txn if txn else label, "commit")
         if load_result.classify_2pc(answer) != load_result.SUCCESS:
             raise RetriesExhausted(f"could not commit pre-committed load {label}: {answer}")
+
+
+class _Revoked(Exception):
+    """The batch's partition moved away while it was being retried: its next reader loads it."""
+
+
+def _subset_label(batch: Batch, pairs) -> str:
+    return labels.subset_label(batch.label, [(r.topic, r.partition, r.offset) for _, r in pairs])
 
 
 def _int(body, key: str) -> int | None:

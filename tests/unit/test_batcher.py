@@ -121,3 +121,33 @@ def test_aligned_batches_are_the_same_whatever_the_poll_sizes():
     d = run([(2, 5), (5, 6), (6, 7), (7, 11)])
     assert a == c == d
     assert [r for r, _ in a] == [{("t", 0): (2, 3)}, {("t", 0): (4, 7)}, {("t", 0): (8, 10)}]
+
+
+def test_partition_batches_cut_where_the_previous_reader_recorded_whatever_the_polls():
+    """Exactly-once rests on this: the next reader forms the recorded batches again, with the
+    same labels, however its polls slice the records; only then does it cut by size or age."""
+    def run(slices, shutdown_at=None):
+        t, outq, _ = make(cuts=lambda nb: b.PartitionBatches(CFG, nb))
+        t.cuts.expect(("t", 0), [(10, 12), (13, 19)])
+        for lo, hi in slices:
+            add(t, {TopicPartition("t", 0): recs("t", 0, range(lo, hi))})
+        t._seal(t.cuts.seal_all("shutdown"))
+        return [(x.ranges, x.label, x.reason) for x in drain(outq)]
+
+    a = run([(10, 11), (11, 14), (14, 30)])
+    c = run([(10, 30)])
+    assert [r[:2] for r in a[:2]] == [r[:2] for r in c[:2]]
+    assert [r[0] for r in a[:2]] == [{("t", 0): (10, 12)}, {("t", 0): (13, 19)}]
+    assert [r[2] for r in a[:2]] == ["recorded", "recorded"]
+    # a recorded batch whose end has not arrived is never sealed by shutdown (nor by age)
+    partial = run([(10, 16)])
+    assert [r[0] for r in partial] == [{("t", 0): (10, 12)}]
+
+
+def test_partition_batches_drop_open_batches_of_revoked_partitions():
+    t, outq, _ = make(cuts=lambda nb: b.PartitionBatches(CFG, nb))
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2]), TopicPartition("t", 1): recs("t", 1, [1])})
+    sealed, dropped = t.cuts.on_rebalance({("t", 0)})
+    assert sealed == [] and dropped == 2
+    t._seal(t.cuts.seal_all("shutdown"))
+    assert [x.ranges for x in drain(outq)] == [{("t", 1): (1, 1)}]

@@ -224,3 +224,22 @@ def test_model_rebalances_never_commit_past_a_row_doris_lacks():
                 for k in owned:
                     position[k] = group.get(k, 0)               # Kafka rewinds to the commit
                 queue.append(("rebalance", revoked, {k: group.get(k) for k in owned}))
+
+
+def test_cuts_inherited_from_the_previous_reader_stay_in_every_commit():
+    """The previous reader recorded (and maybe loaded) 100-199 and 200-299: until this process
+    has sealed batches there, every commit must still carry them, or the next reader would cut
+    200.. afresh and load it under a new label."""
+    t = OffsetTracker()
+    t.rebalance((), {P0: 100}, inherited={P0: [(100, 199), (200, 299)]})
+    t.add(0, {P0: (100, 199)}, recorded=True)          # sealed at the first inherited cut
+    plan, _ = t.commit_plan({P0})
+    assert plan == {}                                   # nothing moved, nothing to record
+    t.confirm(0)
+    plan, _ = t.commit_plan({P0})
+    assert plan == {P0: (200, [(200, 299)])}
+    t.mark_committed({P0: 200})
+    assert not t.advance_idle(P0, 200, 300)             # an inherited cut is still ahead
+    t.add(1, {P0: (200, 299)}, recorded=True)
+    t.confirm(1)
+    assert t.commit_plan({P0})[0] == {P0: (300, [])}
