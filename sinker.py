@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 
 import click
@@ -17,12 +18,17 @@ from lib.errors import SinkerError
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
 
+def _redact(text: str) -> str:
+    from lib.observability.logs import redact
+    return redact(text)
+
+
 def _fail(err: BaseException) -> None:
     if isinstance(err, SinkerError):
-        click.echo(f"sinker: error: {err}", err=True)
+        click.echo(_redact(f"sinker: error: {err}"), err=True)
         sys.exit(err.exit_code)
-    click.echo(f"sinker: internal error: {type(err).__name__}: {err}\n"
-               "This is a bug: please report it with the log.", err=True)
+    click.echo(_redact(f"sinker: internal error: {type(err).__name__}: {err}\n"
+                       "This is a bug: please report it with the log."), err=True)
     sys.exit(1)
 
 
@@ -40,19 +46,24 @@ def handle_errors(fn):
     return wrapper
 
 
-def load(config_path, overrides=None):
-    from lib.config import load_config
-    return load_config(config_path, overrides=overrides)
-
-
-def setup_logs(cfg):
+def load(config_path, overrides=None, *, with_log=False):
+    """The validated config, its secrets registered for redaction before anything can print
+    them. With ``with_log`` (run, replay) the log is set up and takes the config's warnings;
+    the other commands own stdout, so their warnings go to stderr."""
+    from lib.config import SECRETS, load_config
     from lib.observability import logs
-    logs.setup_logging(cfg.logging)
-    from lib.config import SECRETS
+    warnings: list[str] = []
+    cfg = load_config(config_path, overrides=overrides, warnings=warnings)
     for section, key in SECRETS:
-        secret = getattr(getattr(cfg, section), key)
-        if secret:
-            logs.register_secret(secret)
+        logs.register_secret(getattr(getattr(cfg, section), key))
+    if with_log:
+        logs.setup_logging(cfg.logging)
+        for w in warnings:
+            logging.getLogger("sinker.config").warning("%s", w)
+    else:
+        for w in warnings:
+            click.echo(_redact(f"sinker: warning: {w}"), err=True)
+    return cfg
 
 
 config_option = click.option(
@@ -90,12 +101,10 @@ def version():
 def run(config_path, workers, group_id):
     """Consume the topics and load them into Doris until SIGINT/SIGTERM."""
     overrides = {"kafka.group_id": group_id} if group_id else None
-    cfg = load(config_path, overrides)
+    cfg = load(config_path, overrides, with_log=True)
     if workers > 1:
-        setup_logs(cfg)
         from lib.commands.workers import run_workers
         sys.exit(_worst_exit(run_workers(cfg, workers, config_path, overrides)))
-    setup_logs(cfg)
     from lib.pipeline import Pipeline
     p = Pipeline(cfg)
     p.install_signal_handlers()
@@ -217,8 +226,7 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
         raise click.UsageError("give exactly one of --from-offset and --from-timestamp")
     if to_offset is not None and to_timestamp is not None:
         raise click.UsageError("give at most one of --to-offset and --to-timestamp")
-    cfg = load(config_path, _table_override(table))
-    setup_logs(cfg)
+    cfg = load(config_path, _table_override(table), with_log=True)
     from lib.commands import replay as r
     parts = None
     if partitions:
@@ -241,7 +249,7 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
                    f"(rows an earlier run loaded count as loaded), {outcome.dead_lettered} dead letters")
         sys.exit(5 if outcome.dead_lettered else 0)
     why = outcome.error or "stopped before the end of the range"
-    click.echo(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}", err=True)
+    click.echo(_redact(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}"), err=True)
     sys.exit(getattr(outcome.error, "exit_code", 4) or 4)
 
 

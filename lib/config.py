@@ -13,14 +13,20 @@ Environment variables (so secrets need not sit in the file):
   SINKER_KAFKA_SASL_USERNAME    kafka.sasl_username
   SINKER_KAFKA_SASL_PASSWORD    kafka.sasl_password
   SINKER_KAFKA_SSL_KEY_PASSWORD kafka.ssl_key_password
+  SINKER_STATUS_TOKEN           server.debug_token (bearer token /debug/* then requires)
+
+``load_config`` also reports, as warnings for sinker.py to show, what is allowed but unsafe: a
+config file that holds a password and is readable by group or others.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -98,8 +104,8 @@ class DorisConfig:
     table: str = ""
     be_hosts: tuple[str, ...] = ()              # "host:port"; loads go straight to BEs when set
     discover_backends: bool = False             # ask the FE for live BEs (/api/backends)
-    https: bool = False
-    ca_file: str | None = None
+    https: bool = False                         # FE, BE and the query port over TLS, verified
+    ca_file: str | None = None                  # CAs that signed the Doris certificates (default: the system's)
     connect_timeout_s: float = 5.0
     load_timeout_s: float = 600.0               # Doris 'timeout' header and HTTP read timeout
     timezone: str = "UTC"
@@ -171,6 +177,8 @@ class DeadLetterConfig:
 class ServerConfig:
     listen: str = "127.0.0.1:9108"              # "" disables /metrics, /health, /ready, /debug
     ready_stall_s: float = 120.0
+    debug: bool = False                         # serve /debug/threads and /debug/config
+    debug_token: str | None = None              # env SINKER_STATUS_TOKEN: /debug/* wants "Bearer <token>"
 
     @cached_property
     def address(self) -> HostPort | None:
@@ -221,8 +229,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "SINKER_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
     "SINKER_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
     "SINKER_KAFKA_SSL_KEY_PASSWORD": ("kafka", "ssl_key_password"),
+    "SINKER_STATUS_TOKEN": ("server", "debug_token"),
 }
-SECRETS = (("doris", "password"), ("kafka", "sasl_password"), ("kafka", "ssl_key_password"))
+SECRETS = (("doris", "password"), ("kafka", "sasl_password"), ("kafka", "ssl_key_password"),
+           ("server", "debug_token"))
 
 DEFAULT_BE_PORT = 8040                          # the BE webserver's port on a default install
 DELIVERIES = ("exactly_once", "at_least_once")
@@ -242,11 +252,14 @@ _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _IDENT = re.compile(r"^[^\W\d][\w-]*$")
 
 
-def load_config(path, overrides: dict | None = None, env: Mapping = os.environ) -> Config:
-    """Read the YAML file at ``path``, apply env and ``overrides``, validate. Raises ConfigError."""
+def load_config(path, overrides: dict | None = None, env: Mapping = os.environ,
+                warnings: list[str] | None = None) -> Config:
+    """Read the YAML file at ``path``, apply env and ``overrides``, validate. Raises ConfigError.
+    What is valid but unsafe is appended to ``warnings`` (when given) for the caller to show."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
+            mode = os.fstat(f.fileno()).st_mode
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found: pass the path of your YAML config "
                           "(see configs/config.yaml for an annotated example)") from None
@@ -267,11 +280,48 @@ def load_config(path, overrides: dict | None = None, env: Mapping = os.environ) 
         raise ConfigError(f"{path}: the top level must be a mapping of sections "
                           f"(kafka:, doris:, ...), got {_kind(data)}")
     try:
-        return config_from_dict(data, env=env, overrides=overrides)
+        cfg = config_from_dict(data, env=env, overrides=overrides)
     except ConfigError as e:
         err = ConfigError(f"{path}: {e}" if "\n" not in str(e) else f"{path}:\n{e}")
         err.problems = getattr(e, "problems", [str(e)])
         raise err from None
+    if warnings is not None:
+        warnings.extend(_file_warnings(path, mode, data))
+        warnings.extend(_config_warnings(cfg))
+    return cfg
+
+
+def _file_warnings(path, mode: int, data: dict) -> list[str]:
+    """A secret written in the file itself (not taken from the environment) is only as private
+    as the file: say so when group or others may read it."""
+    in_file = [f"{section}.{key}" for section, key in SECRETS
+               if isinstance(data.get(section), dict) and data[section].get(key)]
+    if not in_file or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return []
+    env = {target: name for name, target in ENV_VARS.items()}
+    names = ", ".join(env[tuple(k.split("."))] for k in in_file)
+    return [f"{path} holds {', '.join(in_file)} and is readable by group or others (mode "
+            f"{stat.S_IMODE(mode):04o}): run chmod 600 {path}, or remove the secret from the file "
+            f"and set it in the environment ({names})"]
+
+
+def _config_warnings(cfg: Config) -> list[str]:
+    s = cfg.server
+    out = []
+    if s.debug and s.address is not None and not s.debug_token and not _loopback(s.address.host):
+        out.append(f"server.debug is on and server.listen {s.listen} is reachable from other "
+                   "hosts: anyone who can reach it reads every thread's stack and the config; "
+                   "set SINKER_STATUS_TOKEN to require a token, or listen on 127.0.0.1")
+    return out
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def config_from_dict(d: dict, env: Mapping | None = None, overrides: dict | None = None) -> Config:
@@ -658,6 +708,12 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
                  f"{value!r} is not a Doris identifier (a letter, then letters, digits, '_' or '-'); "
                  "write db and table in separate keys")
     positive("doris", d, "connect_timeout_s", "load_timeout_s")
+    if d.ca_file:
+        # set without https, the user believes the link is verified when it is plain http
+        want("doris.ca_file", d.https, "set, but doris.https is false: set https: true (the CA "
+             "is only used for TLS)")
+        want("doris.ca_file", os.path.isfile(d.ca_file) and os.access(d.ca_file, os.R_OK),
+             f"{d.ca_file!r} is not a readable file")
     want("doris.timezone", bool(d.timezone.strip()), "must not be empty, e.g. UTC")
 
     m = cfg.mapping
@@ -692,6 +748,9 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     want("server.listen", s.listen == "" or _valid_hostport(s.listen, allow_zero=True),
          f"expected \"host:port\" (e.g. 0.0.0.0:9108) or \"\" to disable, got {s.listen!r}")
     positive("server", s, "ready_stall_s")
+    if s.debug_token:
+        want("server.debug_token", s.debug_token == s.debug_token.strip(),
+             "has spaces around it; a client would never send them (env SINKER_STATUS_TOKEN)")
 
     lg = cfg.logging
     one_of("logging.level", lg.level, LOG_LEVELS)

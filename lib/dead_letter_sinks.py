@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 
@@ -55,7 +56,11 @@ class _DeadLetterLog:
 
 
 class FileSink:
-    """Append-only JSON-lines file; ``flush()`` returns once the lines are fsync'ed."""
+    """Append-only JSON-lines file; ``flush()`` returns once the lines are fsync'ed.
+
+    Dead letters hold raw message payloads, so sinker creates the file (and a directory it has to
+    make for it) readable by its own user only; the mode of a file that exists is the operator's
+    choice and is left alone, with a warning when group or others may read it."""
 
     def __init__(self, path: str, log_per_minute: int = 10):
         self.path = path
@@ -65,14 +70,20 @@ class FileSink:
         self._failed: BaseException | None = None
         parent = os.path.dirname(os.path.abspath(path))
         try:
-            os.makedirs(parent, exist_ok=True)
+            os.makedirs(parent, mode=0o700, exist_ok=True)
             created = not os.path.exists(path)
-            self._f = open(path, "ab", buffering=1024 * 1024)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._f = os.fdopen(fd, "ab", buffering=1024 * 1024)
             if created:
                 _fsync_dir(parent)     # the new file's name must survive a crash too
+            mode = os.fstat(fd).st_mode
         except OSError as e:
             raise ConfigError(f"cannot open the dead-letter file {path}: {e}; fix "
                               "dead_letter.path or its directory's permissions") from e
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning("the dead-letter file %s is readable by group or others (mode %04o) and "
+                        "holds raw message payloads: run chmod 600 %s unless that is intended",
+                        path, stat.S_IMODE(mode), path)
 
     def write(self, dead: list[DeadLetter], table: str) -> None:
         if not dead:

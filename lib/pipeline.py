@@ -95,7 +95,9 @@ class Pipeline:
         from .observability.status_server import StatusServer
         self.status_server = StatusServer(address, self.metrics.registry, self.health,
                                           lambda: redacted(self.cfg),
-                                          ready_stall_s=self.cfg.server.ready_stall_s)
+                                          ready_stall_s=self.cfg.server.ready_stall_s,
+                                          debug=self.cfg.server.debug,
+                                          debug_token=self.cfg.server.debug_token)
         self.status_server.start()
         log.info("metrics and health on http://%s:%d/", self.status_server.host,
                  self.status_server.port)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import threading
 
 from .doris_types import Column, parse_type
@@ -114,12 +115,22 @@ def _kind(e: BaseException) -> str:
     return "other"
 
 
+def _tls_context(doris_cfg) -> ssl.SSLContext | None:
+    """With doris.https the query port speaks TLS too, verified like the HTTP side: the server's
+    certificate against doris.ca_file (else the system CAs), and its name against the host."""
+    if not doris_cfg.https:
+        return None
+    return ssl.create_default_context(cafile=doris_cfg.ca_file)   # CERT_REQUIRED, check_hostname
+
+
 def connect(doris_cfg):
     """A pymysql connection to the first FE (in ``fe_hosts`` order) whose query port answers.
-    Returns (connection, "host:port"); refused credentials raise DorisFatalError at once."""
+    Returns (connection, "host:port"); refused credentials or an FE certificate that does not
+    verify raise DorisFatalError at once."""
     import pymysql
 
     port = doris_cfg.query_port
+    tls = _tls_context(doris_cfg)
     failures = []
     for host, _http_port in doris_cfg.fe_addresses:
         try:
@@ -127,9 +138,19 @@ def connect(doris_cfg):
                                    password=doris_cfg.password or "",
                                    connect_timeout=doris_cfg.connect_timeout_s,
                                    read_timeout=max(doris_cfg.connect_timeout_s, 30),
-                                   autocommit=True, charset="utf8mb4")
+                                   autocommit=True, charset="utf8mb4", ssl=tls)
             return conn, f"{host}:{port}"
         except Exception as e:  # noqa: BLE001 - sorted by _kind below
+            if tls is not None and "CERTIFICATE_VERIFY_FAILED" in str(e):
+                from .stream_load import certificate_refused
+                detail = str(e.args[1]) if len(e.args) > 1 else str(e)
+                raise certificate_refused(f"the MySQL port of Doris FE {host}:{port}", detail,
+                                          doris_cfg) from None
+            if tls is not None and "SSL is required" in str(e):
+                raise DorisFatalError(
+                    f"Doris FE {host}:{port} does not offer TLS on its query port, but "
+                    "doris.https is true: enable TLS on the FE's MySQL port (enable_ssl) or "
+                    "turn doris.https off.") from None
             if _kind(e) == "auth":
                 raise DorisFatalError(
                     f"Doris FE {host}:{port} refused user {doris_cfg.user!r}: {e}. Check doris.user and "

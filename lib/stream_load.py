@@ -154,6 +154,29 @@ def _describe(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
 
 
+def url_host(url: str) -> HostPort:
+    """The (host, port) a URL dials, lowercased, the scheme's default port filled in."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    return HostPort((parts.hostname or "").lower(), port)
+
+
+def certificate_refused(where: str, detail: str, cfg: DorisConfig) -> DorisFatalError:
+    """The error for a Doris certificate that did not verify: which CA was used, what to check."""
+    trusted = (f"the CA file {cfg.ca_file} (doris.ca_file)" if cfg.ca_file
+               else "the system CA store (doris.ca_file is not set)")
+    if "mismatch" in detail.lower() or "hostname" in detail.lower():
+        return DorisFatalError(
+            f"{where}: the Doris certificate does not name the host sinker connected to "
+            f"({detail}). The host in doris.fe_hosts / doris.be_hosts, or the one the FE "
+            "redirects to, must be in the certificate's subjectAltName: use that name, or "
+            "reissue the certificate.")
+    return DorisFatalError(
+        f"{where}: the Doris certificate is not signed by a CA sinker trusts ({detail}); it "
+        f"was checked against {trusted}. Check that doris.ca_file is the CA certificate (PEM) "
+        "that signed the FE and BE certificates, and that the certificate has not expired.")
+
+
 class StreamLoader:
     """One urllib3 PoolManager shared by the writer threads (urllib3 pools are thread-safe)."""
 
@@ -169,6 +192,9 @@ class StreamLoader:
             raise DorisFatalError("doris.fe_hosts is empty: list at least one Doris FE host")
         self._bes = [hp.netloc for hp in cfg.be_addresses]
         self._lock = threading.Lock()
+        self._trusted = {HostPort(hp.host.lower(), hp.port)
+                         for hp in (*cfg.fe_addresses, *cfg.be_addresses)}
+        self._warned_hosts: set[HostPort] = set()
         self._fe_index = 0
         self._rr = itertools.count()
         self._discovered: list[str] = []
@@ -218,13 +244,10 @@ class StreamLoader:
                           self._short_timeout)
 
     def fetch_error_rows(self, error_url: str) -> list[str]:
-        """GET Doris's ErrorURL: one line per rejected row with the reason."""
+        """GET Doris's ErrorURL: one line per rejected row with the reason. Credentials go with
+        it only when it names a host sinker trusts (_request drops them otherwise)."""
         url = safe_url(error_url.strip())
-        headers = {}
-        # Never send the password in clear text to a URL when the user asked for https.
-        if urlsplit(url).scheme == "https" or not self.cfg.https:
-            headers["Authorization"] = self._auth
-        resp = self._request("GET", url, headers, None, self._load_timeout)
+        resp = self._request("GET", url, {"Authorization": self._auth}, None, self._load_timeout)
         if resp.status != 200:
             raise _transport_error(f"GET {url} answered HTTP {resp.status}: "
                                    f"{resp.data[:200].decode('utf-8', 'replace')}")
@@ -267,7 +290,9 @@ class StreamLoader:
             host = b.get("ip") or b.get("host")
             port = b.get("http_port") or b.get("httpPort") or DEFAULT_BE_PORT
             if host:
-                out.append(HostPort(str(host).strip("[]"), int(port)).netloc)
+                hp = HostPort(str(host).strip("[]"), int(port))
+                self._trust(hp)
+                out.append(hp.netloc)
         return out
 
     def close(self) -> None:
@@ -337,6 +362,8 @@ class StreamLoader:
             if target in visited:
                 raise DorisFatalError(f"Doris redirect loop at {target}; check the FE/BE setup")
             visited.add(target)
+            # Every hop here started at a trusted FE/BE, so the host it names is in the cluster.
+            self._trust(url_host(target))
             hops += 1
             log.debug("following redirect %d to %s", hops, target)
             if body is None:
@@ -378,8 +405,18 @@ class StreamLoader:
                 resp.headers.get("Location"))
 
     def _request(self, method, url, hdrs, body, timeout):
-        """urllib3 call with errors turned into ours; the URL in messages never has userinfo."""
+        """urllib3 call with errors turned into ours; the URL in messages never has userinfo.
+        The one place requests leave: plain http is refused under doris.https, and credentials
+        are dropped for a host sinker does not trust."""
         shown = f"{method} {safe_url(url)}"
+        if self.cfg.https and urlsplit(url).scheme.lower() != "https":
+            raise DorisFatalError(
+                f"refusing {shown}: doris.https is true but Doris named a plain http URL, so the "
+                "request and its answer would travel unencrypted. Enable HTTPS on every Doris "
+                "FE and BE (enable_https) so the URLs they hand out are https.")
+        if "Authorization" in hdrs and not self._is_trusted(url):
+            hdrs = {k: v for k, v in hdrs.items() if k != "Authorization"}
+            self._warn_untrusted(url_host(url))
         try:
             return self._http.request(method, url, body=body, headers=hdrs, timeout=timeout,
                                       redirect=False, retries=False, preload_content=True)
@@ -392,13 +429,30 @@ class StreamLoader:
                                    timeout=True) from None
         except SSLError as e:
             if "CERTIFICATE_VERIFY_FAILED" in str(e) or "hostname" in str(e).lower():
-                raise DorisFatalError(
-                    f"{shown}: the TLS certificate was not accepted ({_describe(e)}); set "
-                    "doris.ca_file to the CA that signed the Doris certificates") from None
+                raise certificate_refused(shown, _describe(e), self.cfg) from None
             raise _transport_error(f"{shown}: TLS error ({_describe(e)})") from None
         except (HTTPError, OSError) as e:
             raise _transport_error(f"{shown}: connection failed ({_describe(e)}); the outcome "
                                    "is unknown", timeout=False) from None
+
+    # -- which hosts get credentials ---------------------------------------------------------------
+    def _trust(self, hp: HostPort) -> None:
+        with self._lock:
+            self._trusted.add(HostPort(hp.host.lower(), hp.port))
+
+    def _is_trusted(self, url: str) -> bool:
+        hp = url_host(url)
+        with self._lock:
+            return hp in self._trusted
+
+    def _warn_untrusted(self, hp: HostPort) -> None:
+        with self._lock:
+            if hp in self._warned_hosts:
+                return
+            self._warned_hosts.add(hp)
+        log.warning("Doris named %s, a host that is neither a configured FE/BE nor one an FE "
+                    "pointed sinker to; asking it without credentials. If it is a BE of the "
+                    "cluster, list it in doris.be_hosts.", hp.netloc)
 
     # -- BE discovery ---------------------------------------------------------------------------
     def _discovered_backends(self) -> list[str]:

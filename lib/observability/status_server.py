@@ -2,12 +2,14 @@
 
 It runs on its own daemon thread with the standard library's ThreadingHTTPServer, so a slow
 scrape never blocks the pipeline and nothing extra needs installing. It binds to 127.0.0.1 unless
-``server.listen`` names another host; the debug pages show thread stacks and the (redacted)
-config, so keep the port off public networks.
+``server.listen`` names another host. The debug pages show thread stacks and the (redacted)
+config, so they are off unless ``server.debug`` is true, and with ``server.debug_token`` (env
+SINKER_STATUS_TOKEN) they answer only a request that carries ``Authorization: Bearer <token>``.
 """
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import json
 import logging
 import socket
@@ -26,9 +28,12 @@ INDEX = """sinker status
   /metrics        Prometheus metrics
   /health         liveness: 200 ok, 503 when a thread died or the pipeline failed
   /ready          readiness: 200 when loading normally, 503 with the reasons otherwise
-  /debug/threads  stack of every thread
-  /debug/config   effective configuration (secrets redacted)
+  /debug/threads  stack of every thread{debug}
+  /debug/config   effective configuration (secrets redacted){debug}
 """
+DEBUG_STATE = {"off": "  [off: set server.debug: true]",
+               "token": "  [needs Authorization: Bearer $SINKER_STATUS_TOKEN]", "open": ""}
+TEXT = "text/plain; charset=utf-8"
 
 
 class _Server(ThreadingHTTPServer):
@@ -57,11 +62,16 @@ def thread_dump() -> str:
 class StatusServer:
     """Serves the status endpoints of one pipeline; ``port`` 0 picks a free one."""
 
-    def __init__(self, address, registry, health, config_fn, ready_stall_s: float = 120.0):
+    def __init__(self, address, registry, health, config_fn, ready_stall_s: float = 120.0,
+                 debug: bool = False, debug_token: str | None = None):
         self.registry = registry
         self.health = health
         self.config_fn = config_fn
         self.ready_stall_s = ready_stall_s
+        self.debug = debug
+        self._token = debug_token or None
+        state = "off" if not debug else "token" if self._token else "open"
+        self.index = INDEX.format(debug=DEBUG_STATE[state])
         self._host, self._port = address     # a config.HostPort
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -95,7 +105,11 @@ class StatusServer:
         self._server = None
 
     # -- pages (each returns status, content type, body bytes) ----------------------------------
-    def page(self, path: str, accept: str | None):
+    def page(self, path: str, accept: str | None, authorization: str | None = None):
+        if path.startswith("/debug/"):
+            refused = self._debug_refusal(authorization)
+            if refused is not None:
+                return refused
         if path == "/metrics":
             encoder, ctype = choose_encoder(accept or "")
             return 200, ctype, encoder(self.registry)
@@ -106,12 +120,26 @@ class StatusServer:
             ok, detail = self.health.readiness(self.ready_stall_s)
             return _json_status(ok, detail)
         if path == "/debug/threads":
-            return 200, "text/plain; charset=utf-8", thread_dump().encode()
+            return 200, TEXT, thread_dump().encode()
         if path == "/debug/config":
             return 200, "application/json", _to_json(self.config_fn())
         if path in ("/", ""):
-            return 200, "text/plain; charset=utf-8", INDEX.encode()
-        return 404, "text/plain; charset=utf-8", f"not found: {path}\n\n{INDEX}".encode()
+            return 200, TEXT, self.index.encode()
+        return 404, TEXT, f"not found: {path}\n\n{self.index}".encode()
+
+    def _debug_refusal(self, authorization: str | None):
+        """None when /debug/* may be served to this request, else the answer that refuses it."""
+        if not self.debug:
+            return 404, TEXT, (b"the /debug pages are off: set server.debug: true to serve them "
+                               b"(and env SINKER_STATUS_TOKEN to require a token)\n")
+        if self._token is None:
+            return None
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              self._token.encode()):
+            return None
+        return 401, TEXT, b"the /debug pages need the header Authorization: Bearer <token> " \
+                          b"(the value of SINKER_STATUS_TOKEN)\n"
 
 
 def _json_status(ok: bool, detail: dict):
@@ -133,11 +161,14 @@ def _handler(server: StatusServer):
         def do_GET(self):  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
             try:
-                status, ctype, body = server.page(path, self.headers.get("Accept"))
+                status, ctype, body = server.page(path, self.headers.get("Accept"),
+                                                  self.headers.get("Authorization"))
             except Exception as e:  # noqa: BLE001 - a broken page must not kill the server
                 log.exception("status page %s failed", path)
-                status, ctype, body = 500, "text/plain; charset=utf-8", f"error: {e}\n".encode()
+                status, ctype, body = 500, TEXT, f"error: {e}\n".encode()
             self.send_response(status)
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="sinker debug"')
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")

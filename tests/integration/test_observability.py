@@ -206,7 +206,7 @@ def test_ready_and_health_through_startup_doris_down_recovery_and_failure(tmp_pa
     create_topic(kafka_bootstrap, topic, 1)
     db, table = make_table(doris)
     cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table,
-                       server={"listen": "127.0.0.1:0", "ready_stall_s": 2},
+                       server={"listen": "127.0.0.1:0", "ready_stall_s": 2, "debug": True},
                        batch={"max_rows": 100, "max_interval_s": 0.2},
                        writer={"max_retries": 1000, "backoff_initial_s": 0.1, "backoff_max_s": 0.5})
     group = cfg["kafka"]["group_id"]

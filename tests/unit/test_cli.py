@@ -54,3 +54,33 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(sinker.cli, ["check", "-c", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert "nope.yaml" in result.output
+
+
+def test_every_command_with_a_config_registers_its_secrets(tmp_path, monkeypatch):
+    """Whatever a command prints after loading its config, the passwords in it are masked: each
+    one goes through sinker.load, which registers them before returning. A command is stopped
+    right after loading (a DorisFatalError raised where its work would start)."""
+    from lib.errors import DorisFatalError
+    from lib.observability import logs
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka: {topics: [t]}\ndoris: {database: d, table: t, password: file-pw-1}\n")
+    cfg.chmod(0o600)
+    env = {"SINKER_KAFKA_SASL_PASSWORD": "env-pw-2", "SINKER_STATUS_TOKEN": "env-tok-3"}
+    real_load = sinker.load
+    args = {("replay",): ["--from-offset", "0"]}
+    commands = [p for p, cmd in _commands(sinker.cli) if any(o.name == "config_path" for o in cmd.params)]
+    assert {("run",), ("replay",), ("dry-run",), ("check",), ("schema", "describe")} <= set(commands)
+    for path in commands:
+        logs.forget_secrets()
+        loaded = []
+
+        def spy(*a, **kw):
+            loaded.append(real_load(*a, **kw))
+            raise DorisFatalError("stopped after load; secrets: file-pw-1 env-pw-2 env-tok-3")
+        monkeypatch.setattr(sinker, "load", spy)
+        result = CliRunner().invoke(sinker.cli, [*path, "-c", str(cfg), *args.get(path, [])], env=env)
+        assert loaded, path
+        assert result.exit_code == 3, (path, result.output)
+        assert "stopped after load; secrets: *** *** ***" in result.output, (path, result.output)
+    logs.forget_secrets()
+    logs.reset_logging()

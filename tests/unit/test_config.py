@@ -318,3 +318,83 @@ def test_kafka_tls_problems(tmp_path):
     lines = problems({"kafka": {"security_protocol": "SSL", "ssl_key_password": "k"}})
     assert lines == ["kafka.ssl_key_password: set, but kafka.ssl_keyfile is not: it decrypts the "
                      "client certificate's key"]
+
+
+# -- secure by default ----------------------------------------------------------------------------
+def test_debug_pages_are_off_by_default_and_the_token_comes_from_env():
+    assert build().server.debug is False and build().server.debug_token is None
+    cfg = build({"server": {"debug": True}}, env={"SINKER_STATUS_TOKEN": "t0ken-abc"})
+    assert cfg.server.debug is True and cfg.server.debug_token == "t0ken-abc"
+    r = redacted(cfg)
+    assert r["server"]["debug_token"] == "***" and "t0ken-abc" not in repr(r)
+    assert problems({"server": {"debug": "yes please"}})[0].startswith("server.debug:")
+    assert problems({"server": {"debug_token": " spaced "}}) == [
+        "server.debug_token: has spaces around it; a client would never send them "
+        "(env SINKER_STATUS_TOKEN)"]
+
+
+def test_doris_ca_file_must_be_readable_and_needs_https(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    cfg = build({"doris": {"https": True, "ca_file": str(ca)}})
+    assert cfg.doris.ca_file == str(ca)
+    assert problems({"doris": {"ca_file": str(ca)}}) == [
+        "doris.ca_file: set, but doris.https is false: set https: true (the CA is only used for TLS)"]
+    missing = str(tmp_path / "nope.pem")
+    assert problems({"doris": {"https": True, "ca_file": missing}}) == [
+        f"doris.ca_file: {missing!r} is not a readable file"]
+
+
+def write_minimal(tmp_path, extra: str = "", mode: int = 0o600):
+    p = tmp_path / "c.yaml"
+    p.write_text("kafka:\n  topics: [events]\ndoris:\n  database: demo\n  table: events\n" + extra)
+    p.chmod(mode)
+    return p
+
+
+def test_a_readable_file_with_a_password_warns(tmp_path):
+    p = write_minimal(tmp_path, "  password: in-file-pw\n", mode=0o644)
+    warnings: list[str] = []
+    cfg = load_config(p, env={}, warnings=warnings)
+    assert cfg.doris.password == "in-file-pw"
+    (w,) = warnings
+    assert str(p) in w and "doris.password" in w and "mode 0644" in w
+    assert f"chmod 600 {p}" in w and "SINKER_DORIS_PASSWORD" in w
+    assert "in-file-pw" not in w
+
+
+@pytest.mark.parametrize("extra,mode,env", [
+    ("  password: in-file-pw\n", 0o600, {}),                         # private file
+    ("  password: in-file-pw\n", 0o620, {}),                         # group may write, not read
+    ("", 0o644, {"SINKER_DORIS_PASSWORD": "from-env"}),              # password from the environment
+    ("  password: ''\n", 0o644, {}),                                  # an empty password is no secret
+])
+def test_no_warning_when_the_file_holds_no_readable_secret(tmp_path, extra, mode, env):
+    warnings: list[str] = []
+    load_config(write_minimal(tmp_path, extra, mode), env=env, warnings=warnings)
+    assert warnings == []
+
+
+def test_kafka_secrets_in_a_world_readable_file_are_named(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("kafka:\n  topics: [events]\n  security_protocol: SASL_PLAINTEXT\n"
+                 "  sasl_mechanism: PLAIN\n  sasl_username: u\n  sasl_password: k-pw\n"
+                 "doris:\n  database: demo\n  table: events\n")
+    p.chmod(0o604)
+    warnings: list[str] = []
+    load_config(p, env={}, warnings=warnings)
+    (w,) = warnings
+    assert "kafka.sasl_password" in w and "SINKER_KAFKA_SASL_PASSWORD" in w and "mode 0604" in w
+
+
+def test_debug_on_a_public_address_without_a_token_warns(tmp_path):
+    for listen, token, expect in (("0.0.0.0:9108", None, True), ("0.0.0.0:9108", "tok", False),
+                                  ("127.0.0.1:9108", None, False), ("[::1]:9108", None, False),
+                                  ("localhost:9108", None, False)):
+        warnings: list[str] = []
+        env = {"SINKER_STATUS_TOKEN": token} if token else {}
+        load_config(write_minimal(tmp_path, f"server:\n  debug: true\n  listen: '{listen}'\n"),
+                    env=env, warnings=warnings)
+        assert bool(warnings) is expect, (listen, token, warnings)
+        if expect:
+            assert "SINKER_STATUS_TOKEN" in warnings[0]

@@ -24,21 +24,23 @@ class FakeConfig:
     topics: tuple = ("events",)
 
 
-def get(srv, path, accept=None):
-    req = urllib.request.Request(f"http://{srv.host}:{srv.port}{path}")
+def get(srv, path, accept=None, headers=None, full=False):
+    req = urllib.request.Request(f"http://{srv.host}:{srv.port}{path}", headers=headers or {})
     if accept:
         req.add_header("Accept", accept)
     try:
         with OPENER.open(req, timeout=10) as r:
-            return r.status, r.headers.get("Content-Type"), r.read()
+            answer = r.status, r.headers.get("Content-Type"), r.read(), r.headers
     except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type"), e.read()
+        answer = e.code, e.headers.get("Content-Type"), e.read(), e.headers
+    return answer if full else answer[:3]
 
 
 @pytest.fixture
 def parts():
     metrics, health = Metrics(), Health()
-    srv = StatusServer(HostPort("127.0.0.1", 0), metrics.registry, health, lambda: FakeConfig(), ready_stall_s=60)
+    srv = StatusServer(HostPort("127.0.0.1", 0), metrics.registry, health, lambda: FakeConfig(),
+                       ready_stall_s=60, debug=True)
     srv.start()
     yield srv, metrics, health
     srv.stop()
@@ -120,7 +122,7 @@ def test_index_and_not_found(parts):
 def test_a_failing_page_answers_500_and_server_keeps_serving():
     def boom():
         raise RuntimeError("config exploded")
-    srv = StatusServer(HostPort("127.0.0.1", 0), Metrics().registry, Health(), boom)
+    srv = StatusServer(HostPort("127.0.0.1", 0), Metrics().registry, Health(), boom, debug=True)
     srv.start()
     try:
         status, _, body = get(srv, "/debug/config")
@@ -150,3 +152,57 @@ def test_port_in_use_is_a_config_error(parts):
     with pytest.raises(ConfigError, match="Address already in use.*server.listen"):
         other.start()
     assert get(srv, "/health")[0] == 200
+
+
+# -- /debug/* is opt-in, and may want a token ------------------------------------------------------
+@pytest.fixture
+def start():
+    made = []
+
+    def make(**kw):
+        srv = StatusServer(HostPort("127.0.0.1", 0), Metrics().registry, Health(),
+                           lambda: FakeConfig(), **kw)
+        srv.start()
+        made.append(srv)
+        return srv
+    yield make
+    for srv in made:
+        srv.stop()
+
+
+def test_debug_pages_are_off_by_default(start):
+    srv = start()
+    for path in ("/debug/threads", "/debug/config"):
+        status, _, body = get(srv, path)
+        assert status == 404 and b"set server.debug: true" in body, path
+        assert b"MainThread" not in body and b"password" not in body
+    assert get(srv, "/health")[0] == 200 and get(srv, "/metrics")[0] == 200
+    status, _, index = get(srv, "/")
+    assert status == 200 and index.count(b"[off: set server.debug: true]") == 2
+
+
+def test_debug_token_is_required_when_set(start):
+    srv = start(debug=True, debug_token="t0k-123")
+    for path in ("/debug/threads", "/debug/config"):
+        status, _, body, headers = get(srv, path, full=True)
+        assert status == 401 and b"Authorization: Bearer" in body, path
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+        assert b"t0k-123" not in body and b"MainThread" not in body
+        for wrong in ("Bearer t0k-12", "Bearer t0k-1234", "Basic t0k-123", "t0k-123", "Bearer "):
+            assert get(srv, path, headers={"Authorization": wrong})[0] == 401, (path, wrong)
+        status, _, body = get(srv, path, headers={"Authorization": "Bearer t0k-123"})
+        assert status == 200 and body, path
+    assert get(srv, "/debug/config", headers={"Authorization": "bearer t0k-123"})[0] == 200
+    # the other endpoints never want it: Prometheus and probes scrape without
+    for path in ("/metrics", "/health", "/"):
+        assert get(srv, path)[0] == 200, path
+    index = get(srv, "/")[2]
+    assert index.count(b"[needs Authorization: Bearer $SINKER_STATUS_TOKEN]") == 2
+    assert b"t0k-123" not in index
+
+
+def test_debug_without_token_is_open_and_the_index_says_nothing_more(start):
+    srv = start(debug=True)
+    assert get(srv, "/debug/threads")[0] == 200
+    index = get(srv, "/")[2]
+    assert b"[off" not in index and b"[needs" not in index and b"/debug/config" in index

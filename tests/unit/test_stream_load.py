@@ -518,3 +518,103 @@ def test_loads_never_let_doris_drop_rows():
     loader = StreamLoader(cfg(["fe1"]))
     hdrs = loader._load_headers("l", 3, {"max_filter_ratio": "0.9", "format": "csv"})
     assert hdrs["max_filter_ratio"] == "0" and hdrs["format"] == "csv"
+
+
+# -- which hosts get credentials ------------------------------------------------------------------
+def error_log_server(servers):
+    return servers(lambda req, h: (200, {}, b"Reason: too long. src line [x]; \n"))
+
+
+def test_error_url_on_the_redirect_target_gets_credentials(servers):
+    """The BE the FE redirected to is in the cluster: its ErrorURL is fetched with auth."""
+    be = servers(lambda req, h: (200, {}, b"Reason: bad. src line [x]; \n") if req.method == "GET"
+                 else success(req, h))
+    fe = servers(redirect_to(be))
+    loader = StreamLoader(cfg([fe.addr]))
+    loader.load("db", "t", "l", LINES, NBYTES, HDRS)
+    assert loader.fetch_error_rows(f"http://{be.addr}/api/_load_error_log?file=x") == \
+        ["Reason: bad. src line [x]; "]
+    (get,) = [r for r in be.requests if r.method == "GET"]
+    assert get.headers["authorization"] == AUTH
+
+
+def test_error_url_on_a_discovered_be_gets_credentials(servers):
+    be = error_log_server(servers)
+    fe = servers(backends_fe([be.addr]))
+    loader = StreamLoader(cfg([fe.addr], discover_backends=True))
+    assert loader.backends() == [be.addr]
+    loader.fetch_error_rows(f"http://{be.addr}/api/_load_error_log?file=x")
+    assert be.requests[0].headers["authorization"] == AUTH
+
+
+def test_error_url_on_an_unknown_host_gets_no_credentials_and_one_warning(servers, caplog):
+    stranger = error_log_server(servers)
+    be = servers(success)
+    fe = servers(redirect_to(be))
+    loader = StreamLoader(cfg([fe.addr], be_hosts=(be.addr,)))
+    caplog.set_level("WARNING", logger="sinker.stream_load")
+    for _ in range(3):
+        rows = loader.fetch_error_rows(f"http://root:{PASSWORD}@{stranger.addr}/api/_load_error_log")
+        assert rows == ["Reason: too long. src line [x]; "]
+    assert len(stranger.requests) == 3
+    assert all("authorization" not in r.headers for r in stranger.requests)
+    warnings = [r for r in caplog.records if stranger.addr in r.getMessage()]
+    assert len(warnings) == 1 and "without credentials" in warnings[0].getMessage()
+    assert PASSWORD not in caplog.text
+    # the configured hosts still get them
+    loader.fetch_error_rows(f"http://{be.addr}/api/_load_error_log")
+    assert be.requests[-1].headers["authorization"] == AUTH
+
+
+def test_same_host_other_port_is_not_trusted(servers):
+    fe = servers(success)
+    other = error_log_server(servers)      # same 127.0.0.1, another port
+    StreamLoader(cfg([fe.addr])).fetch_error_rows(f"http://{other.addr}/api/_load_error_log")
+    assert "authorization" not in other.requests[0].headers
+
+
+def test_plain_http_error_url_is_refused_under_https(servers, tls_files):
+    ctx, ca = tls_files
+    fe = servers(success, tls_ctx=ctx)
+    plain = error_log_server(servers)
+    loader = StreamLoader(cfg([fe.addr], https=True, ca_file=ca, be_hosts=(plain.addr,)))
+    with pytest.raises(DorisFatalError, match="doris.https is true.*plain http") as exc:
+        loader.fetch_error_rows(f"http://{plain.addr}/api/_load_error_log?file=x")
+    assert PASSWORD not in str(exc.value)
+    assert plain.requests == []              # not even asked, though it is a configured BE
+
+
+def test_https_error_url_on_a_trusted_be_gets_credentials(servers, tls_files):
+    ctx, ca = tls_files
+    be = servers(lambda req, h: (200, {}, b"Reason: bad; \n"), tls_ctx=ctx)
+    loader = StreamLoader(cfg(["127.0.0.1:1"], https=True, ca_file=ca, be_hosts=(be.addr,)))
+    assert loader.fetch_error_rows(f"https://{be.addr}/api/_load_error_log") == ["Reason: bad; "]
+    assert be.requests[0].headers["authorization"] == AUTH
+
+
+def test_untrusted_certificate_message_names_the_ca_file(servers, tls_files, tmp_path):
+    ctx, _ = tls_files
+    other_ca = tmp_path / "other-ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(tmp_path / "other.key"), "-out", str(other_ca), "-days", "1",
+                    "-subj", "/CN=other"], check=True, capture_output=True)
+    fe = servers(success, tls_ctx=ctx)
+    with pytest.raises(DorisFatalError) as exc:
+        StreamLoader(cfg([fe.addr], https=True, ca_file=str(other_ca))).load(
+            "db", "t", "l", LINES, NBYTES, HDRS)
+    msg = str(exc.value)
+    assert f"the CA file {other_ca} (doris.ca_file)" in msg and "signed the FE and BE" in msg
+    assert fe.requests == []
+    with pytest.raises(DorisFatalError, match="system CA store"):
+        StreamLoader(cfg([fe.addr], https=True)).load("db", "t", "l", LINES, NBYTES, HDRS)
+
+
+def test_hostname_mismatch_message_says_what_to_check(servers, tls_files):
+    ctx, ca = tls_files                       # the certificate names only IP 127.0.0.1
+    fe = servers(success, tls_ctx=ctx)
+    with pytest.raises(DorisFatalError) as exc:
+        StreamLoader(cfg([f"localhost:{fe.port}"], https=True, ca_file=ca)).load(
+            "db", "t", "l", LINES, NBYTES, HDRS)
+    msg = str(exc.value)
+    assert "does not name the host" in msg and "subjectAltName" in msg, msg
+    assert fe.requests == []
