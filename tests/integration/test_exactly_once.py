@@ -96,10 +96,14 @@ def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
     try:
         for i in range(10):
             proc = start_process(path, log_path=tmp_path / f"run{i}.log")
-            before = count_rows(doris, db, table)
-            # kill once this run loaded something (so every kill lands mid-stream), at a random moment
-            wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
-            time.sleep(rng.uniform(0.0, 1.5))
+            if i % 2:
+                # early: while the run still re-forms the batches the killed one recorded
+                time.sleep(rng.uniform(0.5, 3.0))
+            else:
+                # mid-stream: once this run loaded rows of its own, at a random moment
+                before = count_rows(doris, db, table)
+                wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
+                time.sleep(rng.uniform(0.0, 1.5))
             proc.kill()
             proc.wait(30)
     finally:
