@@ -72,6 +72,7 @@ def test_hex_and_escaped_separators():
     ({"jsonpaths": "not json"}, "jsonpaths"),
     ({"enclose": "ab"}, "single character"),
     ({"timezone": "Mars/Olympus"}, "time zone"),
+    ({"timezone": "+24:00"}, "time zone"),
 ])
 def test_bad_headers_fail_the_load(headers, needle):
     with pytest.raises(L.LoadError, match=needle):
@@ -159,6 +160,13 @@ def test_datetime_with_offset_converts_to_the_load_time_zone():
     assert out.rows == [("2024-03-01 08:00:00",)]
     out = load("2024-03-01 00:00:00+08:00\n", t, timezone="UTC")
     assert out.rows == [("2024-02-29 16:00:00",)]
+
+
+@pytest.mark.parametrize("offset", ["+24:00", "-24:00", "+30:00", "+05:60"])
+def test_a_datetime_with_an_offset_no_zone_has_is_not_a_datetime(offset):
+    """Not a crash of the load (the emulator's BE once dropped the connection on these)."""
+    assert one(f"2024-01-01 00:00:00{offset}", col("ts", "datetime", "DATETIME", scale=0))[0] == \
+        "filtered"
 
 
 def test_json_column_is_validated_and_compacted():
