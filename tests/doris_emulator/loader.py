@@ -916,6 +916,14 @@ def _exact_loads(s: str):
     return json.loads(s, parse_float=Decimal, parse_constant=_reject_constant)
 
 
+def _lone_surrogate(obj) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class _NeedExact(Exception):
     """A float reached a DECIMAL column with more digits than a double keeps: parse the line again."""
 
@@ -933,6 +941,11 @@ def _json_docs(spec: LoadSpec, p: Plan, text: str):
             obj = _exact_loads(src) if exact else ujson.loads(src)
         except (ValueError, OverflowError) as e:
             yield f"Parse json data for JsonDoc failed. code: 2, error info: {e}", src.strip()
+            continue
+        if ("\\ud" in src or "\\uD" in src) and _lone_surrogate(obj):
+            # simdjson refuses a \uD800-\uDFFF escape that is not half of a pair
+            yield ("Parse json data for JsonDoc failed. code: 10, error info: STRING_ERROR: "
+                   "Problem while parsing a string"), src.strip()
             continue
         if root is not None:
             obj = _get_path(obj, root)

@@ -284,6 +284,16 @@ def test_json_string_number_into_int_and_bad_string():
     assert out.rows[0][1] is None
 
 
+def test_json_lone_surrogate_escape_is_a_parse_error_of_its_row():
+    body = ('{"id": 1, "code": "\\ud800"}\n{"id": 2, "code": "\\ud83d\\ude00"}\n'
+            '{"id": 3, "code": "\\uDFFF x"}\n')
+    out = load(body, format="json", read_json_by_line="true")
+    assert out.total == 3 and out.filtered == 2
+    assert [r[0] for r in out.rows] == [2] and out.rows[0][6] == "\U0001F600"   # a pair is fine
+    assert all("STRING_ERROR" in reason for reason, _ in out.errors)
+    assert [src for _, src in out.errors] == [body.splitlines()[0], body.splitlines()[2]]
+
+
 def test_json_decimal_keeps_all_digits():
     t = table(col("a", "decimal(38,10)", "DECIMAL", precision=38, scale=10))
     out = load('{"a": 12345678901234567.1234567891}\n{"a": 0.25}\n', t, format="json", read_json_by_line="true")
