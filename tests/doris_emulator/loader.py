@@ -916,6 +916,14 @@ def _exact_loads(s: str):
     return json.loads(s, parse_float=Decimal, parse_constant=_reject_constant)
 
 
+def _strict_json(src: str) -> bool:
+    try:
+        json.loads(src, parse_constant=_reject_constant)
+    except ValueError:
+        return False
+    return True
+
+
 def _lone_surrogate(obj) -> bool:
     try:
         json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
@@ -941,6 +949,11 @@ def _json_docs(spec: LoadSpec, p: Plan, text: str):
             obj = _exact_loads(src) if exact else ujson.loads(src)
         except (ValueError, OverflowError) as e:
             yield f"Parse json data for JsonDoc failed. code: 2, error info: {e}", src.strip()
+            continue
+        if ("NaN" in src or "Infinity" in src) and not _strict_json(src):
+            # ujson reads NaN/Infinity; Doris's parser (simdjson) refuses them
+            yield ("Parse json data for JsonDoc failed. code: 3, error info: TAPE_ERROR: "
+                   "The JSON document has an improper structure"), src.strip()
             continue
         if ("\\ud" in src or "\\uD" in src) and _lone_surrogate(obj):
             # simdjson refuses a \uD800-\uDFFF escape that is not half of a pair

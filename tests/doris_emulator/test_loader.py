@@ -294,6 +294,15 @@ def test_json_lone_surrogate_escape_is_a_parse_error_of_its_row():
     assert [src for _, src in out.errors] == [body.splitlines()[0], body.splitlines()[2]]
 
 
+def test_json_nan_or_infinity_anywhere_is_a_parse_error_of_its_row():
+    t = table(col("id", "bigint", "BIGINT"), col("j", "json", "JSON"), col("s", "varchar(32)", "VARCHAR"))
+    body = ('{"id": 1, "j": {"x": NaN}}\n{"id": 2, "j": [Infinity]}\n{"id": 3, "s": "NaN"}\n'
+            '{"id": 4, "j": {"Infinity": -1}}\n')
+    out = load(body, t, format="json", read_json_by_line="true")
+    assert out.filtered == 2 and all("Parse json data" in reason for reason, _ in out.errors)
+    assert out.rows == [(3, None, "NaN"), (4, '{"Infinity":-1}', None)]   # in strings: text
+
+
 def test_json_decimal_keeps_all_digits():
     t = table(col("a", "decimal(38,10)", "DECIMAL", precision=38, scale=10))
     out = load('{"a": 12345678901234567.1234567891}\n{"a": 0.25}\n', t, format="json", read_json_by_line="true")
