@@ -260,16 +260,28 @@ def _offset(record) -> int:
     return record.offset
 
 
+def _value_bytes(record) -> int:
+    value = record.value
+    return 0 if value is None else len(value)
+
+
 class AlignedBatches:
     """``replay``: one batch per partition and chunk of ``size`` offsets (aligned_slices), sealed
-    when its chunk's last offset arrives, so a re-run forms the same batches with the same labels."""
+    when its chunk's last offset arrives, so a re-run forms the same batches with the same labels.
+
+    A chunk of large messages is also cut where its messages' value bytes, summed from the start
+    of the batch, reach ``max_bytes`` (the record reaching it is the batch's last): that depends
+    only on the records, never on poll sizes, so a re-run — or a resume from any batch's first
+    offset — cuts the same batches. ``max_interval_s`` is never a cut here: time is not
+    reproducible (an aligned batch waits for its records only as long as reading them takes)."""
 
     record_cuts = False
 
-    def __init__(self, size: int, new_batch):
+    def __init__(self, size: int, new_batch, max_bytes: int | None = None):
         self.size = size
+        self.max_bytes = max_bytes
         self.new_batch = new_batch
-        self.open: dict = {}                 # TopicPartition -> (chunk, Batch)
+        self.open: dict = {}                 # TopicPartition -> [chunk, Batch, value bytes]
 
     def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
         sealed = []
@@ -278,13 +290,33 @@ class AlignedBatches:
                 current = self.open.get(tp)
                 if current is not None and current[0] != chunk:
                     sealed.append((self.open.pop(tp)[1], "rows"))   # its chunk had a gap at the end
-                    current = None
-                if current is None:
-                    current = self.open[tp] = (chunk, self.new_batch())
-                current[1].add(tp.topic, tp.partition, records[start:end])
-                if closes:
+                while start < end:
+                    current = self.open.get(tp)
+                    if current is None:
+                        current = self.open[tp] = [chunk, self.new_batch(), 0]
+                    cut = self._byte_cut(records, start, end, current)
+                    current[1].add(tp.topic, tp.partition, records[start:cut or end])
+                    if cut is not None:
+                        sealed.append((self.open.pop(tp)[1], "bytes"))
+                        start = cut
+                    else:
+                        start = end
+                if closes and tp in self.open:
                     sealed.append((self.open.pop(tp)[1], "rows"))
         return sealed
+
+    def _byte_cut(self, records, start: int, end: int, current: list) -> int | None:
+        """The index after the record whose value bytes bring the batch to max_bytes, or None
+        (the slice fits; ``current``'s byte count grows by it)."""
+        if self.max_bytes is None:
+            return None
+        total = current[2]
+        for i in range(start, end):
+            total += _value_bytes(records[i])
+            if total >= self.max_bytes:
+                return i + 1
+        current[2] = total
+        return None
 
     def due(self, now: float) -> list[tuple[Batch, str]]:
         return []

@@ -1,7 +1,8 @@
 """Dead letters as values: a message sinker could not load, with its reason, and its JSON record.
 
 Pure (the mapper makes them, the writer adds Doris's rejections); the durable outputs are in
-lib/dead_letter_sinks.py. Every record keeps the original bytes (``value_b64``).
+lib/dead_letter_sinks.py. Every record keeps the original bytes once: as text (``value``) when
+they are UTF-8, else as base64 (``value_b64``); ``original_value`` reads them back.
 """
 from __future__ import annotations
 
@@ -34,13 +35,8 @@ def category(reason: str) -> str:
     return head.strip() if sep else "other"
 
 
-def to_json(dl: DeadLetter, table: str) -> bytes:
-    """One dead letter as one JSON object on one line (no trailing newline).
-
-    ``value_b64`` is always there when the message had a value, so the exact bytes can be
-    replayed even when they are not valid UTF-8; ``value`` is the readable text when they are.
-    """
-    rec = {
+def _fields(dl: DeadLetter, table: str) -> dict:
+    return {
         "topic": dl.topic,
         "partition": dl.partition,
         "offset": dl.offset,
@@ -50,14 +46,71 @@ def to_json(dl: DeadLetter, table: str) -> bytes:
         "category": category(dl.reason),
         "column": dl.column,
     }
-    if dl.value is not None:
-        raw = bytes(dl.value)
-        rec["value_b64"] = base64.b64encode(raw).decode("ascii")
-        try:
-            rec["value"] = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _finish(rec: dict) -> bytes:
     rec["sinker_version"] = __version__
     rec["at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     # json escapes \n and \r inside strings, so the record stays on one line
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def to_json(dl: DeadLetter, table: str) -> bytes:
+    """One dead letter as one JSON object on one line (no trailing newline).
+
+    The value is stored once, so a record is about as large as the message: ``value`` (text)
+    when the bytes are valid UTF-8, else ``value_b64``; neither when the message had no value.
+    """
+    rec = _fields(dl, table)
+    if dl.value is not None:
+        raw = bytes(dl.value)
+        text = _text(raw)
+        if text is not None:
+            rec["value"] = text
+        else:
+            rec["value_b64"] = base64.b64encode(raw).decode("ascii")
+    return _finish(rec)
+
+
+def truncated_json(dl: DeadLetter, table: str, max_bytes: int, spilled_to: str) -> bytes:
+    """The record of ``to_json`` with its value cut so the line fits in ``max_bytes``: the first
+    bytes of the value (whole characters), ``value_truncated: true``, ``value_bytes`` (the full
+    length) and ``spilled_to`` (the file holding the full record)."""
+    raw = b"" if dl.value is None else bytes(dl.value)
+    text = _text(raw)
+    key = "value" if text is not None else "value_b64"
+    rec = _fields(dl, table)
+    rec.update({key: "", "value_truncated": True, "value_bytes": len(raw),
+                "spilled_to": spilled_to})
+    budget = max_bytes - len(_finish(dict(rec)))
+    if budget <= 0:
+        return _finish(rec)
+    if text is None:
+        rec[key] = base64.b64encode(raw[:budget // 4 * 3]).decode("ascii")
+        return _finish(rec)
+    cut = raw[:budget].decode("utf-8", "ignore")     # drops a character split by the cut
+    while cut:
+        # escapes (\n, \", \u0001) make the JSON longer than the bytes: cut by the excess
+        excess = len(json.dumps(cut, ensure_ascii=False).encode("utf-8")) - 2 - budget
+        if excess <= 0:
+            break
+        cut = cut[:max(0, len(cut) - max(1, excess // 6))]
+    rec[key] = cut
+    return _finish(rec)
+
+
+def original_value(rec: dict) -> bytes | None:
+    """The message bytes a dead-letter record holds (the inverse of ``to_json``); a truncated
+    record holds only the first bytes: the full record is in its ``spilled_to`` file."""
+    if "value" in rec:
+        return rec["value"].encode("utf-8")
+    if "value_b64" in rec:
+        return base64.b64decode(rec["value_b64"])
+    return None

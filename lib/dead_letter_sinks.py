@@ -1,5 +1,6 @@
 """Durable dead-letter outputs: ``FileSink`` (JSON lines, fsync'ed) and ``KafkaSink`` (a topic,
-acks=all); ``open_sink`` picks one from the config."""
+acks=all, with a spill file for records the topic cannot take); ``open_sink`` picks one from the
+config."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import threading
 import time
 
 from .config import DeadLetterConfig, KafkaConfig
-from .dead_letter import DeadLetter, to_json
+from .dead_letter import DeadLetter, to_json, truncated_json
 from .errors import ConfigError, KafkaUnavailable, SinkerError
 from .observability.logs import Sampler
 
@@ -21,6 +22,12 @@ from .observability.logs import Sampler
 log = logging.getLogger("sinker.dead_letter")
 
 LOG_VALUE_CHARS = 200          # at most this much of a message value goes into a log line
+# When the broker's limit for the topic cannot be read (no DescribeConfigs permission, the topic
+# is auto-created later), assume a little under Kafka's default max.message.bytes (1048588).
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+# Room kept for what Kafka adds around one record's value: the record batch header (61 bytes),
+# the record's own varints and attributes; the key is counted separately.
+RECORD_OVERHEAD_BYTES = 256
 
 
 class _DeadLetterLog:
@@ -150,23 +157,40 @@ def _fsync_dir(path: str) -> None:
 
 
 class KafkaSink:
-    """Dead letters as messages of a Kafka topic; ``flush()`` waits for acks=all on every send."""
+    """Dead letters as messages of a Kafka topic; ``flush()`` waits for acks=all on every send.
 
-    def __init__(self, topic: str, kafka_cfg: KafkaConfig, log_per_minute: int = 10):
+    A record larger than the topic accepts (``max.message.bytes``, read at start) would fail the
+    send and, with it, every restart. Such a record is written in full to ``spill_path`` (a
+    ``FileSink``) and the topic gets it with the value cut to fit, ``value_truncated: true`` and
+    ``spilled_to`` naming that file."""
+
+    def __init__(self, topic: str, kafka_cfg: KafkaConfig, log_per_minute: int = 10,
+                 spill_path: str = "dead-letters.jsonl"):
         if not topic:
             raise ConfigError("dead_letter.type is kafka but dead_letter.topic is empty: name the "
                               "topic that receives dead letters")
-        from .kafka_client import open_producer
+        from .kafka_client import open_producer, topic_max_message_bytes
         self.topic = topic
+        self.spill_path = spill_path
+        self._spill: FileSink | None = None        # opened at the first record too large
         self._log = _DeadLetterLog(log_per_minute)
         self._lock = threading.Lock()
         self._pending: list = []
         self._failed: BaseException | None = None
         self._flush_timeout_s = max(30.0, 4 * kafka_cfg.request_timeout_ms / 1000.0)
+        limit = topic_max_message_bytes(kafka_cfg, topic)
+        if limit is None:
+            log.warning("could not read max.message.bytes of the dead-letter topic %s; assuming "
+                        "%d bytes (records larger than that are spilled to %s)", topic,
+                        DEFAULT_MAX_MESSAGE_BYTES, spill_path)
+            limit = DEFAULT_MAX_MESSAGE_BYTES
+        self.max_message_bytes = limit
         try:
             self._producer = open_producer(kafka_cfg, acks="all", retries=10, linger_ms=5,
                                            enable_idempotence=True,
-                                           max_in_flight_requests_per_connection=5)
+                                           max_in_flight_requests_per_connection=5,
+                                           max_request_size=limit,
+                                           batch_size=min(16384, limit))
         except SinkerError:
             raise                       # already says what to check (refused login, no broker)
         except Exception as e:  # noqa: BLE001 - kafka-python raises several types here
@@ -180,8 +204,10 @@ class KafkaSink:
             self._check()
             for dl in dead:
                 key = f"{dl.topic}:{dl.partition}:{dl.offset}".encode("utf-8")
+                value = self._fitted(dl, table, self.max_message_bytes - RECORD_OVERHEAD_BYTES
+                                     - len(key))
                 try:
-                    fut = self._producer.send(self.topic, key=key, value=to_json(dl, table))
+                    fut = self._producer.send(self.topic, key=key, value=value)
                 except Exception as e:  # noqa: BLE001
                     self._failed = e
                     raise KafkaUnavailable(f"could not send a dead letter to topic {self.topic}: "
@@ -190,10 +216,25 @@ class KafkaSink:
         for dl in dead:
             self._log.dead_letter(dl, table, f"topic {self.topic}")
 
+    def _fitted(self, dl: DeadLetter, table: str, room: int) -> bytes:
+        """The record for the topic: in full when it fits, else spilled and cut."""
+        line = to_json(dl, table)
+        if len(line) <= room:
+            return line
+        if self._spill is None:
+            self._spill = FileSink(self.spill_path, log_per_minute=0)
+        self._spill.write([dl], table)
+        log.warning("dead letter %s[%d]@%d is %d bytes, more than topic %s accepts (%d): written "
+                    "in full to %s, sent with its value cut", dl.topic, dl.partition, dl.offset,
+                    len(line), self.topic, self.max_message_bytes, self.spill_path)
+        return truncated_json(dl, table, room, self.spill_path)
+
     def flush(self) -> None:
         # Held through the wait so a caller with nothing pending knows earlier sends are checked.
         with self._lock:
             self._check()
+            if self._spill is not None:
+                self._spill.flush()      # raises when the disk failed: nothing is confirmed
             if not self._pending:
                 return
             pending, self._pending = self._pending, []
@@ -217,6 +258,8 @@ class KafkaSink:
                 self._producer.close(timeout=self._flush_timeout_s)
             except Exception as e:  # noqa: BLE001
                 log.warning("closing the dead-letter producer: %s", e)
+            if self._spill is not None:
+                self._spill.close()
 
     def _check(self) -> None:
         if self._failed is not None:
@@ -228,5 +271,6 @@ def open_sink(dl_cfg: DeadLetterConfig, kafka_cfg: KafkaConfig) -> FileSink | Ka
     if dl_cfg.type == "file":
         return FileSink(dl_cfg.path, dl_cfg.log_per_minute)
     if dl_cfg.type == "kafka":
-        return KafkaSink(dl_cfg.topic or "", kafka_cfg, dl_cfg.log_per_minute)
+        return KafkaSink(dl_cfg.topic or "", kafka_cfg, dl_cfg.log_per_minute,
+                         spill_path=dl_cfg.path)
     raise ConfigError(f"dead_letter.type must be 'file' or 'kafka', not {dl_cfg.type!r}")

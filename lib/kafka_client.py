@@ -25,7 +25,8 @@ from .config import KafkaConfig
 from .errors import KafkaUnavailable
 from .kafka_security import client_error, preflight, ssl_context
 
-__all__ = ["TopicPartition", "KafkaReader", "client_options", "open_producer", "check_crc32c"]
+__all__ = ["TopicPartition", "KafkaReader", "client_options", "open_producer",
+           "topic_max_message_bytes", "check_crc32c"]
 
 log = logging.getLogger("sinker.kafka")
 
@@ -100,6 +101,30 @@ def open_producer(cfg: KafkaConfig, **overrides):
     opts = client_options(cfg)
     opts.update(overrides)
     return _open(KafkaProducer, cfg, "the dead-letter producer", **opts)
+
+
+def topic_max_message_bytes(cfg: KafkaConfig, topic: str) -> int | None:
+    """The largest record batch the brokers accept on ``topic``: its ``max.message.bytes`` (the
+    broker's ``message.max.bytes`` unless the topic overrides it). None when it cannot be read: no
+    such topic yet, no DescribeConfigs permission, no broker."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+    try:
+        admin = KafkaAdminClient(**client_options(cfg))
+    except Exception as e:  # noqa: BLE001 - the caller falls back to a default
+        log.debug("no admin client to read max.message.bytes of %s: %s", topic, e)
+        return None
+    try:
+        answer = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})],
+            config_filter="all")
+        entry = answer.get("topic", {}).get(topic, {}).get("max.message.bytes")
+        return int(entry["value"]) if entry and entry.get("value") else None
+    except Exception as e:  # noqa: BLE001
+        log.debug("could not read max.message.bytes of %s: %s", topic, e)
+        return None
+    finally:
+        admin.close()
 
 
 class _Rebalances(ConsumerRebalanceListener):

@@ -67,7 +67,7 @@ class Pipeline:
         self.metrics.watch_queue("sealed", self.sealed)
         new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema)
         if replay is not None:
-            cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch)
+            cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch, cfg.batch.max_bytes)
         elif cfg.exactly_once:
             cuts = batcher_mod.PartitionBatches(cfg.batch, new_batch)
         else:

@@ -7,12 +7,16 @@ the BE it named (or straight to a BE when ``be_hosts`` / ``discover_backends`` i
 
 Transport failures raise ``TransportError`` (``.timeout`` says whether it was a timeout): the
 outcome is unknown and the writer retries under the SAME label. Nothing here retries a body.
+Each load (and each ErrorURL fetch, 2PC call) has a total deadline besides the per-socket
+timeouts: a BE that stalls or trickles mid-body is cut off by a watchdog (see ``_Deadline``).
 The password never appears in a URL, a log line or an exception message.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +52,13 @@ _RESERVED = frozenset(("authorization", "content-length", "transfer-encoding", "
 
 
 @dataclass
+class _Answer:
+    status: int
+    data: bytes
+    headers: dict
+
+
+@dataclass
 class LoadResponse:
     http_status: int
     body: dict | None       # the parsed JSON answer; None when the body is not a JSON object
@@ -65,16 +76,65 @@ def _transport_error(msg: str, timeout: bool = False, cls=TransportError) -> Tra
     return err
 
 
+class _Deadline:
+    """The total time one load may take. Socket timeouts bound each read or send alone (a BE that
+    sends a byte every few minutes never trips them); when this deadline passes, a watchdog timer
+    shuts down the socket of the request in progress, which ends any blocked read or send at once,
+    and the request raises a timeout ``TransportError`` (retried under the same label)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sock = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+    def attach(self, conn) -> None:
+        """The connection a request of this load is about to use (from its request()). Its
+        socket is kept: http.client drops ``conn.sock`` once an answer without a length starts."""
+        with self._lock:
+            self._sock = conn.sock
+            if self.expired:
+                _shut(self._sock)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._sock = None
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass       # already closed: nothing is blocked on it
+
+
 # -- connections whose body sends use the read timeout, not the connect timeout -----------------
 # urllib3 applies the *connect* timeout (seconds) to the socket while it sends the body; a busy BE
 # that stalls reading for longer would turn a healthy load into a retry. Connect first under the
-# connect timeout, then switch the socket to the send timeout for the whole body.
-def _connection_classes(send_timeout: float):
+# connect timeout, then switch the socket to the send timeout for the whole body. ``on_request``
+# hands the connection to the load's deadline before a byte is sent.
+def _connection_classes(send_timeout: float, on_request):
     class LoadHTTPConnection(HTTPConnection):
         def request(self, method, url, body=None, headers=None, **kw):
             if self.sock is None:
                 self.connect()
             self.timeout = send_timeout
+            on_request(self)
             return super().request(method, url, body=body, headers=headers, **kw)
 
     class LoadHTTPSConnection(HTTPSConnection):
@@ -82,6 +142,7 @@ def _connection_classes(send_timeout: float):
             if self.sock is None:
                 self.connect()
             self.timeout = send_timeout
+            on_request(self)
             return super().request(method, url, body=body, headers=headers, **kw)
 
     class LoadHTTPPool(HTTPConnectionPool):
@@ -181,6 +242,8 @@ class StreamLoader:
     """One urllib3 PoolManager shared by the writer threads (urllib3 pools are thread-safe)."""
 
     READ_TIMEOUT_MARGIN_S = 30.0   # read timeout = load_timeout_s + this: Doris times out first
+    DEADLINE_MARGIN_S = 60.0       # a whole load (all hops, the body, the answer) ends by
+                                   # load_timeout_s + this, however the BE trickles
     PROBE_READ_TIMEOUT_S = 30.0    # FE answers (307, backends, health) are quick
 
     def __init__(self, cfg: DorisConfig, pool_size: int = 4):
@@ -199,6 +262,8 @@ class StreamLoader:
         self._rr = itertools.count()
         self._discovered: list[str] = []
         self._discovered_until = 0.0      # monotonic time until which _discovered is trusted
+        self._local = threading.local()   # .deadline: the _Deadline of this thread's load
+        self.deadline_s = cfg.load_timeout_s + self.DEADLINE_MARGIN_S
         read = cfg.load_timeout_s + self.READ_TIMEOUT_MARGIN_S
         self._load_timeout = urllib3.Timeout(connect=cfg.connect_timeout_s, read=read)
         self._short_timeout = urllib3.Timeout(connect=cfg.connect_timeout_s,
@@ -210,7 +275,7 @@ class StreamLoader:
                 tls["ca_certs"] = cfg.ca_file
         self._http = urllib3.PoolManager(num_pools=16, maxsize=max(1, pool_size), block=False,
                                          retries=False, timeout=self._load_timeout, **tls)
-        self._http.pool_classes_by_scheme = _connection_classes(read)
+        self._http.pool_classes_by_scheme = _connection_classes(read, self._on_request)
 
     # -- public API ---------------------------------------------------------------------------
     def load(self, db: str, table: str, label: str, lines: list[bytes], nbytes: int,
@@ -223,6 +288,10 @@ class StreamLoader:
                              "refusing to send a body whose Content-Length would be wrong")
         path = f"/api/{quote(db, safe='')}/{quote(table, safe='')}/_stream_load"
         hdrs = self._load_headers(label, nbytes, headers)
+        with self._deadline():
+            return self._load(path, hdrs, lines, nbytes)
+
+    def _load(self, path, hdrs, lines, nbytes) -> LoadResponse:
         if self._bes:
             return self._load_direct(self._bes, path, hdrs, lines, nbytes, discovered=False)
         if self.cfg.discover_backends:
@@ -247,7 +316,8 @@ class StreamLoader:
         """GET Doris's ErrorURL: one line per rejected row with the reason. Credentials go with
         it only when it names a host sinker trusts (_request drops them otherwise)."""
         url = safe_url(error_url.strip())
-        resp = self._request("GET", url, {"Authorization": self._auth}, None, self._load_timeout)
+        with self._deadline():
+            resp = self._request("GET", url, {"Authorization": self._auth}, None, self._load_timeout)
         if resp.status != 200:
             raise _transport_error(f"GET {url} answered HTTP {resp.status}: "
                                    f"{resp.data[:200].decode('utf-8', 'replace')}")
@@ -265,7 +335,8 @@ class StreamLoader:
         else:
             hdrs["label"] = ident
         path = f"/api/{quote(db, safe='')}/_stream_load_2pc"
-        resp = self._follow(self._via_fe("PUT", path, hdrs, self._load_timeout), hdrs, None)
+        with self._deadline():
+            resp = self._follow(self._via_fe("PUT", path, hdrs, self._load_timeout), hdrs, None)
         if resp.body is not None:
             return resp.body
         return {"status": "Fail", "msg": f"HTTP {resp.http_status}: "
@@ -404,10 +475,26 @@ class StreamLoader:
         return (LoadResponse(resp.status, _parse_json(resp.data), resp.data, url),
                 resp.headers.get("Location"))
 
-    def _request(self, method, url, hdrs, body, timeout):
-        """urllib3 call with errors turned into ours; the URL in messages never has userinfo.
-        The one place requests leave: plain http is refused under doris.https, and credentials
-        are dropped for a host sinker does not trust."""
+    @contextlib.contextmanager
+    def _deadline(self):
+        """This thread's requests until the block ends share one deadline."""
+        with _Deadline(self.deadline_s) as deadline:
+            self._local.deadline = deadline
+            try:
+                yield deadline
+            finally:
+                self._local.deadline = None
+
+    def _on_request(self, conn) -> None:
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None:
+            deadline.attach(conn)
+
+    def _request(self, method, url, hdrs, body, timeout) -> _Answer:
+        """The one place requests leave, answer read whole: plain http is refused under
+        doris.https, credentials are dropped for a host sinker does not trust, and past the
+        load's deadline it is a timeout TransportError whatever urllib3 made of the shut socket
+        (an error, or a body cut short). The URL in messages never has userinfo."""
         shown = f"{method} {safe_url(url)}"
         if self.cfg.https and urlsplit(url).scheme.lower() != "https":
             raise DorisFatalError(
@@ -417,9 +504,36 @@ class StreamLoader:
         if "Authorization" in hdrs and not self._is_trusted(url):
             hdrs = {k: v for k, v in hdrs.items() if k != "Authorization"}
             self._warn_untrusted(url_host(url))
+        deadline = getattr(self._local, "deadline", None)
         try:
-            return self._http.request(method, url, body=body, headers=hdrs, timeout=timeout,
-                                      redirect=False, retries=False, preload_content=True)
+            answer = self._call(shown, method, url, hdrs, body, timeout)
+        except TransportError:
+            self._raise_if_expired(shown, deadline)
+            raise
+        self._raise_if_expired(shown, deadline)
+        return answer
+
+    @staticmethod
+    def _raise_if_expired(shown: str, deadline: _Deadline | None) -> None:
+        if deadline is not None and deadline.expired:
+            raise _transport_error(
+                f"{shown}: no complete answer within {deadline.seconds:.0f}s (doris.load_timeout_s "
+                f"+ {StreamLoader.DEADLINE_MARGIN_S:.0f}s); the connection was closed and the "
+                "outcome is unknown", timeout=True)
+
+    def _call(self, shown, method, url, hdrs, body, timeout) -> _Answer:
+        """urllib3 call with errors turned into ours; the URL in messages never has userinfo."""
+        deadline = getattr(self._local, "deadline", None)
+        try:
+            resp = self._http.request(method, url, body=body, headers=hdrs, timeout=timeout,
+                                      redirect=False, retries=False, preload_content=False)
+            try:
+                data = resp.read()
+            finally:
+                if deadline is not None:
+                    deadline.detach()        # before the connection can serve another thread
+                resp.release_conn()
+            return _Answer(resp.status, data, resp.headers)
         except (NewConnectionError, ConnectTimeoutError) as e:
             raise _transport_error(f"{shown}: cannot connect ({_describe(e)})",
                                    timeout=not isinstance(e, NewConnectionError),

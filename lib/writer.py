@@ -168,6 +168,7 @@ class WriterThread(threading.Thread):
                 raise RetriesExhausted(f"gave up loading batch {label}: sinker is stopping")
             nbytes = sum(map(len, lines))
             t0 = time.monotonic()
+            self.health.load_started(self.name, label, self.loader.deadline_s)
             try:
                 resp = self.loader.load(batch.db, batch.table, label, lines, nbytes, batch.headers)
                 outcome = load_result.classify(resp.http_status, resp.body, None)
@@ -175,6 +176,8 @@ class WriterThread(threading.Thread):
             except TransportError as e:
                 outcome = load_result.classify(None, None, e)
                 body = None
+            finally:
+                self.health.load_finished(self.name)
             self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
             if body is not None:
                 self._label_used(batch.db)

@@ -1,7 +1,8 @@
 """Liveness and readiness: the two questions an orchestrator asks about a long-running sinker.
 
-Liveness ("should I restart it?") fails only when restarting helps: a worker thread died or the
-pipeline failed. Readiness ("is it doing its job?") also fails when sinker is not moving data that
+Liveness ("should I restart it?") fails only when restarting helps: a worker thread died, the
+pipeline failed, or a load has run past its deadline (the Stream Load client cuts a load off at
+its deadline, so one still running later is stuck where nothing else will end it). Readiness ("is it doing its job?") also fails when sinker is not moving data that
 is waiting: no partitions, Doris failing for longer than ``stall_s``, or lag with no progress for
 longer than ``stall_s``. A quiet topic stays ready: no traffic means no loads and no lag.
 
@@ -33,6 +34,7 @@ class Health:
         self._doris_error: str | None = None
         self._doris_error_since: float | None = None   # first error after the last OK
         self._failed: str | None = None
+        self._loads: dict[str, tuple[str, float, float]] = {}   # who -> (label, started, deadline_s)
 
     # -- events ---------------------------------------------------------------------------------
     def register_thread(self, name: str, thread: threading.Thread) -> None:
@@ -74,16 +76,28 @@ class Health:
             if self._doris_error_since is None:
                 self._doris_error_since = self._clock()
 
+    def load_started(self, who: str, label: str, deadline_s: float) -> None:
+        """``who`` (a writer thread) started one Stream Load that must end within deadline_s."""
+        with self._lock:
+            self._loads[who] = (label, self._clock(), deadline_s)
+
+    def load_finished(self, who: str) -> None:
+        with self._lock:
+            self._loads.pop(who, None)
+
     def fail(self, msg: str) -> None:
         with self._lock:
             self._failed = msg or "failed"
 
     # -- checks ---------------------------------------------------------------------------------
     def liveness(self) -> tuple[bool, dict]:
-        """Alive unless failed or a started worker thread died while it should be running."""
+        """Alive unless failed, a started worker thread died while it should be running, or a load
+        is stuck past its deadline."""
+        now = self._clock()
         with self._lock:
             phase, failed = self._phase, self._failed
             threads = dict(self._threads)
+            loads = dict(self._loads)
         states = {name: _thread_state(t) for name, t in threads.items()}
         dead = sorted(n for n, s in states.items() if s == "dead")
         reasons = []
@@ -91,7 +105,12 @@ class Health:
             reasons.append(f"pipeline failed: {failed}")
         if dead and phase not in ("draining", "stopped"):
             reasons.append(f"threads died: {', '.join(dead)}")
-        return not reasons, {"phase": phase, "threads": states, "reasons": reasons}
+        for who, (label, started, deadline_s) in sorted(loads.items()):
+            if now - started > deadline_s:
+                reasons.append(f"load stuck: {who} has been loading {label} for "
+                               f"{now - started:.0f}s, past its {deadline_s:.0f}s deadline")
+        return not reasons, {"phase": phase, "threads": states, "loads_in_progress": len(loads),
+                             "reasons": reasons}
 
     def readiness(self, stall_s: float) -> tuple[bool, dict]:
         """Ready when running, owning partitions, Doris answering, and not stuck behind lag."""

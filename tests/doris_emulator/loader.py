@@ -111,18 +111,31 @@ def decode_separator(value: str | None, default: str, name: str) -> str:
     return simple.get(value, value)
 
 
+def _fixed_zone(sign: str, hours: int, minutes: int):
+    """The zone of an offset like +08:00; None for one no zone has (24:00 and beyond, :60)."""
+    if minutes >= 60:
+        return None
+    delta = _dt.timedelta(hours=hours, minutes=minutes)
+    if delta >= _dt.timedelta(hours=24):
+        return None
+    return _dt.timezone(-delta if sign == "-" else delta)
+
+
 def _timezone(name: str):
     m = re.fullmatch(r"([+-])(\d{1,2}):?(\d{2})", name.strip())
     if m:
-        delta = _dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
-        return _dt.timezone(-delta if m.group(1) == "-" else delta)
-    if name.upper() in ("UTC", "GMT", "Z"):
-        return _dt.timezone.utc
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except Exception:  # noqa: BLE001 - any lookup failure means "unknown zone"
+        zone = _fixed_zone(m.group(1), int(m.group(2)), int(m.group(3)))
+    elif name.upper() in ("UTC", "GMT", "Z"):
+        zone = _dt.timezone.utc
+    else:
+        try:
+            zone = zoneinfo.ZoneInfo(name)
+        except Exception:  # noqa: BLE001 - any lookup failure means "unknown zone"
+            zone = None
+    if zone is None:
         raise LoadError(f"[INVALID_ARGUMENT]Unknown time zone: '{name}'; use a name like UTC or "
-                        f"Asia/Shanghai, or an offset like +08:00") from None
+                        f"Asia/Shanghai, or an offset like +08:00")
+    return zone
 
 
 def _single_char(h: Mapping[str, str], name: str) -> str | None:
@@ -380,8 +393,9 @@ def _parse_datetime(s: str, scale: int, tz) -> _dt.datetime | None:
             src = _dt.timezone.utc
         else:
             zm = re.fullmatch(r"([+-])(\d{1,2}):?(\d{2})?", zone)
-            delta = _dt.timedelta(hours=int(zm.group(2)), minutes=int(zm.group(3) or 0))
-            src = _dt.timezone(-delta if zm.group(1) == "-" else delta)
+            src = _fixed_zone(zm.group(1), int(zm.group(2)), int(zm.group(3) or 0))
+            if src is None:
+                return None                        # not a datetime: the caller rejects it
         dt = dt.replace(tzinfo=src).astimezone(tz).replace(tzinfo=None)
     return dt
 
@@ -902,6 +916,22 @@ def _exact_loads(s: str):
     return json.loads(s, parse_float=Decimal, parse_constant=_reject_constant)
 
 
+def _strict_json(src: str) -> bool:
+    try:
+        json.loads(src, parse_constant=_reject_constant)
+    except ValueError:
+        return False
+    return True
+
+
+def _lone_surrogate(obj) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class _NeedExact(Exception):
     """A float reached a DECIMAL column with more digits than a double keeps: parse the line again."""
 
@@ -919,6 +949,16 @@ def _json_docs(spec: LoadSpec, p: Plan, text: str):
             obj = _exact_loads(src) if exact else ujson.loads(src)
         except (ValueError, OverflowError) as e:
             yield f"Parse json data for JsonDoc failed. code: 2, error info: {e}", src.strip()
+            continue
+        if ("NaN" in src or "Infinity" in src) and not _strict_json(src):
+            # ujson reads NaN/Infinity; Doris's parser (simdjson) refuses them
+            yield ("Parse json data for JsonDoc failed. code: 3, error info: TAPE_ERROR: "
+                   "The JSON document has an improper structure"), src.strip()
+            continue
+        if ("\\ud" in src or "\\uD" in src) and _lone_surrogate(obj):
+            # simdjson refuses a \uD800-\uDFFF escape that is not half of a pair
+            yield ("Parse json data for JsonDoc failed. code: 10, error info: STRING_ERROR: "
+                   "Problem while parsing a string"), src.strip()
             continue
         if root is not None:
             obj = _get_path(obj, root)

@@ -72,6 +72,7 @@ def test_hex_and_escaped_separators():
     ({"jsonpaths": "not json"}, "jsonpaths"),
     ({"enclose": "ab"}, "single character"),
     ({"timezone": "Mars/Olympus"}, "time zone"),
+    ({"timezone": "+24:00"}, "time zone"),
 ])
 def test_bad_headers_fail_the_load(headers, needle):
     with pytest.raises(L.LoadError, match=needle):
@@ -159,6 +160,13 @@ def test_datetime_with_offset_converts_to_the_load_time_zone():
     assert out.rows == [("2024-03-01 08:00:00",)]
     out = load("2024-03-01 00:00:00+08:00\n", t, timezone="UTC")
     assert out.rows == [("2024-02-29 16:00:00",)]
+
+
+@pytest.mark.parametrize("offset", ["+24:00", "-24:00", "+30:00", "+05:60"])
+def test_a_datetime_with_an_offset_no_zone_has_is_not_a_datetime(offset):
+    """Not a crash of the load (the emulator's BE once dropped the connection on these)."""
+    assert one(f"2024-01-01 00:00:00{offset}", col("ts", "datetime", "DATETIME", scale=0))[0] == \
+        "filtered"
 
 
 def test_json_column_is_validated_and_compacted():
@@ -274,6 +282,25 @@ def test_json_string_number_into_int_and_bad_string():
     assert out.filtered == 1 and "column(k_tiny)" in out.errors[0][0]
     out = load('{"id": 1, "k_tiny": "many"}\n', format="json", read_json_by_line="true")
     assert out.rows[0][1] is None
+
+
+def test_json_lone_surrogate_escape_is_a_parse_error_of_its_row():
+    body = ('{"id": 1, "code": "\\ud800"}\n{"id": 2, "code": "\\ud83d\\ude00"}\n'
+            '{"id": 3, "code": "\\uDFFF x"}\n')
+    out = load(body, format="json", read_json_by_line="true")
+    assert out.total == 3 and out.filtered == 2
+    assert [r[0] for r in out.rows] == [2] and out.rows[0][6] == "\U0001F600"   # a pair is fine
+    assert all("STRING_ERROR" in reason for reason, _ in out.errors)
+    assert [src for _, src in out.errors] == [body.splitlines()[0], body.splitlines()[2]]
+
+
+def test_json_nan_or_infinity_anywhere_is_a_parse_error_of_its_row():
+    t = table(col("id", "bigint", "BIGINT"), col("j", "json", "JSON"), col("s", "varchar(32)", "VARCHAR"))
+    body = ('{"id": 1, "j": {"x": NaN}}\n{"id": 2, "j": [Infinity]}\n{"id": 3, "s": "NaN"}\n'
+            '{"id": 4, "j": {"Infinity": -1}}\n')
+    out = load(body, t, format="json", read_json_by_line="true")
+    assert out.filtered == 2 and all("Parse json data" in reason for reason, _ in out.errors)
+    assert out.rows == [(3, None, "NaN"), (4, '{"Infinity":-1}', None)]   # in strings: text
 
 
 def test_json_decimal_keeps_all_digits():

@@ -128,6 +128,26 @@ def read_dead_letters(path) -> list[dict]:
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 
 
+def read_topic(bootstrap, topic, count: int, timeout: float = 30) -> list:
+    """The first ``count`` records of a one-partition topic, read from the beginning."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False,
+                      max_partition_fetch_bytes=8 * 1024 * 1024)
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    got: list = []
+    try:
+        def more():
+            for records in c.poll(timeout_ms=500).values():
+                got.extend(records)
+            return len(got) >= count
+        wait_for(more, timeout, 0, f"{count} records on {topic}")
+        return got[:count]
+    finally:
+        c.close(autocommit=False)
+
+
 def committed_offsets(bootstrap, group, topic, partitions) -> dict[int, int | None]:
     from kafka import KafkaConsumer, TopicPartition
     c = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False)

@@ -488,14 +488,17 @@ def _port_open(port: int) -> bool:
 # -- client helpers ----------------------------------------------------------------------------
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout: float = 30) -> None:
-    """Create a topic (no-op if it exists) and wait until every partition has a leader."""
+def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout: float = 30,
+                 configs: dict[str, str] | None = None) -> None:
+    """Create a topic (no-op if it exists) and wait until every partition has a leader;
+    ``configs`` are topic configs such as ``{"max.message.bytes": "20000"}``."""
     from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
     admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
     try:
         try:
-            admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}})
+            admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=dict(configs or {}))])
         except TopicAlreadyExistsError:
             pass
         admin.wait_for_topics([topic], timeout_ms=int(timeout * 1000))

@@ -151,3 +151,33 @@ def test_partition_batches_drop_open_batches_of_revoked_partitions():
     assert sealed == [] and dropped == 2
     t._seal(t.cuts.seal_all("shutdown"))
     assert [x.ranges for x in drain(outq)] == [{("t", 1): (1, 1)}]
+
+
+def test_aligned_batches_of_large_messages_are_cut_by_bytes_whatever_the_poll_sizes():
+    """Large messages: a chunk is also cut where its value bytes reach max_bytes, and those cuts
+    too depend only on the records (and where the batch started), never on the polls."""
+    sizes = [300, 50, 700, 10, 10, 990, 400, 400, 400, 1, 0, 2000, 5, 5, 5, 5, 600, 600, 0, 3]
+    values = {o: b"x" * n for o, n in enumerate(sizes)}
+
+    def poll(lo, hi):
+        return {TopicPartition("t", 0): [r._replace(value=values[r.offset])
+                                         for r in recs("t", 0, range(lo, hi))]}
+
+    def run(slices):
+        t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(8, nb, max_bytes=1000))
+        for lo, hi in slices:
+            add(t, poll(lo, hi))
+        t._seal(t.cuts.seal_all("shutdown"))
+        return [(x.ranges[("t", 0)], x.reason, x.label) for x in drain(outq)]
+
+    one = run([(0, 20)])
+    assert one == run([(i, i + 1) for i in range(20)]) == run([(0, 3), (3, 11), (11, 17), (17, 20)])
+    assert [(r, why) for r, why, _ in one] == [
+        ((0, 2), "bytes"), ((3, 5), "bytes"), ((6, 7), "rows"),   # 300+50+700 ≥ 1000; chunk end 7
+        ((8, 11), "bytes"), ((12, 15), "rows"),                   # 400+1+0+2000; chunk end 15
+        ((16, 17), "bytes"), ((18, 19), "shutdown")]
+    # a resume from a batch's first offset cuts the rest the same way
+    assert run([(12, 20)]) == one[4:]
+    assert run([(3, 20)]) == one[1:]
+    # no batch holds (much) more than max_bytes: at most the one message that reached it
+    assert all(sum(sizes[o] for o in range(lo, hi + 1)) - sizes[hi] < 1000 for (lo, hi), _, _ in one)

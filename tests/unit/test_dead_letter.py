@@ -11,7 +11,7 @@ import pytest
 import lib
 from lib import dead_letter_sinks
 from lib.config import DeadLetterConfig, KafkaConfig
-from lib.dead_letter import DeadLetter, category, to_json
+from lib.dead_letter import DeadLetter, category, original_value, to_json, truncated_json
 from lib.dead_letter_sinks import FileSink, open_sink
 from lib.errors import ConfigError
 
@@ -34,8 +34,8 @@ def test_to_json_is_one_line_with_all_fields():
     assert rec["timestamp"] == 1_700_000_000_000 and rec["table"] == "db.t"
     assert rec["reason"] == "conversion: id is not an int" and rec["category"] == "conversion"
     assert rec["column"] == "id"
-    assert base64.b64decode(rec["value_b64"]) == GOOD.value
-    assert rec["value"] == '{"id":"é\n"}'
+    assert rec["value"] == '{"id":"é\n"}' and "value_b64" not in rec    # the value once, as text
+    assert original_value(rec) == GOOD.value
     assert rec["sinker_version"] == lib.__version__
     assert rec["at"].endswith("Z") and "T" in rec["at"]
 
@@ -48,9 +48,10 @@ def test_file_round_trip_keeps_exact_bytes(tmp_path):
     sink.flush()
     recs = read_records(path)
     assert [r["offset"] for r in recs] == [1234, 7, 8]
-    assert base64.b64decode(recs[0]["value_b64"]) == GOOD.value
+    assert recs[0]["value"].encode() == GOOD.value and "value_b64" not in recs[0]
     assert base64.b64decode(recs[1]["value_b64"]) == b"\xff\xfe{not json"
     assert "value" not in recs[1]                                 # not utf-8: only the b64 form
+    assert [original_value(r) for r in recs] == [GOOD.value, BAD_UTF8.value, None]
     assert recs[1]["category"] == "invalid_json" and recs[1]["column"] is None
     assert "value_b64" not in recs[2] and "value" not in recs[2]
     assert recs[2]["category"] == category("tombstone") == "other" and recs[2]["table"] == "db.u"
@@ -162,3 +163,37 @@ def test_open_sink(tmp_path):
         open_sink(DeadLetterConfig(type="s3"), KafkaConfig())
     with pytest.raises(ConfigError, match="topic"):
         open_sink(DeadLetterConfig(type="kafka", topic=None), KafkaConfig())
+
+
+def test_a_record_is_about_as_large_as_its_value():
+    big = DeadLetter("events", 0, 1, 2, b"x" * 450_000, "conversion: too long", "s")
+    assert 450_000 < len(to_json(big, "db.t")) < 451_000          # not twice (text + base64)
+    surrogate = DeadLetter("events", 0, 2, 2, '"\ud800"'.encode("utf-8", "surrogatepass"), "x: y")
+    rec = json.loads(to_json(surrogate, "db.t"))                  # encoded surrogate: not UTF-8
+    assert "value" not in rec and original_value(rec) == surrogate.value
+
+
+@pytest.mark.parametrize("value", [
+    "a" * 5000,
+    "é€😀" * 2000,                        # multi-byte characters are never split
+    '"\n\\\x01' * 1000,                  # escapes make the JSON longer than the bytes
+])
+def test_truncated_record_fits_and_keeps_a_prefix(value):
+    raw = value.encode()
+    dl = DeadLetter("events", 3, 9, 5, raw, "too_long: column s", "s")
+    for limit in (700, 2000, 4321):
+        line = truncated_json(dl, "db.t", limit, "/var/spill.jsonl")
+        assert len(line) <= limit and b"\n" not in line
+        rec = json.loads(line)
+        assert rec["value_truncated"] is True and rec["value_bytes"] == len(raw)
+        assert rec["spilled_to"] == "/var/spill.jsonl" and rec["offset"] == 9
+        kept = original_value(rec)
+        assert raw.startswith(kept) and len(kept) > limit // 10
+
+
+def test_truncated_binary_value_keeps_a_base64_prefix():
+    raw = bytes(range(256)) * 40
+    dl = DeadLetter("events", 0, 1, None, raw, "invalid_json: bad byte")
+    rec = json.loads(truncated_json(dl, "db.t", 3000, "spill.jsonl"))
+    assert "value" not in rec and raw.startswith(original_value(rec))
+    assert len(original_value(rec)) > 1000 and rec["value_bytes"] == len(raw)

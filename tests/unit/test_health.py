@@ -157,3 +157,20 @@ def test_detail_is_json_friendly(clock):
     h.doris_error("x")
     json.dumps(h.readiness(STALL)[1])
     json.dumps(h.liveness()[1])
+
+
+def test_a_load_past_its_deadline_fails_liveness_until_it_ends(clock):
+    h = running(clock)
+    h.load_started("writer-0", "sinker_db_t_abc", 630.0)
+    clock.advance(600)
+    ok, detail = h.liveness()
+    assert ok and detail["loads_in_progress"] == 1          # long, but within its deadline
+    clock.advance(31)
+    ok, detail = h.liveness()
+    assert not ok
+    assert detail["reasons"] == ["load stuck: writer-0 has been loading sinker_db_t_abc for 631s, "
+                                 "past its 630s deadline"]
+    h.load_finished("writer-0")
+    ok, detail = h.liveness()
+    assert ok and detail["loads_in_progress"] == 0
+    h.load_finished("writer-0")                              # finishing twice is harmless

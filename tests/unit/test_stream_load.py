@@ -618,3 +618,67 @@ def test_hostname_mismatch_message_says_what_to_check(servers, tls_files):
     msg = str(exc.value)
     assert "does not name the host" in msg and "subjectAltName" in msg, msg
     assert fe.requests == []
+
+
+# -- the total deadline of a load ---------------------------------------------------------------
+def stalls_mid_body(length: int | None, trickle_s: float | None):
+    """Answer the status line, headers and a few bytes of the body, then stall (trickle_s None)
+    or send one more byte every trickle_s seconds: never the whole body, until the test ends."""
+    def behave(req, h):
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+        if length is not None:
+            h.wfile.write(f"Content-Length: {length}\r\n".encode())
+        h.wfile.write(b'\r\n{"Status": "Succ')
+        h.wfile.flush()
+        fake = h.server.fake
+        while not fake.release.wait(trickle_s if trickle_s is not None else None):
+            try:
+                h.wfile.write(b" ")
+                h.wfile.flush()
+            except OSError:
+                return None              # the client gave up: the deadline closed the socket
+        return None
+    return behave
+
+
+def deadline_loader(be, **kw) -> StreamLoader:
+    loader = StreamLoader(cfg([be.addr], be_hosts=(be.addr,), load_timeout_s=1.0, **kw))
+    loader.deadline_s = 1.0           # the read timeout stays 31 s: only the deadline can end it
+    return loader
+
+
+@pytest.mark.parametrize("length,trickle_s", [
+    (100_000, 0.05),      # a byte every 50 ms: no single read ever times out
+    (None, None),         # no Content-Length, then silence: a cut body must not look complete
+])
+def test_a_load_that_stalls_mid_body_ends_at_its_deadline(servers, length, trickle_s):
+    be = servers(stalls_mid_body(length, trickle_s))
+    loader = deadline_loader(be)
+    with pytest.raises(TransportError) as err:
+        loader.load("db", "t", "l1", LINES, NBYTES, HDRS)
+    assert err.value.timeout and "no complete answer within 1s" in str(err.value)
+    assert PASSWORD not in str(err.value)
+
+
+def test_an_error_url_that_trickles_ends_at_the_deadline(servers):
+    be = servers(stalls_mid_body(100_000, 0.05))
+    loader = deadline_loader(be)
+    with pytest.raises(TransportError) as err:
+        loader.fetch_error_rows(f"http://{be.addr}/api/_load_error_log?file=x")
+    assert err.value.timeout and "no complete answer" in str(err.value)
+
+
+def test_the_next_load_after_an_expired_one_succeeds(servers):
+    stalled = threading.Event()
+
+    def first_stalls(req, h):
+        if not stalled.is_set():
+            stalled.set()
+            return stalls_mid_body(100_000, 0.05)(req, h)
+        return success(req, h)
+    be = servers(first_stalls)
+    loader = deadline_loader(be)
+    with pytest.raises(TransportError):
+        loader.load("db", "t", "l1", LINES, NBYTES, HDRS)
+    resp = loader.load("db", "t", "l1", LINES, NBYTES, HDRS)      # same label: the retry
+    assert resp.body["Status"] == "Success" and resp.body["NumberLoadedRows"] == 3

@@ -35,6 +35,8 @@ class LineMapper:
 class FakeDoris:
     """Refuses any load that contains a line in `bad`; `script` gives canned answers first."""
 
+    deadline_s = 660.0                # StreamLoader: load_timeout_s + its deadline margin
+
     def __init__(self, bad=(), error_url=False, script=()):
         self.bad, self.error_url, self.script = set(bad), error_url, list(script)
         self.calls, self.loaded = [], []
@@ -217,3 +219,19 @@ def test_backoff_grows_is_capped_and_busy_starts_higher():
     assert top == [1, 2, 4, 8, 8, 8]
     assert backoff_s(1, cfg, rng=lambda: 0.0) == 0.5
     assert backoff_s(1, cfg, busy=True, rng=lambda: 1.0) == 5
+
+
+def test_health_sees_each_load_while_it_runs():
+    events = Events()
+    doris = FakeDoris(script=[TransportError("reset")])
+    w = writer(doris, events)
+    seen = []
+    real_load = doris.load
+
+    def load(*args):
+        seen.append(w.health.liveness()[1]["loads_in_progress"])
+        return real_load(*args)
+    doris.load = load
+    w.deliver(make_batch([b"a"]))
+    assert seen == [1, 1]                                   # the failed attempt and the retry
+    assert w.health.liveness()[1]["loads_in_progress"] == 0  # finished, also after the failure
