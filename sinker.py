@@ -186,12 +186,27 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
     err = click.get_text_stream("stderr")
     err.write(f"dry-run: {summary.messages} messages read, {summary.rows} rows mapped "
               f"({summary.bytes} bytes), {len(summary.dead)} would go to the dead-letter output\n")
-    err.write("headers: " + ", ".join(f"{k}={v!r}" for k, v in summary.headers.items()) + "\n")
+    err.write(_curl_lines(cfg, summary.headers, output or "body." + cfg.mapping.format))
     for reason, n in summary.reasons().most_common():
         err.write(f"  {reason}: {n}\n")
         for dl in [x for x in summary.dead if category(x.reason) == reason][:3]:
             err.write(f"    partition {dl.partition} offset {dl.offset}: {dl.reason}\n")
     sys.exit(5 if summary.dead else 0)
+
+
+def _curl_lines(cfg, headers, body_path) -> str:
+    """The load as a curl command (without a label), each header as it goes on the wire (``\\x09`` is Doris's hex
+    form, sent as those four characters), shell-quoted so it can be pasted as is."""
+    import shlex
+    from lib.stream_load import load_headers
+    fe = cfg.doris.fe_addresses[0]
+    url = (f"{'https' if cfg.doris.https else 'http'}://{fe.netloc}/api/{cfg.doris.database}/"
+           f"{cfg.doris.table}/_stream_load")
+    hdrs = load_headers(cfg.doris, headers, "")
+    del hdrs["label"]        # sinker's labels are per batch; without one Doris makes one up
+    lines = [f"curl --location-trusted -u {shlex.quote(cfg.doris.user)} -T {shlex.quote(body_path)}"]
+    lines += [f"  -H {shlex.quote(f'{k}: {v}')}" for k, v in hdrs.items()]
+    return "Stream Load headers, as curl sends them:\n" + " \\\n".join(lines + [f"  {url}"]) + "\n"
 
 
 @cli.command(context_settings=CONTEXT)

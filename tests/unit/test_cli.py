@@ -54,3 +54,20 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(sinker.cli, ["check", "-c", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert "nope.yaml" in result.output
+
+
+def test_dry_run_prints_headers_as_a_curl_command_that_sends_them_as_sinker_does():
+    import shlex
+    from lib.config import config_from_dict
+    from lib.mapping import Mapper
+    from lib.doris_types import Column, parse_type
+    cfg = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"]},
+                            "doris": {"fe_hosts": ["fe1:8030"], "database": "d", "table": "t"}}, env={})
+    mapper = Mapper([Column("a", parse_type("int"))], cfg.mapping, timezone="UTC")
+    text = sinker._curl_lines(cfg, mapper.headers(), "body.csv")
+    words = shlex.split(text.split("\n", 1)[1].replace("\\\n", " "))
+    assert words[:5] == ["curl", "--location-trusted", "-u", "root", "-T"]
+    sent = dict(w.split(": ", 1) for w in words[words.index("-H") + 1::2] if ": " in w)
+    assert sent["column_separator"] == "\\x09" and sent["line_delimiter"] == "\\x0a"
+    assert sent["escape"] == "\\" and sent["enclose"] == '"' and sent["max_filter_ratio"] == "0"
+    assert words[-1] == "http://fe1:8030/api/d/t/_stream_load"
