@@ -36,6 +36,7 @@ def test_version_and_help_everywhere():
     out = sinker("version")
     assert out.returncode == 0 and out.stdout.startswith("sinker 0.1.0 (python ")
     for cmd in ([], ["run"], ["schema"], ["schema", "describe"], ["dry-run"], ["replay"], ["check"],
+                ["init"], ["dead-letters"], ["dead-letters", "resend"],
                 ["version"]):
         r = sinker(*cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)
