@@ -167,6 +167,8 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
             raise Misfit(f"mapping.columns names {', '.join(map(repr, missing))}, which "
                          f"{cfg.doris.database}.{cfg.doris.table} does not have (columns: "
                          f"{', '.join(sorted(names))}): add the column or fix mapping.columns")
+        if not cfg.mapping.columns:
+            return "mapping.columns is empty: each column takes the JSON field of its name"
         return f"all {len(cfg.mapping.columns)} entries of mapping.columns are columns of the table"
 
     def sample_messages():
