@@ -78,7 +78,8 @@ def cli():
 
     Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris or Kafka refused for
     good (auth, TLS trust, table, schema); 4 retries exhausted or dependency down (nothing past
-    it committed); 5 some messages failed (dry-run/check/replay) or interrupted twice; 6 another
+    it committed); 5 some messages failed (dry-run/replay), check found a misfit, or
+    interrupted twice; 6 another
     run of the same replay holds its lock.
     """
 
@@ -154,6 +155,103 @@ def schema_describe(config_path, table, fmt):
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--table", "table", metavar="DB.TABLE", required=True, help="The Doris table to load into.")
+@click.option("-c", "--config", "out_path", type=click.Path(dir_okay=False), default="sinker.yaml",
+              show_default=True, help="Where to write the config.")
+@click.option("--brokers", metavar="HOST:PORT,...", envvar="SINKER_KAFKA_BROKERS",
+              help="Kafka bootstrap brokers (env SINKER_KAFKA_BROKERS); unset: a CHANGE ME placeholder.")
+@click.option("--topic", help="The topic to read (default: the table's name).")
+@click.option("--fe-host", default="127.0.0.1", show_default=True, metavar="HOST[:HTTP_PORT]",
+              help="A Doris FE to read the schema from.")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8030, show_default=True,
+              help="The FE's HTTP (Stream Load) port, written into the config.")
+@click.option("--query-port", type=click.IntRange(1, 65535), default=9030, show_default=True,
+              help="The FE's MySQL-protocol port.")
+@click.option("--user", default="root", show_default=True, envvar="SINKER_DORIS_USER",
+              help="Doris user (env SINKER_DORIS_USER); the password comes from SINKER_DORIS_PASSWORD.")
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@handle_errors
+def init(table, out_path, brokers, topic, fe_host, http_port, query_port, user, force):
+    """Write a commented starting config for DB.TABLE from the table's schema (DESCRIBE).
+
+    Every column is listed with its type and what a message without it loads. Refuses to
+    overwrite an existing file without --force. Next: sinker check -c FILE.
+    """
+    import os
+    from lib.commands.init import render_config
+    from lib.config import DorisConfig, config_from_dict
+    from lib.schema import fetch_schema
+    import yaml
+    db, tbl = _table_override(table).values()
+    if os.path.exists(out_path) and not force:
+        raise click.UsageError(f"{out_path} exists; pass --force to overwrite it, or -c NEW_FILE")
+    broker_list = [b.strip() for b in (brokers or "").split(",") if b.strip()]
+    fe = fe_host if ":" in fe_host else f"{fe_host}:{http_port}"
+    doris = DorisConfig(fe_hosts=(fe,), http_port=http_port, query_port=query_port, user=user,
+                        password=os.environ.get("SINKER_DORIS_PASSWORD", ""))
+    columns = fetch_schema(doris, db, tbl)
+    text = render_config(columns, database=db, table=tbl, brokers=broker_list or ["kafka-1:9092"],
+                         topic=topic or tbl, fe_hosts=[fe_host], http_port=http_port,
+                         query_port=query_port, user=user, brokers_given=bool(broker_list))
+    config_from_dict(yaml.safe_load(text), env={})     # what we write must load as written
+    tmp = f"{out_path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, out_path)
+    click.echo(f"wrote {out_path}: {len(columns)} columns of {db}.{tbl}, topic {topic or tbl}"
+               + ("" if broker_list else "; set kafka.brokers (CHANGE ME)")
+               + f"\nnext: sinker check -c {out_path}")
+
+
+@cli.group("dead-letters", context_settings=CONTEXT)
+def dead_letters():
+    """Work with the dead-letter file: load corrected messages back into Doris."""
+
+
+@dead_letters.command("resend", context_settings=CONTEXT)
+@config_option
+@click.option("--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A dead-letter file (JSON lines), its `value` fields corrected.")
+@click.option("--table", metavar="DB.TABLE",
+              help="Load every line into this table (default: doris.table, only lines recorded for it).")
+@click.option("--dry-run", is_flag=True, help="Map the lines and report; load nothing, write nothing.")
+@handle_errors
+def dead_letters_resend(config_path, path, table, dry_run):
+    """Load the dead letters of FILE into Doris through the same mapping and checks as `run`.
+
+    Each line's `value` (the text; or `value_b64` when `value` is absent) is mapped again and
+    loaded under labels made from the file's name, its line ranges and the lines' Kafka
+    offsets: running the same file again loads nothing twice while Doris remembers the labels
+    (12 hours by default). Rows that fail again go to FILE's name with .failed.jsonl (rewritten
+    by every run); exit 5 when there are any.
+    """
+    cfg = load(config_path, _table_override(table))
+    setup_logs(cfg)
+    from lib.commands import resend as r
+    from lib.schema import SchemaSource
+    mapper = SchemaSource(cfg).mapper()
+    target = f"{cfg.doris.database}.{cfg.doris.table}"
+    summary = r.resend(cfg, path, mapper, only_table=None if table else target, dry_run=dry_run)
+    verb = "would load" if dry_run else "loaded"
+    ok = summary.sent - len(summary.failed)
+    click.echo(f"dead-letters resend{' (dry run)' if dry_run else ''}: {summary.lines} lines in "
+               f"{path}, {summary.sent} sent to {target} in {summary.chunks} loads: {ok} {verb}"
+               + ("" if dry_run else " (rows an earlier resend of this file loaded count as loaded)")
+               + f", {len(summary.failed)} failed")
+    for reason, n in summary.skipped.most_common():
+        click.echo(f"  skipped {n}: {reason}")
+    for reason, n in summary.failed_reasons().most_common():
+        click.echo(f"  failed {n}: {reason}")
+    if summary.failed_path:
+        click.echo(f"rows that failed again: {summary.failed_path} (fix them and resend that file)")
+    if any(s.kafka == "key" for s in cfg.mapping.columns) and not dry_run:
+        click.echo("note: dead-letter files keep no Kafka key: @kafka.key columns loaded NULL "
+                   "unless the lines carry key or key_b64",
+                   err=True)
+    sys.exit(5 if summary.failed else 0)
+
+
 def _table_override(table):
     if not table:
         return None
@@ -195,12 +293,27 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
     err = click.get_text_stream("stderr")
     err.write(f"dry-run: {summary.messages} messages read, {summary.rows} rows mapped "
               f"({summary.bytes} bytes), {len(summary.dead)} would go to the dead-letter output\n")
-    err.write("headers: " + ", ".join(f"{k}={v!r}" for k, v in summary.headers.items()) + "\n")
+    err.write(_curl_lines(cfg, summary.headers, output or "body." + cfg.mapping.format))
     for reason, n in summary.reasons().most_common():
         err.write(f"  {reason}: {n}\n")
         for dl in [x for x in summary.dead if category(x.reason) == reason][:3]:
             err.write(f"    partition {dl.partition} offset {dl.offset}: {dl.reason}\n")
     sys.exit(5 if summary.dead else 0)
+
+
+def _curl_lines(cfg, headers, body_path) -> str:
+    """The load as a curl command (without a label), each header as it goes on the wire (``\\x09`` is Doris's hex
+    form, sent as those four characters), shell-quoted so it can be pasted as is."""
+    import shlex
+    from lib.stream_load import load_headers
+    fe = cfg.doris.fe_addresses[0]
+    url = (f"{'https' if cfg.doris.https else 'http'}://{fe.netloc}/api/{cfg.doris.database}/"
+           f"{cfg.doris.table}/_stream_load")
+    hdrs = load_headers(cfg.doris, headers, "")
+    del hdrs["label"]        # sinker's labels are per batch; without one Doris makes one up
+    lines = [f"curl --location-trusted -u {shlex.quote(cfg.doris.user)} -T {shlex.quote(body_path)}"]
+    lines += [f"  -H {shlex.quote(f'{k}: {v}')}" for k, v in hdrs.items()]
+    return "Stream Load headers, as curl sends them:\n" + " \\\n".join(lines + [f"  {url}"]) + "\n"
 
 
 @cli.command(context_settings=CONTEXT)
@@ -294,23 +407,31 @@ def _timestamp_ms(value, hint):
 @cli.command(context_settings=CONTEXT)
 @config_option
 @click.option("--sample", type=click.IntRange(0), default=100, show_default=True,
-              help="Messages to map as a schema check.")
+              help="Messages to map as a schema check (read after the group's commits).")
+@click.option("--max-bad-ratio", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Fail the sample step only when more than this share would be dead letters.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handle_errors
-def check(config_path, sample, fmt):
-    """Connect to Kafka and Doris as `run` would; print pass/fail per step (exit 0 if all pass)."""
+def check(config_path, sample, max_bad_ratio, fmt):
+    """Connect to Kafka and Doris as `run` would; print PASS/FAIL/SKIP per step.
+
+    Nothing is loaded, nothing is committed. Exit status: 0 all steps passed; 2 the config is
+    invalid; 3 refused (Kafka login or certificate, Doris user or password); 4 unreachable (a
+    broker, FE, BE or the query port did not answer); 5 misfit (topic or table missing, mapped
+    columns the table lacks, sampled messages that would be dead letters above --max-bad-ratio,
+    a dead-letter output run could not write). When several steps fail, the lowest code wins.
+    """
     cfg = load(config_path)
-    from lib.commands.check import run_checks
-    steps = run_checks(cfg, sample=sample)
+    from lib.commands.check import exit_code, run_checks
+    steps = run_checks(cfg, sample=sample, max_bad_ratio=max_bad_ratio)
     if fmt == "json":
         import json
-        click.echo(json.dumps([s.__dict__ for s in steps], indent=2))
+        click.echo(json.dumps([s.as_dict() for s in steps], indent=2))
     else:
         for s in steps:
-            mark = "PASS" if s.ok else "FAIL"
-            click.echo(f"{mark}  {s.name}: {s.detail}")
-    sys.exit(0 if all(s.ok for s in steps) else 5)
+            click.echo(f"{s.status}  {s.name}: {s.detail}")
+    sys.exit(exit_code(steps))
 
 
 def main():

@@ -69,9 +69,9 @@ def host_port(entry: str, default_port: int) -> HostPort:
 
 @dataclass(frozen=True)
 class KafkaConfig:
-    brokers: tuple[str, ...] = ("127.0.0.1:9092",)
+    brokers: tuple[str, ...] = ()           # required (or env SINKER_KAFKA_BROKERS): no guessed default
     topics: tuple[str, ...] = ()
-    group_id: str = "sinker"
+    group_id: str | None = None             # unset: "sinker.<database>.<table>", one group per target
     client_id: str = "sinker"
     start_from: str = "earliest"            # earliest | latest: where a new group starts reading
     max_poll_records: int = 2000
@@ -349,13 +349,27 @@ def config_from_dict(d: dict, env: Mapping | None = None, overrides: dict | None
                 bad.add(key)
         else:
             problems.append(_unknown(key, key, [*SECTIONS, *sorted(TOP_LEVEL)]))
-    cfg = Config(**kwargs)
+    cfg = _derive_group_id(Config(**kwargs))
     _check(cfg, bad, problems)
     if problems:
         err = ConfigError("\n".join(problems))
         err.problems = problems
         raise err
     return cfg
+
+
+def default_group_id(database: str, table: str) -> str:
+    """The group of a config without ``kafka.group_id``: one per target table, so two sinkers
+    loading different tables from the same topic never share (and split) one group's offsets."""
+    return f"sinker.{database}.{table}"
+
+
+def _derive_group_id(cfg: Config) -> Config:
+    if cfg.kafka.group_id is not None or not (cfg.doris.database and cfg.doris.table):
+        return cfg
+    kafka = dataclasses.replace(cfg.kafka,
+                                group_id=default_group_id(cfg.doris.database, cfg.doris.table))
+    return dataclasses.replace(cfg, kafka=kafka)
 
 
 def redacted(cfg: Config) -> dict:
@@ -666,10 +680,12 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
         want("kafka.topics", bool(_TOPIC.match(t)),
              f"{t!r} is not a Kafka topic name (letters, digits, '.', '_', '-')")
     want("kafka.brokers", bool(k.brokers),
-         "required: list the bootstrap brokers as host:port (or env SINKER_KAFKA_BROKERS)")
+         "required: list the bootstrap brokers, e.g. brokers: [kafka-1:9092, kafka-2:9092], "
+         "or set env SINKER_KAFKA_BROKERS=kafka-1:9092,kafka-2:9092")
     for b in k.brokers:
         want("kafka.brokers", _valid_hostport(b), f"{b!r} is not host:port, e.g. kafka-1:9092")
-    want("kafka.group_id", bool(k.group_id.strip()), "must not be empty")
+    want("kafka.group_id", k.group_id is None or bool(k.group_id.strip()),
+         "must not be empty (leave it out to use sinker.<database>.<table>)")
     want("kafka.client_id", bool(k.client_id.strip()), "must not be empty")
     one_of("kafka.start_from", k.start_from, ("earliest", "latest"))
     positive("kafka", k, "max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes",

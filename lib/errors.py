@@ -8,7 +8,9 @@ Exit codes (documented in the README):
      SASL authentication, TLS certificate not trusted or rejected): fix the server or the config
   4  retries exhausted or a dependency down for too long: nothing past the failure was committed;
      a restart re-reads from the last commit
-  5  some messages failed (dry-run / check / replay summary) or the run was interrupted twice
+  5  some messages failed (dry-run / replay / dead-letters resend summary), check found a misfit
+     (lib/commands/check.py: check also exits 3 refused, 4 unreachable), or the run was
+     interrupted twice
   6  another run of the same replay is still going (its lock is held)
 """
 from __future__ import annotations

@@ -51,6 +51,18 @@ _RESERVED = frozenset(("authorization", "content-length", "transfer-encoding", "
                        "host", "max_filter_ratio"))
 
 
+def load_headers(doris_cfg, headers: dict[str, str], label: str) -> dict[str, str]:
+    """The Stream Load headers of a load, as they go on the wire (without credentials and
+    Content-Length): the mapper's, the load timeout, the label and ``max_filter_ratio: 0``."""
+    hdrs = {"timeout": str(max(1, int(doris_cfg.load_timeout_s)))}
+    for k, v in (headers or {}).items():
+        if k.lower() not in _RESERVED:
+            hdrs[k] = v
+    hdrs["label"] = label
+    hdrs["max_filter_ratio"] = "0"
+    return hdrs
+
+
 @dataclass
 class _Answer:
     status: int
@@ -371,12 +383,7 @@ class StreamLoader:
 
     # -- loading paths ------------------------------------------------------------------------
     def _load_headers(self, label: str, nbytes: int, headers: dict[str, str]) -> dict[str, str]:
-        hdrs = {"Expect": "100-continue", "timeout": str(max(1, int(self.cfg.load_timeout_s)))}
-        for k, v in (headers or {}).items():
-            if k.lower() not in _RESERVED:
-                hdrs[k] = v
-        hdrs["label"] = label
-        hdrs["max_filter_ratio"] = "0"
+        hdrs = {"Expect": "100-continue", **load_headers(self.cfg, headers, label)}
         hdrs["Authorization"] = self._auth
         hdrs["Content-Length"] = str(nbytes)
         return hdrs

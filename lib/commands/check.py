@@ -1,18 +1,42 @@
-"""``sinker check``: connect to Kafka and Doris as ``run`` would and report each step."""
+"""``sinker check``: connect to Kafka and Doris as ``run`` would and report each step.
+
+Each failed step carries the exit code that says what kind of problem it is, so a script can
+tell them apart: 3 refused (credentials, certificates), 4 unreachable (nothing answered), 5 a
+misfit between the config and the cluster or the data (topic or table missing, mapped columns
+the table lacks, sampled messages that do not map past ``max_bad_ratio``, a dead-letter output
+``run`` could not write to).
+"""
 from __future__ import annotations
 
+import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from .. import load_result
 from ..config import HostPort
-from ..errors import SinkerError
+from ..dead_letter import category
+from ..errors import ConfigError, SchemaError, SinkerError
 from ..kafka_client import KafkaReader, TopicPartition
 from ..schema import SchemaSource, connect
 from ..stream_load import StreamLoader
 from .dry_run import dry_run
+
+REFUSED, UNREACHABLE, MISFIT = 3, 4, 5
+
+
+class Misfit(SinkerError):
+    """The config and the cluster (or the data) do not fit: a retry cannot help, a fix can."""
+    exit_code = MISFIT
+
+
+class Unreachable(SinkerError):
+    exit_code = UNREACHABLE
+
+
+class Refused(SinkerError):
+    exit_code = REFUSED
 
 
 @dataclass
@@ -20,6 +44,31 @@ class Step:
     name: str
     ok: bool
     detail: str
+    code: int = 0            # 0 passed; else REFUSED, UNREACHABLE or MISFIT
+    skipped: bool = False    # not run because a step it needs failed
+
+    @property
+    def status(self) -> str:
+        return "SKIP" if self.skipped else "PASS" if self.ok else "FAIL"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "status": self.status.lower()}
+
+
+def exit_code(steps: list[Step]) -> int:
+    """0 when every step passed, else the lowest code of the failed ones: what to fix first
+    (credentials before reachability before fit)."""
+    return min((s.code for s in steps if not s.ok and not s.skipped), default=0)
+
+
+def _code(e: BaseException) -> int:
+    if isinstance(e, SchemaError):
+        return MISFIT                      # the table is missing or has no columns
+    if isinstance(e, SinkerError) and e.exit_code in (REFUSED, UNREACHABLE, MISFIT):
+        return e.exit_code
+    if isinstance(e, ConfigError):
+        return REFUSED                     # e.g. a client key that cannot be decrypted
+    return UNREACHABLE                     # sockets, timeouts, anything that did not answer
 
 
 def _timed(name, fn) -> Step:
@@ -28,12 +77,12 @@ def _timed(name, fn) -> Step:
         detail = fn()
         return Step(name, True, f"{detail} ({(time.monotonic() - t0) * 1000:.0f} ms)")
     except SinkerError as e:
-        return Step(name, False, str(e))
+        return Step(name, False, str(e), _code(e))
     except Exception as e:  # noqa: BLE001 - a check reports, it does not crash
-        return Step(name, False, f"{type(e).__name__}: {e}")
+        return Step(name, False, f"{type(e).__name__}: {e}", _code(e))
 
 
-def run_checks(cfg, sample: int = 100) -> list[Step]:
+def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step]:
     steps: list[Step] = []
     state: dict = {}
 
@@ -48,7 +97,8 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
         for t in cfg.kafka.topics:
             parts = c.partitions_for_topic(t)
             if not parts:
-                raise SinkerError(f"topic {t!r} does not exist")
+                raise Misfit(f"topic {t!r} does not exist on {', '.join(cfg.kafka.brokers)}: "
+                             "create it or fix kafka.topics")
             out.append(f"{t}: {len(parts)} partitions")
             state.setdefault("tps", []).extend((t, p) for p in parts)
         return "; ".join(out)
@@ -75,23 +125,22 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
                     continue
                 outcome = load_result.classify(resp.http_status, resp.body, None)
                 if outcome.reason == "auth":
-                    raise SinkerError(f"FE {fe} refused user {cfg.doris.user!r}: check doris.user "
-                                      "and SINKER_DORIS_PASSWORD")
+                    raise Refused(f"FE {fe} refused user {cfg.doris.user!r}: check doris.user "
+                                  "and SINKER_DORIS_PASSWORD")
                 if resp.http_status != 307 or not location:
-                    raise SinkerError(f"FE {fe} answered HTTP {resp.http_status} "
-                                      f"{resp.body or ''} instead of a redirect")
+                    err = Misfit if outcome.reason == "table_not_found" else Unreachable
+                    raise err(f"FE {fe} answered HTTP {resp.http_status} "
+                              f"{resp.body or ''} instead of a redirect")
                 state["location"] = location
                 return f"FE {fe} accepted the credentials and redirects to a BE"
         finally:
             loader.close()
-        raise SinkerError("no FE answered: " + "; ".join(errors))
+        raise Unreachable("no FE answered: " + "; ".join(errors))
 
     def be_reachable():
         loc = urlsplit(state["location"]) if "location" in state else None
         targets = list(cfg.doris.be_addresses) or (
             [HostPort(loc.hostname, loc.port or (443 if loc.scheme == "https" else 80))] if loc else [])
-        if not targets:
-            raise SinkerError("no BE to try: the FE check failed")
         for be in targets:
             with socket.create_connection(be, timeout=cfg.doris.connect_timeout_s):
                 pass
@@ -111,26 +160,95 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
         state["schema"] = src
         return f"{cfg.doris.database}.{cfg.doris.table}: {len(src.columns)} columns"
 
+    def mapped_columns():
+        names = {c.name for c in state["schema"].columns}
+        missing = [s.column for s in cfg.mapping.columns if s.column not in names]
+        if missing:
+            raise Misfit(f"mapping.columns names {', '.join(map(repr, missing))}, which "
+                         f"{cfg.doris.database}.{cfg.doris.table} does not have (columns: "
+                         f"{', '.join(sorted(names))}): add the column or fix mapping.columns")
+        if not cfg.mapping.columns:
+            return "mapping.columns is empty: each column takes the JSON field of its name"
+        return f"all {len(cfg.mapping.columns)} entries of mapping.columns are columns of the table"
+
     def sample_messages():
         import io
-        if "schema" not in state:
-            raise SinkerError("skipped: the table check failed")
         summary = dry_run(cfg, state["schema"].mapper(), sample, "committed", io.BytesIO(),
                           wait_s=2.0)
-        if summary.dead:
-            first = summary.dead[0]
-            raise SinkerError(f"{len(summary.dead)}/{summary.messages} sampled messages do not map: "
-                              f"{first.reason} (partition {first.partition} offset {first.offset})")
-        return f"{summary.messages} sampled messages map cleanly"
+        if not summary.messages:
+            return "no messages to sample after the group's committed offsets"
+        bad = len(summary.dead)
+        text = f"{summary.messages} sampled, {summary.messages - bad} map"
+        if not bad:
+            return text + " cleanly"
+        counts = ", ".join(f"{r}: {n}" for r, n in summary.reasons().most_common())
+        first = summary.dead[0]
+        text += (f", {bad} would be dead letters ({counts}); e.g. partition {first.partition} "
+                 f"offset {first.offset}: {first.reason}")
+        if bad / summary.messages > max_bad_ratio:
+            raise Misfit(f"{text}. That is {bad / summary.messages:.1%}, above --max-bad-ratio "
+                         f"{max_bad_ratio:g}: fix the mapping or the table (sinker schema describe, "
+                         "sinker dry-run)")
+        return f"{text}; {bad / summary.messages:.1%} is within --max-bad-ratio {max_bad_ratio:g}"
 
-    for name, fn in [("kafka brokers", kafka_brokers), ("topics and partitions", kafka_topics),
-                     ("consumer group", kafka_group), ("Doris FE HTTP + auth", fe_http),
-                     ("Doris BE reachable", be_reachable), ("Doris query port", query_port),
-                     ("table exists", table_exists), ("schema fits messages", sample_messages)]:
-        if name in ("topics and partitions", "consumer group") and "consumer" not in state:
-            steps.append(Step(name, False, "skipped: no broker answered"))
+    def dead_letter_output():
+        dl = cfg.dead_letter
+        if dl.type == "kafka":
+            if not state["consumer"].partitions_for_topic(dl.topic):
+                raise Misfit(f"dead_letter.topic {dl.topic!r} does not exist: create it (sinker "
+                             "does not), or fix dead_letter.topic")
+            return f"topic {dl.topic} exists"
+        return _writable_file(dl.path)
+
+    why_skipped = {"consumer": "no Kafka broker answered", "tps": "the topics check failed",
+                   "location": "the FE check failed", "schema": "the table check failed"}
+    for name, fn, needs in [
+            ("kafka brokers", kafka_brokers, ()),
+            ("topics and partitions", kafka_topics, ("consumer",)),
+            ("consumer group", kafka_group, ("consumer",)),
+            ("Doris FE HTTP + auth", fe_http, ()),
+            ("Doris BE reachable", be_reachable, () if cfg.doris.be_hosts else ("location",)),
+            ("Doris query port", query_port, ()),
+            ("table exists", table_exists, ()),
+            ("mapped columns exist", mapped_columns, ("schema",)),
+            ("schema fits messages", sample_messages, ("schema", "tps")),
+            ("dead-letter output", dead_letter_output,
+             ("consumer",) if cfg.dead_letter.type == "kafka" else ())]:
+        missing = [n for n in needs if n not in state]
+        if missing:
+            steps.append(Step(name, False, f"skipped: {why_skipped[missing[0]]}", skipped=True))
             continue
         steps.append(_timed(name, fn))
     if "consumer" in state:
         state["consumer"].close()
     return steps
+
+
+def _writable_file(path: str) -> str:
+    """Can ``run`` open this dead-letter file for appending (creating it and its directories)?
+    Tried for real, not with os.access, which says yes to root on a read-only mount."""
+    import tempfile
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        raise Misfit(f"dead_letter.path {path} is a directory: name a file in it")
+    if os.path.exists(full):
+        try:
+            with open(full, "ab"):
+                pass
+        except OSError as e:
+            raise Misfit(f"dead_letter.path {path} cannot be appended to ({e}): fix its permissions "
+                         "or dead_letter.path") from None
+        return f"file {path} can be appended to"
+    parent = os.path.dirname(full)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    try:
+        if not os.path.isdir(parent):
+            raise NotADirectoryError(f"{parent} is not a directory")
+        fd, probe = tempfile.mkstemp(prefix=".sinker-check-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise Misfit(f"dead_letter.path {path} cannot be created ({e}): fix the directory's "
+                     "permissions or dead_letter.path") from None
+    return f"file {path} can be created"

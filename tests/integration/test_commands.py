@@ -36,6 +36,7 @@ def test_version_and_help_everywhere():
     out = sinker("version")
     assert out.returncode == 0 and out.stdout.startswith("sinker 0.1.0 (python ")
     for cmd in ([], ["run"], ["schema"], ["schema", "describe"], ["dry-run"], ["replay"], ["check"],
+                ["init"], ["dead-letters"], ["dead-letters", "resend"],
                 ["version"]):
         r = sinker(*cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)
@@ -141,11 +142,11 @@ def test_check_passes_on_a_healthy_stack_and_names_the_failing_step(tmp_path, ka
     r = sinker("check", "-c", str(path))
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == 8 and all(x.startswith("PASS  ") for x in lines), r.stdout
+    assert len(lines) == 10 and all(x.startswith("PASS  ") for x in lines), r.stdout
     cfg["doris"]["password"] = "wrong"
     bad = write_config(tmp_path, cfg, "bad.yaml")
     r = sinker("check", "-c", str(bad), "--format", "json")
-    assert r.returncode == 5
+    assert r.returncode == 3, r.stdout + r.stderr
     steps = {s["name"]: s for s in json.loads(r.stdout)}
     assert steps["kafka brokers"]["ok"] and not steps["Doris FE HTTP + auth"]["ok"]
     assert "SINKER_DORIS_PASSWORD" in steps["Doris FE HTTP + auth"]["detail"]

@@ -63,11 +63,13 @@ def test_every_command_with_a_config_registers_its_secrets(tmp_path, monkeypatch
     from lib.errors import DorisFatalError
     from lib.observability import logs
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("kafka: {topics: [t]}\ndoris: {database: d, table: t, password: file-pw-1}\n")
+    cfg.write_text("kafka: {brokers: ['k:9092'], topics: [t]}\ndoris: {database: d, table: t, password: file-pw-1}\n")
     cfg.chmod(0o600)
     env = {"SINKER_KAFKA_SASL_PASSWORD": "env-pw-2", "SINKER_STATUS_TOKEN": "env-tok-3"}
     real_load = sinker.load
-    args = {("replay",): ["--from-offset", "0"]}
+    dead = tmp_path / "dead.jsonl"
+    dead.write_text("")
+    args = {("replay",): ["--from-offset", "0"], ("dead-letters", "resend"): ["--file", str(dead)]}
     commands = [p for p, cmd in _commands(sinker.cli) if any(o.name == "config_path" for o in cmd.params)]
     assert {("run",), ("replay",), ("dry-run",), ("check",), ("schema", "describe")} <= set(commands)
     for path in commands:
@@ -84,3 +86,20 @@ def test_every_command_with_a_config_registers_its_secrets(tmp_path, monkeypatch
         assert "stopped after load; secrets: *** *** ***" in result.output, (path, result.output)
     logs.forget_secrets()
     logs.reset_logging()
+
+
+def test_dry_run_prints_headers_as_a_curl_command_that_sends_them_as_sinker_does():
+    import shlex
+    from lib.config import config_from_dict
+    from lib.mapping import Mapper
+    from lib.doris_types import Column, parse_type
+    cfg = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"]},
+                            "doris": {"fe_hosts": ["fe1:8030"], "database": "d", "table": "t"}}, env={})
+    mapper = Mapper([Column("a", parse_type("int"))], cfg.mapping, timezone="UTC")
+    text = sinker._curl_lines(cfg, mapper.headers(), "body.csv")
+    words = shlex.split(text.split("\n", 1)[1].replace("\\\n", " "))
+    assert words[:5] == ["curl", "--location-trusted", "-u", "root", "-T"]
+    sent = dict(w.split(": ", 1) for w in words[words.index("-H") + 1::2] if ": " in w)
+    assert sent["column_separator"] == "\\x09" and sent["line_delimiter"] == "\\x0a"
+    assert sent["escape"] == "\\" and sent["enclose"] == '"' and sent["max_filter_ratio"] == "0"
+    assert words[-1] == "http://fe1:8030/api/d/t/_stream_load"

@@ -9,7 +9,7 @@ from lib.config import (ColumnSource, Config, SchemaColumn, config_from_dict, lo
 from lib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-MINIMAL = {"kafka": {"topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
+MINIMAL = {"kafka": {"brokers": ["k1:9092"], "topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
 
 
 def build(extra=None, env=None, overrides=None):
@@ -170,9 +170,26 @@ def test_overrides_win_over_file_and_are_validated():
 
 
 def test_config_from_dict_does_not_modify_its_input():
-    d = {"kafka": {"topics": ["events"]}, "doris": {"database": "a", "table": "b"}}
+    d = {"kafka": {"brokers": ["k:9092"], "topics": ["events"]}, "doris": {"database": "a", "table": "b"}}
     config_from_dict(d, env={"SINKER_DORIS_PASSWORD": "x"}, overrides={"kafka.group_id": "g"})
-    assert d == {"kafka": {"topics": ["events"]}, "doris": {"database": "a", "table": "b"}}
+    assert d == {"kafka": {"brokers": ["k:9092"], "topics": ["events"]},
+                 "doris": {"database": "a", "table": "b"}}
+
+
+def test_brokers_are_required_and_the_error_names_the_env_variable():
+    d = {"kafka": {"topics": ["events"]}, "doris": {"database": "a", "table": "b"}}
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(d, env={})
+    [line] = str(e.value).splitlines()
+    assert line.startswith("kafka.brokers: required") and "SINKER_KAFKA_BROKERS" in line
+    assert config_from_dict(d, env={"SINKER_KAFKA_BROKERS": "k1:9092"}).kafka.brokers == ("k1:9092",)
+
+
+def test_group_id_defaults_to_one_group_per_target_table():
+    assert build().kafka.group_id == "sinker.demo.events"
+    assert build(overrides={"doris.table": "other"}).kafka.group_id == "sinker.demo.other"
+    assert build({"kafka": {"group_id": "orders-loader"}}).kafka.group_id == "orders-loader"
+    assert problems({"kafka": {"group_id": " "}})[0].startswith("kafka.group_id: must not be empty")
 
 
 def test_mapping_columns_as_mapping():
@@ -244,7 +261,7 @@ def test_load_config_yaml_syntax_error_names_file_and_line(tmp_path):
 
 def test_load_config_reports_problems_with_the_file_name(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("kafka:\n  topics: [events]\ndoris:\n  database: demo\n  table: events\nbatch:\n  max_row: 1\n")
+    p.write_text("kafka:\n  brokers: [k1:9092]\n  topics: [events]\ndoris:\n  database: demo\n  table: events\nbatch:\n  max_row: 1\n")
     with pytest.raises(ConfigError) as e:
         load_config(p, env={})
     assert str(e.value) == f"{p}: batch.max_row: unknown key (did you mean max_rows?)"
@@ -255,7 +272,7 @@ def test_load_config_reports_problems_with_the_file_name(tmp_path):
 
 def test_load_config_uses_env_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("kafka:\n  topics: [events]\ndoris:\n  database: demo\n  table: events\n")
+    p.write_text("kafka:\n  brokers: [k1:9092]\n  topics: [events]\ndoris:\n  database: demo\n  table: events\n")
     cfg = load_config(p, overrides={"kafka.group_id": "g2"}, env={"SINKER_DORIS_PASSWORD": "pw"})
     assert cfg.kafka.group_id == "g2" and cfg.doris.password == "pw"
 
@@ -347,7 +364,7 @@ def test_doris_ca_file_must_be_readable_and_needs_https(tmp_path):
 
 def write_minimal(tmp_path, extra: str = "", mode: int = 0o600):
     p = tmp_path / "c.yaml"
-    p.write_text("kafka:\n  topics: [events]\ndoris:\n  database: demo\n  table: events\n" + extra)
+    p.write_text("kafka:\n  brokers: ['k:9092']\n  topics: [events]\ndoris:\n  database: demo\n  table: events\n" + extra)
     p.chmod(mode)
     return p
 
@@ -377,7 +394,7 @@ def test_no_warning_when_the_file_holds_no_readable_secret(tmp_path, extra, mode
 
 def test_kafka_secrets_in_a_world_readable_file_are_named(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("kafka:\n  topics: [events]\n  security_protocol: SASL_PLAINTEXT\n"
+    p.write_text("kafka:\n  brokers: ['k:9092']\n  topics: [events]\n  security_protocol: SASL_PLAINTEXT\n"
                  "  sasl_mechanism: PLAIN\n  sasl_username: u\n  sasl_password: k-pw\n"
                  "doris:\n  database: demo\n  table: events\n")
     p.chmod(0o604)

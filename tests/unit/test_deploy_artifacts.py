@@ -24,7 +24,7 @@ from dockerfile_parse import DockerfileParser
 from lib.config import ENV_VARS, SECRETS, Config, config_from_dict, load_config
 from lib.errors import ConfigError, DorisFatalError
 
-MINIMAL_FOR_LISTEN = {"kafka": {"topics": ["t"]}, "doris": {"database": "d", "table": "t"}}
+MINIMAL_FOR_LISTEN = {"kafka": {"brokers": ["k1:9092"], "topics": ["t"]}, "doris": {"database": "d", "table": "t"}}
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -15,7 +15,7 @@ from lib.config import LoggingConfig
 from lib.config import config_from_dict
 from lib.errors import ConfigError
 
-MINIMAL = {"kafka": {"topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
+MINIMAL = {"kafka": {"brokers": ["k1:9092"], "topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
 
 JSON = LoggingConfig(format="json", sample_per_minute=0)
 

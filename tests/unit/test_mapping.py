@@ -19,7 +19,7 @@ from lib.doris_types import Column, DorisType
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 
-MINIMAL = {"kafka": {"topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
+MINIMAL = {"kafka": {"brokers": ["k1:9092"], "topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
 TS = 1_714_567_890_123          # 2024-05-01 12:51:30.123 UTC
 
 
