@@ -30,6 +30,8 @@ from .writer import WriterThread
 
 log = logging.getLogger("sinker.pipeline")
 
+SAME_SIGNAL_S = 1.0     # signals this close to the first are one request (see install_signal_handlers)
+
 
 @dataclass
 class RunResult:
@@ -104,9 +106,19 @@ class Pipeline:
 
     # -- signals --------------------------------------------------------------------------------
     def install_signal_handlers(self):
+        """First SIGINT/SIGTERM: a clean stop. Another one more than SAME_SIGNAL_S later: exit at
+        once without committing. One within that second is the same request arriving twice —
+        a terminal's Ctrl-C reaches every process of the group, and the one-file binary's
+        bootloader forwards what it gets to sinker as well."""
+        first_at = [0.0]
+
         def handler(signum, _frame):
+            now = time.monotonic()
+            if self._signals and now - first_at[0] < SAME_SIGNAL_S:
+                return
             self._signals += 1
             if self._signals == 1:
+                first_at[0] = now
                 log.info("got %s: loading what is in flight, then committing and exiting "
                          "(send it again to exit at once without committing)",
                          signal.Signals(signum).name)

@@ -260,6 +260,8 @@ def _file_handler(cfg) -> logging.Handler:
     try:
         parent = os.path.dirname(os.path.abspath(cfg.file))
         os.makedirs(parent, exist_ok=True)
+        # dead-letter log lines carry the start of payloads: the file is the owner's only
+        os.close(os.open(cfg.file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         h = logging.handlers.RotatingFileHandler(cfg.file, maxBytes=cfg.max_bytes,
                                                  backupCount=cfg.backups, encoding="utf-8")
     except OSError as e:
