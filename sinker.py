@@ -90,12 +90,12 @@ def version():
 def run(config_path, workers, group_id):
     """Consume the topics and load them into Doris until SIGINT/SIGTERM."""
     overrides = {"kafka.group_id": group_id} if group_id else None
-    cfg = load(config_path, overrides)
-    if workers > 1:
-        setup_logs(cfg)
-        from lib.commands.workers import run_workers
-        sys.exit(_worst_exit(run_workers(cfg, workers, config_path, overrides)))
+    from lib.commands.workers import child_overrides, run_workers
+    cfg = load(config_path, {**(overrides or {}), **child_overrides()})
     setup_logs(cfg)
+    if workers > 1:
+        result = run_workers(cfg, workers, config_path, overrides)
+        sys.exit(result.failed if result.failed is not None else _worst_exit(result.codes))
     from lib.pipeline import Pipeline
     p = Pipeline(cfg)
     p.install_signal_handlers()

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
+from .commands.workers import DUPLICATE_SIGNAL_S, announce_status, worker_index
 from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
@@ -96,12 +97,23 @@ class Pipeline:
                                           lambda: redacted(self.cfg),
                                           ready_stall_s=self.cfg.server.ready_stall_s)
         self.status_server.start()
+        announce_status(self.status_server.port)
         log.info("metrics and health on http://%s:%d/", self.status_server.host,
                  self.status_server.port)
 
     # -- signals --------------------------------------------------------------------------------
     def install_signal_handlers(self):
+        # A worker of `run --workers N` under a stop that signals every process (systemd's
+        # control-group kill mode) gets the stop twice: directly and from its parent. Within
+        # DUPLICATE_SIGNAL_S the second one is the same stop, not a request to exit at once.
+        same_stop_s = DUPLICATE_SIGNAL_S if worker_index() is not None else 0.0
+        first_at = []
+
         def handler(signum, _frame):
+            now = time.monotonic()
+            if first_at and now - first_at[0] < same_stop_s:
+                return
+            first_at.append(now)
             self._signals += 1
             if self._signals == 1:
                 log.info("got %s: loading what is in flight, then committing and exiting "

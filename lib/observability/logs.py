@@ -38,6 +38,12 @@ _prev_factory = None
 _exc_formatter = logging.Formatter()
 
 
+def _worker_index() -> int | None:
+    """The worker's index under ``run --workers N`` (its parent sets SINKER_WORKER_INDEX)."""
+    value = os.environ.get("SINKER_WORKER_INDEX", "")
+    return int(value) if value.isdigit() else None
+
+
 # -- redaction ---------------------------------------------------------------------------------
 def register_secret(secret: str) -> None:
     """Never log this value: it is replaced by *** in every record from now on."""
@@ -190,7 +196,12 @@ def _message(record: logging.LogRecord) -> str:
 
 # -- formats -----------------------------------------------------------------------------------
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts (ISO UTC), level, logger, thread, msg, and exc when present."""
+    """One JSON object per line: ts (ISO UTC), level, logger, thread, worker (under ``run
+    --workers N``), msg, and exc when present."""
+
+    def __init__(self):
+        super().__init__()
+        self.worker = _worker_index()
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -201,6 +212,8 @@ class JsonFormatter(logging.Formatter):
             "thread": record.threadName,
             "msg": redact(_message(record)),
         }
+        if self.worker is not None:
+            out["worker"] = self.worker
         if record.exc_info and record.exc_info[0] is not None:
             out["exc"] = redact(record.exc_text or self.formatException(record.exc_info))
         elif record.exc_text:
@@ -216,9 +229,11 @@ class TextFormatter(logging.Formatter):
     def __init__(self, with_time: bool = True):
         super().__init__()
         self.with_time = with_time
+        worker = _worker_index()
+        self.prefix = "" if worker is None else f"worker-{worker}/"
 
     def format(self, record: logging.LogRecord) -> str:
-        head = f"[{record.threadName}] {record.name}: {_message(record)}"
+        head = f"[{self.prefix}{record.threadName}] {record.name}: {_message(record)}"
         if self.with_time:
             ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
             head = f"{ts.replace('+00:00', 'Z')} {record.levelname:<7} {head}"
