@@ -45,9 +45,9 @@ def load(config_path, overrides=None):
     return load_config(config_path, overrides=overrides)
 
 
-def setup_logs(cfg):
+def setup_logs(cfg, stream=None):
     from lib.observability import logs
-    logs.setup_logging(cfg.logging)
+    logs.setup_logging(cfg.logging, stream)
     from lib.config import SECRETS
     for section, key in SECRETS:
         secret = getattr(getattr(cfg, section), key)
@@ -204,21 +204,33 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
 @click.option("--topic", help="Topic to replay (default: the first of kafka.topics).")
 @click.option("--table", metavar="DB.TABLE", help="Load into this table instead of doris.table.")
 @click.option("--lock-dir", type=click.Path(file_okay=False), help="Where the overlap lock lives.")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print the partitions, offset ranges and messages it would load; touch nothing.")
+@click.option("--force", is_flag=True,
+              help="Replay offsets the consumer group already committed past (loads them again).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Serve /metrics and /health here while it runs (default: no status server, so "
+                   "it runs beside `sinker run` on the same config).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="The plan and the summary as text or one JSON object.")
 @handle_errors
 def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, partitions, topic,
-           table, lock_dir):
+           table, lock_dir, plan_only, force, listen, fmt):
     """Bounded backfill, safe to re-run from cron: loads a fixed offset range once.
 
     End offsets are fixed when it starts; only the given partitions are read and the consumer
     group's offsets are never touched. Labels come from (topic, partition, offset range), so a
-    re-run loads nothing twice while Doris remembers the labels (12 hours by default).
+    re-run loads nothing twice while Doris remembers the labels (12 hours by default). A range
+    below the group's committed offsets was loaded by `run` under other labels: replaying it
+    needs --force. Exit 0 done, 2 bad range or overlap without --force, 4 stopped early (it
+    prints the command that resumes it), 5 dead letters or interrupted, 6 already running.
     """
     if (from_offset is None) == (from_timestamp is None):
         raise click.UsageError("give exactly one of --from-offset and --from-timestamp")
     if to_offset is not None and to_timestamp is not None:
         raise click.UsageError("give at most one of --to-offset and --to-timestamp")
-    cfg = load(config_path, _table_override(table))
-    setup_logs(cfg)
+    cfg = load(config_path, {**(_table_override(table) or {}), "server.listen": listen or ""})
+    setup_logs(cfg, sys.stderr if fmt == "json" or plan_only else None)
     from lib.commands import replay as r
     parts = None
     if partitions:
@@ -231,18 +243,66 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
                          from_timestamp_ms=_timestamp_ms(from_timestamp, "--from-timestamp"),
                          to_offset=r.parse_offsets(to_offset, "--to-offset"),
                          to_timestamp_ms=_timestamp_ms(to_timestamp, "--to-timestamp"))
-    if sys.stderr.isatty():
+    overlap = r.overlaps_group(plan, r.group_committed(cfg, plan))
+    if plan_only:
+        _print_plan(plan, overlap, cfg.kafka.group_id, fmt)
+        sys.exit(0)
+    if overlap and not force:
+        from lib.errors import ConfigError
+        raise ConfigError(_overlap_text(overlap, cfg.kafka.group_id) + "; add --force to load "
+                          "them again anyway, or start at the committed offsets")
+    if overlap:
+        import logging
+        logging.getLogger("sinker.replay").warning(
+            "--force: %s", _overlap_text(overlap, cfg.kafka.group_id))
+    if sys.stderr.isatty() and fmt == "text":
         with _progress_bars(plan) as on_progress:
             outcome = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir, on_progress=on_progress)
     else:
         outcome = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir)
-    if outcome.done:
+    code = (5 if outcome.dead_lettered else 0) if outcome.done else \
+        (getattr(outcome.error, "exit_code", 4) or 4)
+    if fmt == "json":
+        import json
+        click.echo(json.dumps({
+            "done": outcome.done, "exit_code": code, "messages": plan.total,
+            "loaded": outcome.loaded, "dead_lettered": outcome.dead_lettered,
+            "error": None if outcome.error is None else str(outcome.error),
+            "resume": None if outcome.done else outcome.resume, "plan": r.plan_as_dict(plan)}))
+    elif outcome.done:
         click.echo(f"replay done: {plan.total} messages in range, {outcome.loaded} rows loaded "
                    f"(rows an earlier run loaded count as loaded), {outcome.dead_lettered} dead letters")
-        sys.exit(5 if outcome.dead_lettered else 0)
-    why = outcome.error or "stopped before the end of the range"
-    click.echo(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}", err=True)
-    sys.exit(getattr(outcome.error, "exit_code", 4) or 4)
+    else:
+        why = outcome.error or "stopped before the end of the range"
+        click.echo(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}", err=True)
+    sys.exit(code)
+
+
+def _overlap_text(overlap, group) -> str:
+    parts = "; ".join(f"partition {p} offsets {first}..{last} (committed {done})"
+                      for p, (first, last, done) in sorted(overlap.items()))
+    return (f"the range overlaps what consumer group {group} already committed: {parts}; `sinker "
+            "run` loaded those rows under its own labels, so replaying them loads them twice")
+
+
+def _print_plan(plan, overlap, group, fmt):
+    from lib.commands.replay import plan_as_dict
+    doc = plan_as_dict(plan)
+    if fmt == "json":
+        import json
+        doc["group_overlap"] = {str(p): {"from_offset": a, "to_offset": b, "committed": c}
+                                for p, (a, b, c) in sorted(overlap.items())}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"replay plan for topic {plan.topic} (batches cut every {plan.chunk_rows} offsets):")
+    for p in doc["partitions"]:
+        span = (f"offsets {p['from_offset']}..{p['to_offset']}" if p["messages"]
+                else "nothing to load")
+        click.echo(f"  partition {p['partition']}: {span}, {p['messages']} messages")
+    click.echo(f"total: {doc['messages']} messages at most (compaction and transaction markers "
+               "leave gaps); nothing was loaded")
+    if overlap:
+        click.echo(f"warning: {_overlap_text(overlap, group)}; running it needs --force")
 
 
 @contextlib.contextmanager

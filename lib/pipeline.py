@@ -127,6 +127,11 @@ class Pipeline:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
+    @property
+    def interrupted(self) -> bool:
+        """A stop signal arrived (replay reports it as interrupted, not as a failure)."""
+        return self._signals > 0
+
     def request_stop(self):
         self.shutdown.request_stop()
 
