@@ -343,6 +343,117 @@ def _timestamp_ms(value, hint):
     return int(dt.timestamp() * 1000)
 
 
+def _status_url(config_path, url):
+    if url:
+        return url
+    if not config_path:
+        raise click.UsageError("give --url or -c CONFIG (whose server.listen names the instance)")
+    from lib.commands.status import default_url
+    return default_url(load(config_path))
+
+
+status_options = [
+    click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                 envvar="SINKER_CONFIG", help="Config of the instance: its server.listen is the URL."),
+    click.option("--url", help="Status URL of the instance, e.g. http://127.0.0.1:9108."),
+]
+
+
+def _with(options):
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return apply
+
+
+@cli.command(context_settings=CONTEXT)
+@_with(status_options)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@handle_errors
+def status(config_path, url, fmt):
+    """What a running sinker is doing: state and why, partitions, loads, dead letters, last error.
+
+    Exit 0 when it is ready, 5 when it runs but is not ready or failed, 4 when it cannot be reached.
+    """
+    from lib.commands import status as st
+    url = _status_url(config_path, url)
+    doc = st.fetch(url)
+    if fmt == "json":
+        import json
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from rich.console import Console
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        console.print(st.render(doc, url))
+    sys.exit(0 if doc["ready"] else 5)
+
+
+@cli.command(context_settings=CONTEXT)
+@_with(status_options)
+@click.option("--interval", type=click.FloatRange(0.2), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@handle_errors
+def top(config_path, url, interval):
+    """A live view of a running sinker, refreshed every --interval seconds; q or Ctrl-C quits.
+
+    When stdout is not a terminal it prints one view after the other instead (batch mode).
+    """
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from lib.commands import status as st
+    from lib.errors import StatusUnavailable
+    url = _status_url(config_path, url)
+
+    def view():
+        try:
+            return st.render(st.fetch(url), url)
+        except StatusUnavailable as e:
+            return Text(f"{e}\n(retrying every {interval:g}s; q quits)", style="red")
+
+    try:
+        if not sys.stdout.isatty():
+            console = Console(width=200)
+            with _keys() as key:
+                while True:
+                    console.print(view())
+                    console.file.flush()
+                    if key(interval) == "q":
+                        break
+            return
+        with _keys() as key, Live(view(), console=Console(), auto_refresh=False) as live:
+            while key(interval) != "q":
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@contextlib.contextmanager
+def _keys():
+    """Yields key(timeout): the key pressed within timeout seconds, or None. On a terminal,
+    keys are read one at a time without echo; otherwise it only waits (Ctrl-C still quits)."""
+    import select
+    import time
+    if not sys.stdin.isatty():
+        yield lambda timeout: time.sleep(timeout)
+        return
+    import termios
+    import tty
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        def key(timeout):
+            ready, _, _ = select.select([fd], [], [], timeout)
+            return sys.stdin.read(1) if ready else None
+        yield key
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 @cli.command(context_settings=CONTEXT)
 @config_option
 @click.option("--sample", type=click.IntRange(0), default=100, show_default=True,

@@ -331,6 +331,8 @@ class ConsumerThread(threading.Thread):
             self.obs.metrics.observe_cuts_recorded(len(recorded))
         self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=True)
         self.obs.health.progress()
+        if any(off > self._ends.get(key, off) for key, off in positions.items()):
+            self._last_end_offsets = 0.0    # committed past the known end: refresh it (lag) now
         self._publish_lag()
 
     def _advance_idle(self, parts) -> None:

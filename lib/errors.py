@@ -52,6 +52,11 @@ class KafkaUnavailable(SinkerError):
     exit_code = 4
 
 
+class StatusUnavailable(SinkerError):
+    """`sinker status`/`top`: the instance's status page cannot be read (not running there?)."""
+    exit_code = 4
+
+
 class Interrupted(SinkerError):
     exit_code = 5
 

@@ -95,11 +95,23 @@ class Pipeline:
         from .observability.status_server import StatusServer
         self.status_server = StatusServer(address, self.metrics.registry, self.health,
                                           lambda: redacted(self.cfg),
-                                          ready_stall_s=self.cfg.server.ready_stall_s)
+                                          ready_stall_s=self.cfg.server.ready_stall_s,
+                                          status_fn=self.status)
         self.status_server.start()
         announce_status(self.status_server.port)
         log.info("metrics and health on http://%s:%d/", self.status_server.host,
                  self.status_server.port)
+
+    def status(self) -> dict:
+        """The /status document (`sinker status`, `sinker top`)."""
+        from .observability.status_server import metric_samples, status_document
+        return status_document(
+            metric_samples(self.metrics.registry), self.health.liveness(),
+            self.health.readiness(self.cfg.server.ready_stall_s),
+            {"worker": worker_index(), "last_error": self.health.last_error(),
+             "batches_waiting_for_cut": self.tracker.unrecorded_count(),
+             "batches_pending": self.tracker.pending_count(),
+             "table": f"{self.cfg.doris.database}.{self.cfg.doris.table}"})
 
     # -- signals --------------------------------------------------------------------------------
     def install_signal_handlers(self):
@@ -176,13 +188,27 @@ class Pipeline:
         return None
 
     def _watch(self):
+        every = self.cfg.logging.progress_s if self.replay is None else 0
+        last_at, last = time.monotonic(), self.metrics.snapshot() if every else None
         while not self.shutdown.wait_stop_requested(0.1):
             err = self._first_error()
             if err is not None:
                 return err
             if self.consumer.read_everything():
                 return None
+            if every and time.monotonic() - last_at >= every:
+                now_at, now = time.monotonic(), self.metrics.snapshot()
+                self._log_progress(last, now, now_at - last_at)
+                last_at, last = now_at, now
         return None
+
+    def _log_progress(self, before: dict, now: dict, seconds: float) -> None:
+        """The info line every logging.progress_s: is it keeping up?"""
+        from .observability.metrics import progress_fields
+        f = progress_fields(before, now, seconds)
+        log.info("progress: %.1f rows/s (%d rows, %d loads in %.0fs), lag %d, %d dead letters in all",
+                 f["rows_per_s"], f["rows"], f["loads"], seconds, f["lag"], f["dead_letters"],
+                 extra={**f, "table": f"{self.cfg.doris.database}.{self.cfg.doris.table}"})
 
     def _drain(self):
         """Graceful stop: seal and load what is in flight, then commit (bounded by the timeout)."""

@@ -287,7 +287,7 @@ def _status_server(cfg, supervisor: Supervisor):
 
     from ..config import redacted
     from ..observability.metrics import _build_labels
-    from ..observability.status_server import StatusServer
+    from ..observability.status_server import StatusServer, metric_samples, status_document
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=supervisor.status_dir)
@@ -306,7 +306,26 @@ def _status_server(cfg, supervisor: Supervisor):
                     return 404, "text/plain; charset=utf-8", f"no worker serving at {path}\n".encode()
                 status, body, ctype = got
                 return status, ctype, body
+            if path == "/status":
+                return 200, "application/json", (json.dumps(self.status(), indent=2) + "\n").encode()
             return super().page(path, accept)
+
+        def status(self) -> dict:
+            """The parent's /status: the summed metrics, the summarised health, and per worker
+            its state, its own reasons and its batches waiting for their cuts."""
+            children = supervisor._each("/status")
+            docs = [doc for _, doc, _ in children if doc is not None]
+            errors = [d["last_error"] for d in docs if d.get("last_error")]
+            health = WorkersHealth(supervisor)
+            workers = [{"index": i, "state": doc["state"] if doc else why,
+                        "reasons": doc["reasons"] if doc else [],
+                        "assigned": doc.get("assigned") if doc else None} for i, doc, why in children]
+            return status_document(
+                metric_samples(registry), health.liveness(), health.readiness(0),
+                {"workers": workers, "table": docs[0]["table"] if docs else None,
+                 "last_error": min(errors, key=lambda e: e["age_s"]) if errors else None,
+                 "batches_waiting_for_cut": sum(d["batches_waiting_for_cut"] for d in docs),
+                 "batches_pending": sum(d["batches_pending"] for d in docs)})
 
     return ParentServer(cfg.server.address, registry, WorkersHealth(supervisor),
                         lambda: redacted(cfg), ready_stall_s=cfg.server.ready_stall_s)

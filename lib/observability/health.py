@@ -33,6 +33,7 @@ class Health:
         self._doris_error: str | None = None
         self._doris_error_since: float | None = None   # first error after the last OK
         self._failed: str | None = None
+        self._last_error: tuple[str, float] | None = None   # kept after recovery, for `status`
 
     # -- events ---------------------------------------------------------------------------------
     def register_thread(self, name: str, thread: threading.Thread) -> None:
@@ -71,12 +72,22 @@ class Health:
     def doris_error(self, msg: str) -> None:
         with self._lock:
             self._doris_error = msg
+            self._last_error = (f"Doris: {msg}", self._clock())
             if self._doris_error_since is None:
                 self._doris_error_since = self._clock()
 
     def fail(self, msg: str) -> None:
         with self._lock:
             self._failed = msg or "failed"
+            self._last_error = (self._failed, self._clock())
+
+    def last_error(self) -> dict | None:
+        """The last error reported (also after recovery): its message and how long ago."""
+        with self._lock:
+            last = self._last_error
+        if last is None:
+            return None
+        return {"message": last[0], "age_s": round(self._clock() - last[1], 3)}
 
     # -- checks ---------------------------------------------------------------------------------
     def liveness(self) -> tuple[bool, dict]:

@@ -36,6 +36,9 @@ _secret_re: re.Pattern | None = None
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
 _prev_factory = None
 _exc_formatter = logging.Formatter()
+# fields a log call may pass with extra=: JSON lines carry them as their own keys
+STRUCTURED_FIELDS = ("table", "topic", "partition", "label", "rows", "rows_per_s", "loads", "lag",
+                     "dead_letters")
 
 
 def _worker_index() -> int | None:
@@ -214,6 +217,10 @@ class JsonFormatter(logging.Formatter):
         }
         if self.worker is not None:
             out["worker"] = self.worker
+        fields = record.__dict__
+        for key in STRUCTURED_FIELDS:
+            if key in fields:
+                out[key] = fields[key]
         if record.exc_info and record.exc_info[0] is not None:
             out["exc"] = redact(record.exc_text or self.formatException(record.exc_info))
         elif record.exc_text:

@@ -470,6 +470,15 @@ class Metrics:
         return snap
 
 
+def progress_fields(before: dict, now: dict, seconds: float) -> dict:
+    """The progress line's fields from two ``Metrics.snapshot()`` readings ``seconds`` apart:
+    rows loaded per second and loads (attempts) between them, lag and dead letters now."""
+    rows = now["loaded"] - before["loaded"]
+    loads = sum(now["loads"].values()) - sum(before["loads"].values())
+    return {"rows_per_s": round(rows / seconds, 1) if seconds > 0 else 0.0, "rows": rows,
+            "loads": loads, "lag": now["lag"], "dead_letters": now["dead_lettered"]}
+
+
 def _remove(metric, key) -> None:
     """Drop a partition's series. In multiprocess mode the series stays in the worker's file:
     zero it, so the parent's sums and maxima no longer count it."""

@@ -51,6 +51,10 @@ def test_two_workers_one_endpoint_and_a_group_signal_drains_and_commits(tmp_path
         assert m.value("sinker_partitions_assigned") == partitions
         status, listed = get_json(port, "/workers")
         assert status == 200 and [x["state"] for x in listed] == ["running", "running"]
+        status, doc = get_json(port, "/status")         # what `sinker status` shows
+        assert status == 200 and doc["totals"]["loaded"] == n and doc["state"] == "ready"
+        assert [x["index"] for x in doc["workers"]] == [0, 1]
+        assert sum(x["assigned"] for x in doc["workers"]) == partitions
         status, body = get(port, "/worker/1/debug/threads")
         assert status == 200 and b"--- thread consumer" in body
         # what a terminal's Ctrl-C (and `timeout`) does: the signal goes to the whole group
