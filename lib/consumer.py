@@ -31,6 +31,7 @@ POLL_TIMEOUT_MS = 200
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
 UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
 UNASSIGNED_REJOIN_MAX_S = 600.0
+BROKER_DOWN_AFTER_S = 10.0     # no broker connection (or no coordinator) this long: say so, not ready
 
 
 class ConsumerThread(threading.Thread):
@@ -60,6 +61,8 @@ class ConsumerThread(threading.Thread):
         self.committed: dict = {}          # (topic, partition) -> last committed offset
         self._group_committed: dict = {}   # (topic, partition) -> the group's offset when assigned (lag)
         self._ends: dict = {}              # (topic, partition) -> end offset at the last refresh (lag)
+        self._unreachable_since: float | None = None   # see _watch_broker
+        self._reported_down = False
 
     # -- what the pipeline may ask (from its own thread) ----------------------------------------
     def holding(self) -> bool:
@@ -94,6 +97,7 @@ class ConsumerThread(threading.Thread):
         check_crc32c()
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
+            r.require_topics(self.cfg.topics)
             r.subscribe(self.cfg.topics)
             return r
         r.assign(self.bounds.partitions)
@@ -156,8 +160,31 @@ class ConsumerThread(threading.Thread):
             self.obs.accounting.consumed({(tp.topic, tp.partition): len(x) for tp, x in result.items()})
             self._items.append(result)
         self._hand_on()
+        self._watch_broker()
         self._commit()
         self._refresh_end_offsets()
+
+    def _watch_broker(self) -> None:
+        """One log line when no broker has answered for BROKER_DOWN_AFTER_S, one when a broker
+        is back, and readiness in between. Nothing stops: kafka-python reconnects by itself and
+        the loop goes on polling; commits that fail meanwhile are retried."""
+        now = time.monotonic()
+        if self.reader.broker_reachable():
+            self._unreachable_since = None
+            if self._reported_down:
+                self._reported_down = False
+                self.obs.health.kafka_ok()
+                log.info("Kafka is back: a broker answers again; loading resumes")
+            return
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif not self._reported_down and now - self._unreachable_since >= BROKER_DOWN_AFTER_S:
+            self._reported_down = True
+            why = (f"no broker of {', '.join(self.cfg.brokers)} has answered for "
+                   f"{now - self._unreachable_since:.0f}s")
+            self.obs.health.kafka_down(why)
+            log.warning("Kafka: %s; waiting for one to come back (nothing is lost: what was not "
+                        "committed is read again)", why)
 
     def _check_ends(self):
         """Replay: a partition is done when its position reached the end fixed at start (a
@@ -323,7 +350,9 @@ class ConsumerThread(threading.Thread):
             self.reader.commit(offsets)
         except Exception as e:  # noqa: BLE001 - a failed commit is retried on the next turn
             self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=False)
-            log.warning("offset commit failed (will retry): %s", e)
+            # while no broker answers, _watch_broker's one line says why commits fail
+            log.log(logging.DEBUG if self._unreachable_since is not None else logging.WARNING,
+                    "offset commit failed (will retry): %s", e)
             return
         self.tracker.mark_committed(positions, recorded)
         self.committed.update(positions)

@@ -5,7 +5,8 @@ Exit codes (documented in the README):
   1  unexpected internal error (a bug: please report with the log)
   2  usage or configuration error (nothing was consumed)
   3  Doris or Kafka refused us for good (Doris: auth, missing table, incompatible schema; Kafka:
-     SASL authentication, TLS certificate not trusted or rejected): fix the server or the config
+     SASL authentication, TLS certificate not trusted or rejected, a configured topic missing):
+     fix the server or the config
   4  retries exhausted or a dependency down for too long: nothing past the failure was committed;
      a restart re-reads from the last commit
   5  some messages failed (dry-run / check / replay summary) or the run was interrupted twice
@@ -45,6 +46,12 @@ class TransportError(SinkerError):
 class KafkaRefused(SinkerError):
     """A Kafka broker answered but refused our credentials or TLS certificate, or presented one
     we do not trust: retrying with the same settings cannot help."""
+    exit_code = 3
+
+
+class TopicNotFound(SinkerError):
+    """A configured topic does not exist: sinker never creates topics (a mistyped name would
+    otherwise be created empty and read forever)."""
     exit_code = 3
 
 

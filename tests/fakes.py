@@ -105,6 +105,7 @@ class FakeReader:
         self.subscribed = None
         self.closed = False
         self.rejoins = 0
+        self.reachable = True        # what broker_reachable() answers
 
     # membership
     def subscribe(self, topics):
@@ -191,6 +192,15 @@ class FakeReader:
 
     def committed_with_metadata(self, tp, timeout_ms=5000):
         return self.group_offsets.get(tp)
+
+    def require_topics(self, topics):
+        from lib.errors import TopicNotFound
+        missing = [t for t in topics if not self.partitions_for_topic(t)]
+        if missing:
+            raise TopicNotFound(f"topic {missing} does not exist")
+
+    def broker_reachable(self):
+        return self.reachable
 
     def partitions_for_topic(self, topic):
         return {tp.partition for tp in self.log if tp.topic == topic} or None

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from .. import load_result
 from ..config import HostPort
 from ..errors import SinkerError
-from ..kafka_client import KafkaReader, TopicPartition
+from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 from ..schema import SchemaSource, connect
 from ..stream_load import StreamLoader
 from .dry_run import dry_run
@@ -48,7 +48,7 @@ def run_checks(cfg, sample: int = 100) -> list[Step]:
         for t in cfg.kafka.topics:
             parts = c.partitions_for_topic(t)
             if not parts:
-                raise SinkerError(f"topic {t!r} does not exist")
+                raise SinkerError(missing_topics_message([t], c.topics(), cfg.kafka.brokers))
             out.append(f"{t}: {len(parts)} partitions")
             state.setdefault("tps", []).extend((t, p) for p in parts)
         return "; ".join(out)

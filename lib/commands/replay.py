@@ -19,8 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..errors import AlreadyRunning, ConfigError, Interrupted
-from ..kafka_client import KafkaReader, TopicPartition
+from ..errors import AlreadyRunning, ConfigError, Interrupted, TopicNotFound
+from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 
 log = logging.getLogger("sinker.replay")
 
@@ -140,7 +140,7 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
     try:
         known = c.partitions_for_topic(topic)
         if not known:
-            raise ConfigError(f"topic {topic!r} does not exist on {', '.join(cfg.kafka.brokers)}")
+            raise TopicNotFound(missing_topics_message([topic], c.topics(), cfg.kafka.brokers))
         parts = sorted(partitions) if partitions else sorted(known)
         missing = [p for p in parts if p not in known]
         if missing:

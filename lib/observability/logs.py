@@ -189,6 +189,25 @@ class Sampler(logging.Filter):
             del self._windows[k]
 
 
+class KafkaConnectionNoise(logging.Filter):
+    """Drops kafka-python's records about lost or refused broker connections. While a broker is
+    away it logs several a second, at ERROR; sinker's consumer says it once when no broker has
+    answered for a while and once when one is back (lib/consumer.py _watch_broker)."""
+
+    MARKERS = ("KafkaConnectionError", "NodeNotReadyError", "No node available",
+               "socket disconnected", "Connection lost", "Connection failed",
+               "Marking the coordinator dead", "ECONNREFUSED", "Connection refused")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "kafka" and not record.name.startswith("kafka."):
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot render is not ours to drop
+            return True
+        return not any(m in text for m in self.MARKERS)
+
+
 def _message(record: logging.LogRecord) -> str:
     msg = record.getMessage()
     n = record.__dict__.get("sinker_suppressed")
@@ -303,7 +322,9 @@ def setup_logging(cfg, stream=None, *, clock=time.monotonic) -> None:
     if cfg.output in ("stdout", "both"):
         handlers.append(_stream_handler(cfg.format, stream if stream is not None else sys.stdout))
     sampler = Sampler(cfg.sample_per_minute, clock=clock)
+    noise = KafkaConnectionNoise()
     for h in handlers:
+        h.addFilter(noise)
         h.addFilter(sampler)
 
     _install_factory()

@@ -1,6 +1,8 @@
-"""The live view's parts: the /status document from metrics and health (pure), the route, the
-rendering, the progress line's numbers, structured log fields, and the lag refresh when a commit
-passes the known end offset."""
+"""Operating sinker, the parts without a broker: the /status document from metrics and health
+(pure), the route, the rendering, the progress line's numbers, structured log fields, the lag
+refresh when a commit passes the known end offset, and Kafka errors (a missing topic named with
+the closest ones, topics never auto-created, a broker outage said once each way and in /ready,
+kafka-python's connection noise dropped)."""
 from __future__ import annotations
 
 import io
@@ -136,3 +138,53 @@ def test_a_commit_past_the_known_end_refreshes_the_end_offsets():
     assert t.committed == {("t", 0): 15}
     assert t._ends == {("t", 0): 15}
     assert t.obs.metrics.end_offset.labels("t", "0")._value.get() == 15
+
+
+def test_missing_topic_names_the_closest_existing_ones():
+    from lib.kafka_client import missing_topics_message
+    msg = missing_topics_message(["ordrs"], {"orders", "payments", "orders-dlq"}, ("b:9092",))
+    assert msg.startswith("topic 'ordrs' (did you mean orders") and "on b:9092" in msg
+    assert "never creates topics" in msg
+    assert "did you mean" not in missing_topics_message(["zzz"], {"orders"}, ("b:9092",))
+
+
+def test_consumer_never_asks_the_broker_to_create_a_topic():
+    from lib.config import KafkaConfig
+    from lib.kafka_client import consumer_options
+    assert consumer_options(KafkaConfig(topics=("t",)), group=True)["allow_auto_create_topics"] is False
+
+
+def test_no_broker_for_a_while_is_one_line_and_not_ready_then_one_line_back(monkeypatch, caplog):
+    from lib import consumer as cm
+    from tests.unit.test_consumer import TP0, make, step
+    clock = Clock()
+    monkeypatch.setattr(cm.time, "monotonic", clock)
+    t, fake, out = make(log={TP0: recs("t", 0, range(3))})
+    t.obs.health._clock = clock
+    t.obs.health.set_phase("running")
+    fake.rebalance([TP0])
+    step(t)
+    fake.reachable = False
+    with caplog.at_level(logging.INFO, logger="sinker.consumer"):
+        for _ in range(5):
+            step(t)
+            clock.advance(cm.BROKER_DOWN_AFTER_S / 2)
+        ready, detail = t.obs.health.readiness(120)
+        assert not ready and any(r.startswith("Kafka: no broker") for r in detail["reasons"])
+        fake.reachable = True
+        step(t, 3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sinker.consumer"]
+    assert sum(x.startswith("Kafka: no broker") for x in lines) == 1
+    assert sum(x.startswith("Kafka is back") for x in lines) == 1
+    assert not any("Kafka" in r for r in t.obs.health.readiness(120)[1]["reasons"])
+
+
+def test_kafka_connection_noise_is_dropped_and_other_records_kept():
+    noise = logs.KafkaConnectionNoise()
+
+    def rec(name, msg):
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (), None)
+    assert not noise.filter(rec("kafka.net.connection", "Connection lost: KafkaConnectionError: 111"))
+    assert not noise.filter(rec("kafka.cluster", "No node available for metadata refresh"))
+    assert noise.filter(rec("kafka.coordinator", "Heartbeat session expired"))
+    assert noise.filter(rec("sinker.consumer", "Connection lost: KafkaConnectionError"))
