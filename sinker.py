@@ -66,9 +66,9 @@ def cli():
     """Stream JSON events from Apache Kafka into Apache Doris, never losing or duplicating a row.
 
     Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris or Kafka refused for
-    good (auth, TLS trust, table, schema, a topic that does not exist); 4 retries exhausted or dependency down (nothing past
-    it committed); 5 some messages failed (dry-run/check/replay) or interrupted twice; 6 another
-    run of the same replay holds its lock.
+    good (auth, TLS trust, table, schema, a topic that does not exist); 4 retries exhausted or
+    dependency down (nothing past it committed); 5 some messages failed (dry-run/check/replay)
+    or interrupted twice; 6 another run of the same replay holds its lock.
     """
 
 
