@@ -27,6 +27,7 @@ log = logging.getLogger("sinker.consumer")
 
 COMMIT_INTERVAL_S = 1.0        # commits are cheap but not free; batches confirm every few seconds
 END_OFFSETS_INTERVAL_S = 15.0  # lag metrics refresh
+END_OFFSETS_SOON_S = 2.0       # ... and sooner once a commit passed the known end, at most this often
 POLL_TIMEOUT_MS = 200
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
 UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
@@ -58,6 +59,7 @@ class ConsumerThread(threading.Thread):
         self._paused = False
         self._last_commit = 0.0
         self._last_end_offsets = 0.0
+        self._ends_stale = False           # a commit passed the end known at the last refresh
         self.committed: dict = {}          # (topic, partition) -> last committed offset
         self._group_committed: dict = {}   # (topic, partition) -> the group's offset when assigned (lag)
         self._ends: dict = {}              # (topic, partition) -> end offset at the last refresh (lag)
@@ -361,7 +363,7 @@ class ConsumerThread(threading.Thread):
         self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=True)
         self.obs.health.progress()
         if any(off > self._ends.get(key, off) for key, off in positions.items()):
-            self._last_end_offsets = 0.0    # committed past the known end: refresh it (lag) now
+            self._ends_stale = True         # committed past the known end: lag would read 0
         self._publish_lag()
 
     def _advance_idle(self, parts) -> None:
@@ -375,9 +377,11 @@ class ConsumerThread(threading.Thread):
 
     def _refresh_end_offsets(self):
         now = time.monotonic()
-        if now - self._last_end_offsets < END_OFFSETS_INTERVAL_S:
+        since = now - self._last_end_offsets
+        if since < END_OFFSETS_INTERVAL_S and not (self._ends_stale and since >= END_OFFSETS_SOON_S):
             return
         self._last_end_offsets = now
+        self._ends_stale = False
         parts = list(self.reader.assignment())
         if not parts:
             if self._ends:

@@ -177,8 +177,9 @@ class KafkaReader:
             return True
         if not any(getattr(c, "connected", False) for c in list(conns.values())):
             return False
+        # coordinator_id only: coordinator_unknown() may mark the coordinator dead as a side effect
         coordinator = getattr(self._c, "_coordinator", None) if self.group else None
-        return coordinator is None or not coordinator.coordinator_unknown()
+        return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
 
     # -- membership ----------------------------------------------------------------------------
     def subscribe(self, topics) -> None:

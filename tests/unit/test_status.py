@@ -125,8 +125,11 @@ def test_json_lines_carry_structured_fields_and_the_worker(monkeypatch):
         "db.t", [0], "L", 5, 2)
 
 
-def test_a_commit_past_the_known_end_refreshes_the_end_offsets():
+def test_a_commit_past_the_known_end_refreshes_the_end_offsets(monkeypatch):
+    from lib import consumer as cm
     from tests.unit.test_consumer import TP0, make, step
+    clock = Clock()
+    monkeypatch.setattr(cm.time, "monotonic", clock)
     t, fake, out = make(log={TP0: recs("t", 0, range(10))})
     fake.rebalance([TP0])
     step(t)
@@ -134,9 +137,10 @@ def test_a_commit_past_the_known_end_refreshes_the_end_offsets():
     fake.log[TP0] += recs("t", 0, range(10, 15))
     t.tracker.add(0, {("t", 0): (0, 14)})
     t.tracker.confirm(0)
+    clock.advance(cm.END_OFFSETS_SOON_S)
     step(t)                               # commits 15, past the end known since the last refresh
     assert t.committed == {("t", 0): 15}
-    assert t._ends == {("t", 0): 15}
+    assert t._ends == {("t", 0): 15}      # long before END_OFFSETS_INTERVAL_S
     assert t.obs.metrics.end_offset.labels("t", "0")._value.get() == 15
 
 
