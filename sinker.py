@@ -46,10 +46,11 @@ def handle_errors(fn):
     return wrapper
 
 
-def load(config_path, overrides=None, *, with_log=False):
+def load(config_path, overrides=None, *, with_log=False, log_stream=None):
     """The validated config, its secrets registered for redaction before anything can print
-    them. With ``with_log`` (run, replay) the log is set up and takes the config's warnings;
-    the other commands own stdout, so their warnings go to stderr."""
+    them. With ``with_log`` (run, replay) the log is set up (on ``log_stream``, default stdout)
+    and takes the config's warnings; the other commands own stdout, so their warnings go to
+    stderr."""
     from lib.config import SECRETS, load_config
     from lib.observability import logs
     warnings: list[str] = []
@@ -57,7 +58,7 @@ def load(config_path, overrides=None, *, with_log=False):
     for section, key in SECRETS:
         logs.register_secret(getattr(getattr(cfg, section), key))
     if with_log:
-        logs.setup_logging(cfg.logging)
+        logs.setup_logging(cfg.logging, log_stream)
         for w in warnings:
             logging.getLogger("sinker.config").warning("%s", w)
     else:
@@ -77,10 +78,9 @@ def cli():
     """Stream JSON events from Apache Kafka into Apache Doris, never losing or duplicating a row.
 
     Exit codes: 0 done; 1 internal error; 2 usage/config error; 3 Doris or Kafka refused for
-    good (auth, TLS trust, table, schema); 4 retries exhausted or dependency down (nothing past
-    it committed); 5 some messages failed (dry-run/replay), check found a misfit, or
-    interrupted twice; 6 another
-    run of the same replay holds its lock.
+    good (auth, TLS trust, table, schema, a topic that does not exist); 4 retries exhausted or
+    dependency down (nothing past it committed); 5 some messages failed (dry-run/replay), check
+    found a misfit, or interrupted twice; 6 another run of the same replay holds its lock.
     """
 
 
@@ -102,10 +102,11 @@ def version():
 def run(config_path, workers, group_id):
     """Consume the topics and load them into Doris until SIGINT/SIGTERM."""
     overrides = {"kafka.group_id": group_id} if group_id else None
-    cfg = load(config_path, overrides, with_log=True)
+    from lib.commands.workers import child_overrides, run_workers
+    cfg = load(config_path, {**(overrides or {}), **child_overrides()}, with_log=True)
     if workers > 1:
-        from lib.commands.workers import run_workers
-        sys.exit(_worst_exit(run_workers(cfg, workers, config_path, overrides)))
+        result = run_workers(cfg, workers, config_path, overrides)
+        sys.exit(result.failed if result.failed is not None else _worst_exit(result.codes))
     from lib.pipeline import Pipeline
     p = Pipeline(cfg)
     p.install_signal_handlers()
@@ -226,8 +227,7 @@ def dead_letters_resend(config_path, path, table, dry_run):
     (12 hours by default). Rows that fail again go to FILE's name with .failed.jsonl (rewritten
     by every run); exit 5 when there are any.
     """
-    cfg = load(config_path, _table_override(table))
-    setup_logs(cfg)
+    cfg = load(config_path, _table_override(table), with_log=True)
     from lib.commands import resend as r
     from lib.schema import SchemaSource
     mapper = SchemaSource(cfg).mapper()
@@ -326,20 +326,33 @@ def _curl_lines(cfg, headers, body_path) -> str:
 @click.option("--topic", help="Topic to replay (default: the first of kafka.topics).")
 @click.option("--table", metavar="DB.TABLE", help="Load into this table instead of doris.table.")
 @click.option("--lock-dir", type=click.Path(file_okay=False), help="Where the overlap lock lives.")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print the partitions, offset ranges and messages it would load; touch nothing.")
+@click.option("--force", is_flag=True,
+              help="Replay offsets the consumer group already committed past (loads them again).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Serve /metrics and /health here while it runs (default: no status server, so "
+                   "it runs beside `sinker run` on the same config).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="The plan and the summary as text or one JSON object.")
 @handle_errors
 def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, partitions, topic,
-           table, lock_dir):
+           table, lock_dir, plan_only, force, listen, fmt):
     """Bounded backfill, safe to re-run from cron: loads a fixed offset range once.
 
     End offsets are fixed when it starts; only the given partitions are read and the consumer
     group's offsets are never touched. Labels come from (topic, partition, offset range), so a
-    re-run loads nothing twice while Doris remembers the labels (12 hours by default).
+    re-run loads nothing twice while Doris remembers the labels (12 hours by default). A range
+    below the group's committed offsets was loaded by `run` under other labels: replaying it
+    needs --force. Exit 0 done, 2 bad range or overlap without --force, 4 stopped early (it
+    prints the command that resumes it), 5 dead letters or interrupted, 6 already running.
     """
     if (from_offset is None) == (from_timestamp is None):
         raise click.UsageError("give exactly one of --from-offset and --from-timestamp")
     if to_offset is not None and to_timestamp is not None:
         raise click.UsageError("give at most one of --to-offset and --to-timestamp")
-    cfg = load(config_path, _table_override(table), with_log=True)
+    cfg = load(config_path, {**(_table_override(table) or {}), "server.listen": listen or ""},
+               with_log=True, log_stream=sys.stderr if fmt == "json" or plan_only else None)
     from lib.commands import replay as r
     parts = None
     if partitions:
@@ -352,18 +365,66 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
                          from_timestamp_ms=_timestamp_ms(from_timestamp, "--from-timestamp"),
                          to_offset=r.parse_offsets(to_offset, "--to-offset"),
                          to_timestamp_ms=_timestamp_ms(to_timestamp, "--to-timestamp"))
-    if sys.stderr.isatty():
+    overlap = r.overlaps_group(plan, r.group_committed(cfg, plan))
+    if plan_only:
+        _print_plan(plan, overlap, cfg.kafka.group_id, fmt)
+        sys.exit(0)
+    if overlap and not force:
+        from lib.errors import ConfigError
+        raise ConfigError(_overlap_text(overlap, cfg.kafka.group_id) + "; add --force to load "
+                          "them again anyway, or start at the committed offsets")
+    if overlap:
+        import logging
+        logging.getLogger("sinker.replay").warning(
+            "--force: %s", _overlap_text(overlap, cfg.kafka.group_id))
+    if sys.stderr.isatty() and fmt == "text":
         with _progress_bars(plan) as on_progress:
             outcome = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir, on_progress=on_progress)
     else:
         outcome = r.run_replay(cfg, plan, config_path, lock_dir=lock_dir)
-    if outcome.done:
+    code = (5 if outcome.dead_lettered else 0) if outcome.done else \
+        (getattr(outcome.error, "exit_code", 4) or 4)
+    if fmt == "json":
+        import json
+        click.echo(json.dumps({
+            "done": outcome.done, "exit_code": code, "messages": plan.total,
+            "loaded": outcome.loaded, "dead_lettered": outcome.dead_lettered,
+            "error": None if outcome.error is None else str(outcome.error),
+            "resume": None if outcome.done else outcome.resume, "plan": r.plan_as_dict(plan)}))
+    elif outcome.done:
         click.echo(f"replay done: {plan.total} messages in range, {outcome.loaded} rows loaded "
                    f"(rows an earlier run loaded count as loaded), {outcome.dead_lettered} dead letters")
-        sys.exit(5 if outcome.dead_lettered else 0)
-    why = outcome.error or "stopped before the end of the range"
-    click.echo(_redact(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}"), err=True)
-    sys.exit(getattr(outcome.error, "exit_code", 4) or 4)
+    else:
+        why = outcome.error or "stopped before the end of the range"
+        click.echo(_redact(f"replay incomplete: {why}\nresume with:\n  {outcome.resume}"), err=True)
+    sys.exit(code)
+
+
+def _overlap_text(overlap, group) -> str:
+    parts = "; ".join(f"partition {p} offsets {first}..{last} (committed {done})"
+                      for p, (first, last, done) in sorted(overlap.items()))
+    return (f"the range overlaps what consumer group {group} already committed: {parts}; `sinker "
+            "run` loaded those rows under its own labels, so replaying them loads them twice")
+
+
+def _print_plan(plan, overlap, group, fmt):
+    from lib.commands.replay import plan_as_dict
+    doc = plan_as_dict(plan)
+    if fmt == "json":
+        import json
+        doc["group_overlap"] = {str(p): {"from_offset": a, "to_offset": b, "committed": c}
+                                for p, (a, b, c) in sorted(overlap.items())}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"replay plan for topic {plan.topic} (batches cut every {plan.chunk_rows} offsets):")
+    for p in doc["partitions"]:
+        span = (f"offsets {p['from_offset']}..{p['to_offset']}" if p["messages"]
+                else "nothing to load")
+        click.echo(f"  partition {p['partition']}: {span}, {p['messages']} messages")
+    click.echo(f"total: {doc['messages']} messages at most (compaction and transaction markers "
+               "leave gaps); nothing was loaded")
+    if overlap:
+        click.echo(f"warning: {_overlap_text(overlap, group)}; running it needs --force")
 
 
 @contextlib.contextmanager
@@ -402,6 +463,117 @@ def _timestamp_ms(value, hint):
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1000)
+
+
+def _status_url(config_path, url):
+    if url:
+        return url
+    if not config_path:
+        raise click.UsageError("give --url or -c CONFIG (whose server.listen names the instance)")
+    from lib.commands.status import default_url
+    return default_url(load(config_path))
+
+
+status_options = [
+    click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                 envvar="SINKER_CONFIG", help="Config of the instance: its server.listen is the URL."),
+    click.option("--url", help="Status URL of the instance, e.g. http://127.0.0.1:9108."),
+]
+
+
+def _with(options):
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return apply
+
+
+@cli.command(context_settings=CONTEXT)
+@_with(status_options)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@handle_errors
+def status(config_path, url, fmt):
+    """What a running sinker is doing: state and why, partitions, loads, dead letters, last error.
+
+    Exit 0 when it is ready, 5 when it runs but is not ready or failed, 4 when it cannot be reached.
+    """
+    from lib.commands import status as st
+    url = _status_url(config_path, url)
+    doc = st.fetch(url)
+    if fmt == "json":
+        import json
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from rich.console import Console
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        console.print(st.render(doc, url))
+    sys.exit(0 if doc["ready"] else 5)
+
+
+@cli.command(context_settings=CONTEXT)
+@_with(status_options)
+@click.option("--interval", type=click.FloatRange(0.2), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@handle_errors
+def top(config_path, url, interval):
+    """A live view of a running sinker, refreshed every --interval seconds; q or Ctrl-C quits.
+
+    When stdout is not a terminal it prints one view after the other instead (batch mode).
+    """
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from lib.commands import status as st
+    from lib.errors import StatusUnavailable
+    url = _status_url(config_path, url)
+
+    def view():
+        try:
+            return st.render(st.fetch(url), url)
+        except StatusUnavailable as e:
+            return Text(f"{e}\n(retrying every {interval:g}s; q quits)", style="red")
+
+    try:
+        if not sys.stdout.isatty():
+            console = Console(width=200)
+            with _keys() as key:
+                while True:
+                    console.print(view())
+                    console.file.flush()
+                    if key(interval) == "q":
+                        break
+            return
+        with _keys() as key, Live(view(), console=Console(), auto_refresh=False) as live:
+            while key(interval) != "q":
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@contextlib.contextmanager
+def _keys():
+    """Yields key(timeout): the key pressed within timeout seconds, or None. On a terminal,
+    keys are read one at a time without echo; otherwise it only waits (Ctrl-C still quits)."""
+    import select
+    import time
+    if not sys.stdin.isatty():
+        yield lambda timeout: time.sleep(timeout)
+        return
+    import termios
+    import tty
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        def key(timeout):
+            ready, _, _ = select.select([fd], [], [], timeout)
+            return sys.stdin.read(1) if ready else None
+        yield key
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -194,6 +194,7 @@ class LoggingConfig:
     max_bytes: int = 100 * 1024 * 1024
     backups: int = 5
     sample_per_minute: int = 20                 # identical errors logged per minute before suppression
+    progress_s: float = 30.0                    # a progress line (rows/s, loads, lag) this often; 0 = off
 
 
 @dataclass(frozen=True)
@@ -777,6 +778,8 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     positive("logging", lg, "max_bytes")
     want("logging.backups", lg.backups >= 0, f"must be >= 0, got {lg.backups}")
     want("logging.sample_per_minute", lg.sample_per_minute >= 0, f"must be >= 0, got {lg.sample_per_minute}")
+    want("logging.progress_s", lg.progress_s >= 0, f"must be >= 0 (0 turns the progress line off), "
+         f"got {lg.progress_s}")
 
     want("shutdown_timeout_s", cfg.shutdown_timeout_s > 0, f"must be > 0, got {cfg.shutdown_timeout_s}")
     one_of("delivery", cfg.delivery, DELIVERIES)

@@ -28,10 +28,12 @@ log = logging.getLogger("sinker.consumer")
 COMMIT_INTERVAL_S = 1.0        # commits are cheap but not free; batches confirm every few seconds
 END_OFFSETS_INTERVAL_S = 15.0  # lag metrics refresh
 PARTITION_WATCH_S = 10.0       # how often the topics' partition counts are read from the brokers
+END_OFFSETS_SOON_S = 2.0       # ... and sooner once a commit passed the known end, at most this often
 POLL_TIMEOUT_MS = 200
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
 UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
 UNASSIGNED_REJOIN_MAX_S = 600.0
+BROKER_DOWN_AFTER_S = 10.0     # no broker connection (or no coordinator) this long: say so, not ready
 
 
 class ConsumerThread(threading.Thread):
@@ -61,9 +63,12 @@ class ConsumerThread(threading.Thread):
         self._paused = False
         self._last_commit = 0.0
         self._last_end_offsets = 0.0
+        self._ends_stale = False           # a commit passed the end known at the last refresh
         self.committed: dict = {}          # (topic, partition) -> last committed offset
         self._group_committed: dict = {}   # (topic, partition) -> the group's offset when assigned (lag)
         self._ends: dict = {}              # (topic, partition) -> end offset at the last refresh (lag)
+        self._unreachable_since: float | None = None   # see _watch_broker
+        self._reported_down = False
 
     # -- what the pipeline may ask (from its own thread) ----------------------------------------
     def holding(self) -> bool:
@@ -98,6 +103,7 @@ class ConsumerThread(threading.Thread):
         check_crc32c()
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
+            r.require_topics(self.cfg.topics)
             r.subscribe(self.cfg.topics)
             return r
         r.assign(self.bounds.partitions)
@@ -161,10 +167,33 @@ class ConsumerThread(threading.Thread):
             self._items.append(result)
         self._hand_on()
         self.polled_at = t0                # after the rebalance the poll carried is applied
+        self._watch_broker()
         self._commit()
         self._refresh_end_offsets()
         if self.bounds is None:
             self._watch_partitions()
+
+    def _watch_broker(self) -> None:
+        """One log line when no broker has answered for BROKER_DOWN_AFTER_S, one when a broker
+        is back, and readiness in between. Nothing stops: kafka-python reconnects by itself and
+        the loop goes on polling; commits that fail meanwhile are retried."""
+        now = time.monotonic()
+        if self.reader.broker_reachable():
+            self._unreachable_since = None
+            if self._reported_down:
+                self._reported_down = False
+                self.obs.health.kafka_ok()
+                log.info("Kafka is back: a broker answers again; loading resumes")
+            return
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif not self._reported_down and now - self._unreachable_since >= BROKER_DOWN_AFTER_S:
+            self._reported_down = True
+            why = (f"no broker of {', '.join(self.cfg.brokers)} has answered for "
+                   f"{now - self._unreachable_since:.0f}s")
+            self.obs.health.kafka_down(why)
+            log.warning("Kafka: %s; waiting for one to come back (nothing is lost: what was not "
+                        "committed is read again)", why)
 
     def _check_ends(self):
         """Replay: a partition is done when its position reached the end fixed at start (a
@@ -364,7 +393,9 @@ class ConsumerThread(threading.Thread):
             self.reader.commit(offsets)
         except Exception as e:  # noqa: BLE001 - a failed commit is retried on the next turn
             self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=False)
-            log.warning("offset commit failed (will retry): %s", e)
+            # while no broker answers, _watch_broker's one line says why commits fail
+            log.log(logging.DEBUG if self._unreachable_since is not None else logging.WARNING,
+                    "offset commit failed (will retry): %s", e)
             return
         self.tracker.mark_committed(positions, recorded)
         self.committed.update(positions)
@@ -372,6 +403,8 @@ class ConsumerThread(threading.Thread):
             self.obs.metrics.observe_cuts_recorded(len(recorded))
         self.obs.metrics.observe_commit(positions, time.monotonic() - t0, ok=True)
         self.obs.health.progress()
+        if any(off > self._ends.get(key, off) for key, off in positions.items()):
+            self._ends_stale = True         # committed past the known end: lag would read 0
         self._publish_lag()
 
     def _advance_idle(self, parts) -> None:
@@ -385,9 +418,11 @@ class ConsumerThread(threading.Thread):
 
     def _refresh_end_offsets(self):
         now = time.monotonic()
-        if now - self._last_end_offsets < END_OFFSETS_INTERVAL_S:
+        since = now - self._last_end_offsets
+        if since < END_OFFSETS_INTERVAL_S and not (self._ends_stale and since >= END_OFFSETS_SOON_S):
             return
         self._last_end_offsets = now
+        self._ends_stale = False
         parts = list(self.reader.assignment())
         if not parts:
             if self._ends:

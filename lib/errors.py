@@ -5,7 +5,8 @@ Exit codes (documented in the README):
   1  unexpected internal error (a bug: please report with the log)
   2  usage or configuration error (nothing was consumed)
   3  Doris or Kafka refused us for good (Doris: auth, missing table, incompatible schema; Kafka:
-     SASL authentication, TLS certificate not trusted or rejected): fix the server or the config
+     SASL authentication, TLS certificate not trusted or rejected, a configured topic missing):
+     fix the server or the config
   4  retries exhausted or a dependency down for too long: nothing past the failure was committed;
      a restart re-reads from the last commit
   5  some messages failed (dry-run / replay / dead-letters resend summary), check found a misfit
@@ -50,7 +51,18 @@ class KafkaRefused(SinkerError):
     exit_code = 3
 
 
+class TopicNotFound(SinkerError):
+    """A configured topic does not exist: sinker never creates topics (a mistyped name would
+    otherwise be created empty and read forever)."""
+    exit_code = 3
+
+
 class KafkaUnavailable(SinkerError):
+    exit_code = 4
+
+
+class StatusUnavailable(SinkerError):
+    """`sinker status`/`top`: the instance's status page cannot be read (not running there?)."""
     exit_code = 4
 
 

@@ -14,6 +14,7 @@ and ``take_rebalance()`` hands it to the owning thread after ``poll()`` returns.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 
@@ -22,7 +23,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from .config import KafkaConfig
-from .errors import KafkaUnavailable
+from .errors import KafkaUnavailable, TopicNotFound
 from .kafka_security import client_error, preflight, ssl_context
 
 __all__ = ["TopicPartition", "KafkaReader", "client_options", "open_producer",
@@ -67,8 +68,22 @@ def consumer_options(cfg: KafkaConfig, group: bool) -> dict:
         heartbeat_interval_ms=cfg.heartbeat_interval_ms,
         max_poll_interval_ms=cfg.max_poll_interval_ms,
         check_crcs=True,
+        # never create a topic by asking for it (the broker's auto.create.topics.enable would
+        # turn a mistyped name into an empty topic read forever); KafkaReader.require_topics
+        allow_auto_create_topics=False,
     )
     return opts
+
+
+def missing_topics_message(missing, existing, brokers) -> str:
+    """What to say about configured topics the cluster does not have: the closest names."""
+    parts = []
+    for topic in missing:
+        close = difflib.get_close_matches(topic, sorted(existing), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        parts.append(f"{topic!r}{hint}")
+    return (f"topic {', '.join(parts)} does not exist on {', '.join(brokers)}; sinker never "
+            "creates topics: fix kafka.topics, or create the topic first")
 
 
 def check_crc32c() -> bool:
@@ -166,6 +181,30 @@ class KafkaReader:
         self.group = group
         self._rebalances = _Rebalances()
         self._c = _open(factory, cfg, "the Kafka consumer", **consumer_options(cfg, group))
+
+    def require_topics(self, topics) -> None:
+        """Raise TopicNotFound, naming the closest existing topics, unless every one exists."""
+        try:
+            existing = self._c.topics()
+        except Exception as e:  # noqa: BLE001 - kafka-python's errors vary by version
+            raise KafkaUnavailable(f"cannot list the topics on {', '.join(self.cfg.brokers)}: "
+                                   f"{e}; check that a broker answers") from e
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            raise TopicNotFound(missing_topics_message(missing, existing, self.cfg.brokers))
+
+    def broker_reachable(self) -> bool:
+        """A broker connection is up (and, in a group, the coordinator is known): no I/O, reads
+        the client's own state. True when the client does not say (another version)."""
+        manager = getattr(self._c, "_manager", None)
+        conns = getattr(manager, "_conns", None)
+        if conns is None:
+            return True
+        if not any(getattr(c, "connected", False) for c in list(conns.values())):
+            return False
+        # coordinator_id only: coordinator_unknown() may mark the coordinator dead as a side effect
+        coordinator = getattr(self._c, "_coordinator", None) if self.group else None
+        return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
 
     # -- membership ----------------------------------------------------------------------------
     def subscribe(self, topics) -> None:

@@ -15,6 +15,11 @@ import threading
 
 PHASES = ("running", "stop requested", "draining", "finishing")
 
+# A stop signal is often delivered twice at once: a terminal's Ctrl-C and systemd's control-group
+# stop reach every process, and the one-file binary's bootloader forwards what it gets. Signals
+# this close to the first are the same request (pipeline.py, commands/workers.py).
+SAME_SIGNAL_S = 1.0
+
 
 class Shutdown:
     def __init__(self):

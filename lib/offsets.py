@@ -211,6 +211,11 @@ class OffsetTracker:
         """Sealed batches wait for their cuts to be committed (the consumer commits at once)."""
         return bool(self._unrecorded)
 
+    def unrecorded_count(self) -> int:
+        """Sealed batches waiting for their cuts to be committed before they may load."""
+        with self._lock:
+            return len(self._unrecorded)
+
     def pending_count(self) -> int:
         """Batches added but not confirmed yet."""
         with self._lock:

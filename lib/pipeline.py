@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
+from .commands.workers import announce_status, worker_index
 from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
 from .errors import Interrupted, RetriesExhausted
-from .lifecycle import Shutdown
+from .lifecycle import SAME_SIGNAL_S, Shutdown
 from .observability import Observers
 from .offsets import OffsetTracker
 from .schema import SchemaSource
@@ -29,8 +30,6 @@ from .stream_load import StreamLoader
 from .writer import WriterThread
 
 log = logging.getLogger("sinker.pipeline")
-
-SAME_SIGNAL_S = 1.0     # signals this close to the first are one request (see install_signal_handlers)
 
 
 @dataclass
@@ -99,10 +98,23 @@ class Pipeline:
                                           lambda: redacted(self.cfg),
                                           ready_stall_s=self.cfg.server.ready_stall_s,
                                           debug=self.cfg.server.debug,
-                                          debug_token=self.cfg.server.debug_token)
+                                          debug_token=self.cfg.server.debug_token,
+                                          status_fn=self.status)
         self.status_server.start()
+        announce_status(self.status_server.port)
         log.info("metrics and health on http://%s:%d/", self.status_server.host,
                  self.status_server.port)
+
+    def status(self) -> dict:
+        """The /status document (`sinker status`, `sinker top`)."""
+        from .observability.status_server import metric_samples, status_document
+        return status_document(
+            metric_samples(self.metrics.registry), self.health.liveness(),
+            self.health.readiness(self.cfg.server.ready_stall_s),
+            {"worker": worker_index(), "last_error": self.health.last_error(),
+             "batches_waiting_for_cut": self.tracker.unrecorded_count(),
+             "batches_pending": self.tracker.pending_count(),
+             "table": f"{self.cfg.doris.database}.{self.cfg.doris.table}"})
 
     # -- signals --------------------------------------------------------------------------------
     def install_signal_handlers(self):
@@ -129,6 +141,11 @@ class Pipeline:
                 os._exit(Interrupted.exit_code)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+
+    @property
+    def interrupted(self) -> bool:
+        """A stop signal arrived (replay reports it as interrupted, not as a failure)."""
+        return self._signals > 0
 
     def request_stop(self):
         self.shutdown.request_stop()
@@ -174,13 +191,27 @@ class Pipeline:
         return None
 
     def _watch(self):
+        every = self.cfg.logging.progress_s if self.replay is None else 0
+        last_at, last = time.monotonic(), self.metrics.snapshot() if every else None
         while not self.shutdown.wait_stop_requested(0.1):
             err = self._first_error()
             if err is not None:
                 return err
             if self.consumer.read_everything():
                 return None
+            if every and time.monotonic() - last_at >= every:
+                now_at, now = time.monotonic(), self.metrics.snapshot()
+                self._log_progress(last, now, now_at - last_at)
+                last_at, last = now_at, now
         return None
+
+    def _log_progress(self, before: dict, now: dict, seconds: float) -> None:
+        """The info line every logging.progress_s: is it keeping up?"""
+        from .observability.metrics import progress_fields
+        f = progress_fields(before, now, seconds)
+        log.info("progress: %.1f rows/s (%d rows, %d loads in %.0fs), lag %d, %d dead letters in all",
+                 f["rows_per_s"], f["rows"], f["loads"], seconds, f["lag"], f["dead_letters"],
+                 extra={**f, "table": f"{self.cfg.doris.database}.{self.cfg.doris.table}"})
 
     def _drain(self):
         """Graceful stop: seal and load what is in flight, then commit (bounded by the timeout)."""

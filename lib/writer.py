@@ -244,7 +244,8 @@ class WriterThread(threading.Thread):
                         "past it was committed: a restart re-reads it (same label, so no duplicates).")
                 delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
             log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
-                        outcome.message, attempt, self.cfg.max_retries, delay)
+                        outcome.message, attempt, self.cfg.max_retries, delay,
+                        extra=_fields(batch, label, batch.rows))
             waited_from = time.monotonic()
             self._sleep(delay)
             if batch.needs_record and not self._still_ours(batch, waited_from):
@@ -315,7 +316,8 @@ class WriterThread(threading.Thread):
         if filtered is not None and filtered >= len(pairs) and (total is None or total == len(pairs)):
             self._dead_letter(batch, [self._letter(rec, first_reason) for _, rec in pairs])
             log.warning("batch %s: Doris rejected all %d rows (%s); they went to the dead-letter "
-                        "output", batch.label, len(pairs), first_reason)
+                        "output", batch.label, len(pairs), first_reason,
+                        extra=_fields(batch, batch.label, len(pairs)))
             return []
         wanted = Counter(src for _, src in rejected if src is not None)
         why = {src: reason for reason, src in rejected if src is not None}
@@ -332,7 +334,8 @@ class WriterThread(threading.Thread):
         self._dead_letter(batch, dead)
         log.warning("batch %s: Doris rejected %d rows (of %s it counted); they went to the "
                     "dead-letter output, loading the other %d", batch.label, len(dead),
-                    filtered if filtered is not None else "?", len(keep))
+                    filtered if filtered is not None else "?", len(keep),
+                    extra=_fields(batch, batch.label, len(dead)))
         return keep
 
     def _bisect(self, batch: Batch, pairs, body, outcome) -> None:
@@ -344,7 +347,8 @@ class WriterThread(threading.Thread):
             why = next((r for r, _ in self._rejected(body) or ()), None) or outcome.message
             self._dead_letter(batch, [self._letter(rec, why)])
             log.warning("batch %s: Doris rejected the row at %s[%d]@%d: %s", batch.label,
-                        rec.topic, rec.partition, rec.offset, why)
+                        rec.topic, rec.partition, rec.offset, why,
+                        extra=_fields(batch, batch.label, 1))
             return
         mid = len(pairs) // 2
         for part in (pairs[:mid], pairs[mid:]):
@@ -389,3 +393,9 @@ def _fatal_hint(reason: str) -> str:
         "table_not_found": "Create the table in Doris or fix doris.database / doris.table.",
         "column_not_found": "The table lacks a column the body names: check mapping.columns.",
     }.get(reason, "Fix the cause and restart; nothing past this batch was committed.")
+
+
+def _fields(batch: Batch, label: str, rows: int) -> dict:
+    """Structured fields of a log line about a load (JSON logs carry them as keys)."""
+    return {"table": batch.full_name, "topic": next(iter(batch.ranges))[0] if batch.ranges else None,
+            "partition": sorted({p for _, p in batch.ranges}), "label": label, "rows": rows}

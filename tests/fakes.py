@@ -105,6 +105,7 @@ class FakeReader:
         self.subscribed = None
         self.closed = False
         self.rejoins = 0
+        self.reachable = True        # what broker_reachable() answers
 
     # membership
     def subscribe(self, topics):
@@ -194,6 +195,14 @@ class FakeReader:
 
     def topics(self):
         return {tp.topic for tp in self.log}
+    def require_topics(self, topics):
+        from lib.errors import TopicNotFound
+        missing = [t for t in topics if not self.partitions_for_topic(t)]
+        if missing:
+            raise TopicNotFound(f"topic {missing} does not exist")
+
+    def broker_reachable(self):
+        return self.reachable
 
     def partitions_for_topic(self, topic):
         return {tp.partition for tp in self.log if tp.topic == topic} or None

@@ -18,7 +18,7 @@ from .. import load_result
 from ..config import HostPort
 from ..dead_letter import category
 from ..errors import ConfigError, SchemaError, SinkerError
-from ..kafka_client import KafkaReader, TopicPartition
+from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 from ..schema import SchemaSource, connect
 from ..stream_load import StreamLoader
 from .dry_run import dry_run
@@ -97,8 +97,7 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
         for t in cfg.kafka.topics:
             parts = c.partitions_for_topic(t)
             if not parts:
-                raise Misfit(f"topic {t!r} does not exist on {', '.join(cfg.kafka.brokers)}: "
-                             "create it or fix kafka.topics")
+                raise Misfit(missing_topics_message([t], c.topics(), cfg.kafka.brokers))
             out.append(f"{t}: {len(parts)} partitions")
             state.setdefault("tps", []).extend((t, p) for p in parts)
         return "; ".join(out)

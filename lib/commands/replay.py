@@ -19,8 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..errors import AlreadyRunning, ConfigError
-from ..kafka_client import KafkaReader, TopicPartition
+from ..errors import AlreadyRunning, ConfigError, Interrupted, TopicNotFound
+from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 
 log = logging.getLogger("sinker.replay")
 
@@ -112,6 +112,9 @@ def compute_plan(topic, partitions, beginning, ends, *, from_offset=None, from_t
             raise ConfigError(f"replay: no start for partition {p}: give --from-offset or "
                               "--from-timestamp (or P:N for every partition listed)")
         e = _per_partition(to_offset, p)
+        if e is not None and _per_partition(from_offset, p) is not None and s > e:
+            raise ConfigError(f"replay: partition {p}: --from-offset {s} is after --to-offset {e} "
+                              "(the range is reversed): the first offset comes first")
         if e is not None:
             e = e + 1
         elif to_times is not None:
@@ -129,11 +132,15 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
                 to_offset=None, to_timestamp_ms=None) -> ReplayPlan:
     """Ask Kafka for the partitions and offsets, then fix the plan (end offsets never move)."""
     topic = topic or cfg.kafka.topics[0]
+    if from_timestamp_ms is not None and to_timestamp_ms is not None \
+            and from_timestamp_ms > to_timestamp_ms:
+        raise ConfigError("replay: --from-timestamp is after --to-timestamp (the range is "
+                          "reversed): the earlier time comes first")
     c = KafkaReader(cfg.kafka, group=False)
     try:
         known = c.partitions_for_topic(topic)
         if not known:
-            raise ConfigError(f"topic {topic!r} does not exist on {', '.join(cfg.kafka.brokers)}")
+            raise TopicNotFound(missing_topics_message([topic], c.topics(), cfg.kafka.brokers))
         parts = sorted(partitions) if partitions else sorted(known)
         missing = [p for p in parts if p not in known]
         if missing:
@@ -195,12 +202,45 @@ def progress_by_partition(plan: ReplayPlan, pipeline) -> dict:
     return out
 
 
-def resume_command(config_path: str, plan: ReplayPlan, progress_positions: dict) -> str:
+def resume_command(config_path: str, plan: ReplayPlan, progress_positions: dict, table: str) -> str:
+    """The command that loads the rest of the plan into the same table (``table`` is db.table)."""
     frm = ",".join(f"{tp.partition}:{progress_positions.get((tp.topic, tp.partition), plan.start[tp])}"
                    for tp in plan.partitions)
     to = ",".join(f"{tp.partition}:{plan.end[tp] - 1}" for tp in plan.partitions)
-    return (f"sinker replay -c {config_path} --topic {plan.topic} --from-offset {frm} "
-            f"--to-offset {to}")
+    return (f"sinker replay -c {config_path} --topic {plan.topic} --table {table} "
+            f"--from-offset {frm} --to-offset {to}")
+
+
+def plan_as_dict(plan: ReplayPlan) -> dict:
+    """What ``--plan`` shows: per partition the offsets it would load and how many messages that
+    is (at most: compaction and transaction markers leave gaps)."""
+    return {"topic": plan.topic, "chunk_rows": plan.chunk_rows, "messages": plan.total,
+            "partitions": [{"partition": tp.partition, "from_offset": plan.start[tp],
+                            "to_offset": plan.end[tp] - 1,
+                            "messages": max(0, plan.end[tp] - plan.start[tp])}
+                           for tp in plan.partitions]}
+
+
+def group_committed(cfg, plan: ReplayPlan) -> dict:
+    """The consumer group's committed offset of each planned partition (None: no commit). Read
+    without joining the group: nothing is committed and the group is not rebalanced."""
+    c = KafkaReader(cfg.kafka, group=True)
+    try:
+        return {tp: c.committed(tp) for tp in plan.partitions}
+    finally:
+        c.close()
+
+
+def overlaps_group(plan: ReplayPlan, committed: dict) -> dict:
+    """``{partition: (first, last, committed)}`` for the planned ranges that start below what the
+    group committed: ``run`` loaded those offsets under its own labels, so replaying them loads
+    their rows a second time."""
+    out = {}
+    for tp in plan.partitions:
+        done = committed.get(tp)
+        if done is not None and plan.start[tp] < min(done, plan.end[tp]):
+            out[tp.partition] = (plan.start[tp], min(done, plan.end[tp]) - 1, done)
+    return out
 
 
 @dataclass
@@ -265,5 +305,11 @@ def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
             reporter.join(5)
     snap = pipeline.accounting.snapshot()
     done = result.error is None and bounds.finished() and pipeline.tracker.pending_count() == 0
-    return ReplayOutcome(plan, done, snap["loaded"], snap["dead_lettered"], result.error,
-                         resume_command(config_path, plan, pipeline.tracker.peek_committable()))
+    error = result.error
+    if not done and pipeline.interrupted and getattr(error, "exit_code", 4) == 4:
+        # a stop asked for (also one whose drain ran out of time) is not a failure
+        error = Interrupted("interrupted by a signal; what was loaded is kept"
+                            + (f" ({error})" if error is not None else ""))
+    table = f"{cfg.doris.database}.{cfg.doris.table}"
+    return ReplayOutcome(plan, done, snap["loaded"], snap["dead_lettered"], error,
+                         resume_command(config_path, plan, pipeline.tracker.peek_committable(), table))

@@ -35,6 +35,8 @@ class Health:
         self._doris_error_since: float | None = None   # first error after the last OK
         self._failed: str | None = None
         self._loads: dict[str, tuple[str, float, float]] = {}   # who -> (label, started, deadline_s)
+        self._kafka_down: tuple[str, float] | None = None   # (why, since) while no broker answers
+        self._last_error: tuple[str, float] | None = None   # kept after recovery, for `status`
 
     # -- events ---------------------------------------------------------------------------------
     def register_thread(self, name: str, thread: threading.Thread) -> None:
@@ -73,6 +75,7 @@ class Health:
     def doris_error(self, msg: str) -> None:
         with self._lock:
             self._doris_error = msg
+            self._last_error = (f"Doris: {msg}", self._clock())
             if self._doris_error_since is None:
                 self._doris_error_since = self._clock()
 
@@ -84,10 +87,29 @@ class Health:
     def load_finished(self, who: str) -> None:
         with self._lock:
             self._loads.pop(who, None)
+    def kafka_down(self, msg: str) -> None:
+        """No Kafka broker answers (the consumer saw it for a while): not ready until one does."""
+        with self._lock:
+            if self._kafka_down is None:
+                self._kafka_down = (msg, self._clock())
+                self._last_error = (f"Kafka: {msg}", self._clock())
+
+    def kafka_ok(self) -> None:
+        with self._lock:
+            self._kafka_down = None
 
     def fail(self, msg: str) -> None:
         with self._lock:
             self._failed = msg or "failed"
+            self._last_error = (self._failed, self._clock())
+
+    def last_error(self) -> dict | None:
+        """The last error reported (also after recovery): its message and how long ago."""
+        with self._lock:
+            last = self._last_error
+        if last is None:
+            return None
+        return {"message": last[0], "age_s": round(self._clock() - last[1], 3)}
 
     # -- checks ---------------------------------------------------------------------------------
     def liveness(self) -> tuple[bool, dict]:
@@ -118,6 +140,7 @@ class Health:
         with self._lock:
             phase, failed, assigned, lag = self._phase, self._failed, self._assigned, self._lag
             ok_at, err, err_since = self._doris_ok_at, self._doris_error, self._doris_error_since
+            kafka_down = self._kafka_down
             since = max((t for t in (self._progress_at, self._running_since, self._lag_since)
                          if t is not None), default=None)
         reasons = []
@@ -127,6 +150,8 @@ class Health:
             reasons.append(f"phase is {phase}")
         if assigned <= 0:
             reasons.append("no partitions assigned")
+        if kafka_down is not None:
+            reasons.append(f"Kafka: {kafka_down[0]} (for {now - kafka_down[1]:.0f}s)")
         if err_since is not None and now - err_since > stall_s:
             reasons.append(f"Doris failing for {now - err_since:.0f}s: {err}")
         idle = None if since is None else now - since

@@ -36,6 +36,15 @@ _secret_re: re.Pattern | None = None
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
 _prev_factory = None
 _exc_formatter = logging.Formatter()
+# fields a log call may pass with extra=: JSON lines carry them as their own keys
+STRUCTURED_FIELDS = ("table", "topic", "partition", "label", "rows", "rows_per_s", "loads", "lag",
+                     "dead_letters")
+
+
+def _worker_index() -> int | None:
+    """The worker's index under ``run --workers N`` (its parent sets SINKER_WORKER_INDEX)."""
+    value = os.environ.get("SINKER_WORKER_INDEX", "")
+    return int(value) if value.isdigit() else None
 
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -180,6 +189,25 @@ class Sampler(logging.Filter):
             del self._windows[k]
 
 
+class KafkaConnectionNoise(logging.Filter):
+    """Drops kafka-python's records about lost or refused broker connections. While a broker is
+    away it logs several a second, at ERROR; sinker's consumer says it once when no broker has
+    answered for a while and once when one is back (lib/consumer.py _watch_broker)."""
+
+    MARKERS = ("KafkaConnectionError", "NodeNotReadyError", "No node available",
+               "socket disconnected", "Connection lost", "Connection failed",
+               "Marking the coordinator dead", "ECONNREFUSED", "Connection refused")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "kafka" and not record.name.startswith("kafka."):
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot render is not ours to drop
+            return True
+        return not any(m in text for m in self.MARKERS)
+
+
 def _message(record: logging.LogRecord) -> str:
     msg = record.getMessage()
     n = record.__dict__.get("sinker_suppressed")
@@ -190,7 +218,12 @@ def _message(record: logging.LogRecord) -> str:
 
 # -- formats -----------------------------------------------------------------------------------
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts (ISO UTC), level, logger, thread, msg, and exc when present."""
+    """One JSON object per line: ts (ISO UTC), level, logger, thread, worker (under ``run
+    --workers N``), msg, and exc when present."""
+
+    def __init__(self):
+        super().__init__()
+        self.worker = _worker_index()
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -201,6 +234,12 @@ class JsonFormatter(logging.Formatter):
             "thread": record.threadName,
             "msg": redact(_message(record)),
         }
+        if self.worker is not None:
+            out["worker"] = self.worker
+        fields = record.__dict__
+        for key in STRUCTURED_FIELDS:
+            if key in fields:
+                out[key] = fields[key]
         if record.exc_info and record.exc_info[0] is not None:
             out["exc"] = redact(record.exc_text or self.formatException(record.exc_info))
         elif record.exc_text:
@@ -216,9 +255,11 @@ class TextFormatter(logging.Formatter):
     def __init__(self, with_time: bool = True):
         super().__init__()
         self.with_time = with_time
+        worker = _worker_index()
+        self.prefix = "" if worker is None else f"worker-{worker}/"
 
     def format(self, record: logging.LogRecord) -> str:
-        head = f"[{record.threadName}] {record.name}: {_message(record)}"
+        head = f"[{self.prefix}{record.threadName}] {record.name}: {_message(record)}"
         if self.with_time:
             ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
             head = f"{ts.replace('+00:00', 'Z')} {record.levelname:<7} {head}"
@@ -283,7 +324,9 @@ def setup_logging(cfg, stream=None, *, clock=time.monotonic) -> None:
     if cfg.output in ("stdout", "both"):
         handlers.append(_stream_handler(cfg.format, stream if stream is not None else sys.stdout))
     sampler = Sampler(cfg.sample_per_minute, clock=clock)
+    noise = KafkaConnectionNoise()
     for h in handlers:
+        h.addFilter(noise)
         h.addFilter(sampler)
 
     _install_factory()

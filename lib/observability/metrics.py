@@ -15,6 +15,7 @@ outcome or phase words. Hot-path calls aggregate per partition and reuse cached 
 """
 from __future__ import annotations
 
+import os
 import platform
 import threading
 import time
@@ -75,6 +76,14 @@ METRIC_NAMES = frozenset({
 _SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
+def multiprocess_mode() -> bool:
+    """A worker of ``run --workers N``: metrics go to files its parent adds up (prometheus-client's
+    multiprocess mode, chosen by the environment before prometheus_client is imported). Gauges
+    then say how the parent combines them; collectors computed at scrape time (accounting, queue
+    depths, process) stay in the worker, so the accounting is mirrored into plain metrics."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
 def is_known_series(name: str) -> bool:
     """True when ``name`` (as a dashboard or alert writes it) is a series this module exports."""
     if name in METRIC_NAMES:
@@ -94,6 +103,7 @@ class Accounting:
         self._loaded = 0
         self._dead = 0
         self._rewound = 0
+        self.mirror = None     # multiprocess mode: _AccountingMirror, updated under the lock
 
     def consumed(self, counts: dict) -> None:
         """Messages handed on, one call per poll result: ``{(topic, partition): n}``."""
@@ -102,6 +112,8 @@ class Accounting:
             for key, n in counts.items():
                 by[key] = by.get(key, 0) + n
                 self._consumed += n
+            if self.mirror is not None:
+                self.mirror.consumed(counts, self.snapshot_locked()["pending"])
 
     def consumed_by_partition(self) -> dict:
         with self._lock:
@@ -110,14 +122,20 @@ class Accounting:
     def loaded(self, n: int) -> None:
         with self._lock:
             self._loaded += n
+            if self.mirror is not None:
+                self.mirror.add("loaded", n, self.snapshot_locked()["pending"])
 
     def dead_lettered(self, n: int) -> None:
         with self._lock:
             self._dead += n
+            if self.mirror is not None:
+                self.mirror.add("dead_lettered", n, self.snapshot_locked()["pending"])
 
     def rewound(self, n: int) -> None:
         with self._lock:
             self._rewound += n
+            if self.mirror is not None:
+                self.mirror.add("rewound", n, self.snapshot_locked()["pending"])
 
     def snapshot(self) -> dict:
         with self._lock:
@@ -158,6 +176,33 @@ class _AccountingCollector:
                               "consumed - loaded - dead_lettered - rewound: messages in memory or in flight.")
         g.add_metric([], snap["pending"])
         yield g
+
+
+class _AccountingMirror:
+    """The accounting as plain metrics, for multiprocess mode (see multiprocess_mode)."""
+
+    def __init__(self, r):
+        self.by_partition = Counter("sinker_messages_consumed",
+                                    "Messages handed on by the Kafka consumer, per partition.",
+                                    ("topic", "partition"), registry=r)
+        self.counters = {
+            "loaded": Counter("sinker_rows_loaded", "Rows Doris accepted.", registry=r),
+            "dead_lettered": Counter("sinker_dead_letters",
+                                     "Messages written to the dead-letter output.", registry=r),
+            "rewound": Counter("sinker_messages_rewound", "Messages dropped unloaded at a "
+                               "rebalance, to be read again by the partition's owner.", registry=r)}
+        self.pending = Gauge("sinker_messages_pending", "consumed - loaded - dead_lettered - "
+                             "rewound: messages in memory or in flight.", registry=r,
+                             multiprocess_mode="livesum")
+
+    def consumed(self, counts: dict, pending: int) -> None:
+        for (topic, partition), n in counts.items():
+            self.by_partition.labels(topic, str(partition)).inc(n)
+        self.pending.set(pending)
+
+    def add(self, what: str, n: int, pending: int) -> None:
+        self.counters[what].inc(n)
+        self.pending.set(pending)
 
 
 _SECONDS_FAST = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -201,7 +246,10 @@ class Metrics:
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        r.register(_AccountingCollector(self))
+        if multiprocess_mode():
+            self.accounting.mirror = _AccountingMirror(r)
+        else:
+            r.register(_AccountingCollector(self))
         self._lock = threading.Lock()
         Info("sinker_build", "sinker version and key libraries.", registry=r).info(_build_labels())
 
@@ -211,10 +259,10 @@ class Metrics:
         self.poll_seconds = Histogram("sinker_poll_seconds", "Latency of poll() calls that returned records.",
                                       buckets=_SECONDS_FAST + (30,), registry=r)
         self.queue_depth = Gauge("sinker_queue_depth", "Items waiting in an internal queue.", ("queue",),
-                                 registry=r)
+                                 registry=r, multiprocess_mode="livesum")
         self.paused = Gauge("sinker_partitions_paused", "Partitions paused because a queue is full or on stop.",
-                            registry=r)
-        self.assigned = Gauge("sinker_partitions_assigned", "Partitions this process owns.", registry=r)
+                            registry=r, multiprocess_mode="livesum")
+        self.assigned = Gauge("sinker_partitions_assigned", "Partitions this process owns.", registry=r, multiprocess_mode="livesum")
         self.rebalances = Counter("sinker_rebalances_total", "Consumer group rebalances seen.", registry=r)
         self.offset_resets = Counter("sinker_offset_resets_total",
                                      "Partitions started without a committed offset, by where they started.",
@@ -230,17 +278,17 @@ class Metrics:
         self.lost = Counter("sinker_partitions_lost_total",
                             "Partitions that moved to another consumer (in-flight batches dropped).", registry=r)
         self.end_offset = Gauge("sinker_partition_end_offset", "Latest offset of the partition (log end).",
-                                tp, registry=r)
+                                tp, registry=r, multiprocess_mode="livemax")
         self.committed = Gauge("sinker_committed_offset", "Offset sinker committed (next to read).", tp,
-                               registry=r)
+                               registry=r, multiprocess_mode="livemax")
         self.lag = Gauge("sinker_consumer_lag", "Messages not yet committed: end offset - committed offset.",
-                         tp, registry=r)
+                         tp, registry=r, multiprocess_mode="livemax")
         self.commit_seconds = Histogram("sinker_commit_seconds", "Latency of offset commits.",
                                         buckets=_SECONDS_FAST + (30,), registry=r)
         self.commit_failures = Counter("sinker_commit_failures_total", "Offset commits that failed (retried).",
                                        registry=r)
         self.last_commit = Gauge("sinker_last_commit_timestamp_seconds",
-                                 "Unix time of the last successful offset commit.", registry=r)
+                                 "Unix time of the last successful offset commit.", registry=r, multiprocess_mode="max")
 
         self.sealed = Counter("sinker_batches_sealed_total", "Batches sealed, by why.", ("table", "reason"),
                               registry=r)
@@ -249,7 +297,7 @@ class Metrics:
         self.batch_bytes = Histogram("sinker_batch_bytes", "Body bytes per sealed batch.", ("table",),
                                      buckets=_BYTES, registry=r)
 
-        self.in_flight = Gauge("sinker_loads_in_flight", "Stream Loads being sent or retried now.", registry=r)
+        self.in_flight = Gauge("sinker_loads_in_flight", "Stream Loads being sent or retried now.", registry=r, multiprocess_mode="livesum")
         self.loads = Counter("sinker_loads_total", "Stream Load attempts by classified outcome.",
                              ("table", "outcome"), registry=r)
         self.load_seconds = Histogram("sinker_load_seconds", "Stream Load attempt latency seen by sinker.",
@@ -269,7 +317,7 @@ class Metrics:
                                        "Time Doris reports per Stream Load phase.", ("table", "phase"),
                                        buckets=_SECONDS_LOAD, registry=r)
         self.last_load_ok = Gauge("sinker_last_load_success_timestamp_seconds",
-                                  "Unix time of the last load Doris confirmed.", ("table",), registry=r)
+                                  "Unix time of the last load Doris confirmed.", ("table",), registry=r, multiprocess_mode="max")
 
         self.dead_reasons = Counter("sinker_dead_letter_reasons_total", "Dead letters by reason category.",
                                     ("table", "category"), registry=r)
@@ -429,7 +477,21 @@ class Metrics:
         return snap
 
 
+def progress_fields(before: dict, now: dict, seconds: float) -> dict:
+    """The progress line's fields from two ``Metrics.snapshot()`` readings ``seconds`` apart:
+    rows loaded per second and loads (attempts) between them, lag and dead letters now."""
+    rows = now["loaded"] - before["loaded"]
+    loads = sum(now["loads"].values()) - sum(before["loads"].values())
+    return {"rows_per_s": round(rows / seconds, 1) if seconds > 0 else 0.0, "rows": rows,
+            "loads": loads, "lag": now["lag"], "dead_letters": now["dead_lettered"]}
+
+
 def _remove(metric, key) -> None:
+    """Drop a partition's series. In multiprocess mode the series stays in the worker's file:
+    zero it, so the parent's sums and maxima no longer count it."""
+    if multiprocess_mode():
+        metric.labels(key[0], str(key[1])).set(0)
+        return
     try:
         metric.remove(key[0], str(key[1]))
     except KeyError:

@@ -28,6 +28,8 @@ INDEX = """sinker status
   /metrics        Prometheus metrics
   /health         liveness: 200 ok, 503 when a thread died or the pipeline failed
   /ready          readiness: 200 when loading normally, 503 with the reasons otherwise
+  /status         one JSON page for `sinker status` and `sinker top`: state and why, partitions,
+                  loads, retries and dead letters per table, the last error
   /debug/threads  stack of every thread{debug}
   /debug/config   effective configuration (secrets redacted){debug}
 """
@@ -63,8 +65,9 @@ class StatusServer:
     """Serves the status endpoints of one pipeline; ``port`` 0 picks a free one."""
 
     def __init__(self, address, registry, health, config_fn, ready_stall_s: float = 120.0,
-                 debug: bool = False, debug_token: str | None = None):
+                 debug: bool = False, debug_token: str | None = None, status_fn=None):
         self.registry = registry
+        self.status_fn = status_fn      # () -> dict, the /status document
         self.health = health
         self.config_fn = config_fn
         self.ready_stall_s = ready_stall_s
@@ -123,6 +126,8 @@ class StatusServer:
             return 200, TEXT, thread_dump().encode()
         if path == "/debug/config":
             return 200, "application/json", _to_json(self.config_fn())
+        if path == "/status" and self.status_fn is not None:
+            return 200, "application/json", _to_json(self.status_fn())
         if path in ("/", ""):
             return 200, TEXT, self.index.encode()
         return 404, TEXT, f"not found: {path}\n\n{self.index}".encode()
@@ -140,6 +145,66 @@ class StatusServer:
             return None
         return 401, TEXT, b"the /debug pages need the header Authorization: Bearer <token> " \
                           b"(the value of SINKER_STATUS_TOKEN)\n"
+
+
+def metric_samples(registry) -> list[tuple[str, dict, float]]:
+    return [(s.name, s.labels, s.value) for family in registry.collect()
+            if family.name.startswith("sinker_") for s in family.samples]
+
+
+def status_document(samples, liveness: tuple[bool, dict], readiness: tuple[bool, dict],
+                    extra: dict | None = None) -> dict:
+    """The /status page, pure: metric samples ``(name, labels, value)`` and the two health
+    answers in, one document out (what `sinker status` and `sinker top` show)."""
+    alive, live = liveness
+    ready, detail = readiness
+    parts: dict[tuple[str, str], dict] = {}
+    tables: dict[str, dict] = {}
+    totals = {"consumed": 0, "loaded": 0, "dead_lettered": 0, "pending": 0}
+    per_partition = {"sinker_committed_offset": "committed", "sinker_partition_end_offset": "end",
+                     "sinker_consumer_lag": "lag", "sinker_messages_consumed_total": "consumed"}
+    per_table = {"sinker_loads_total": ("loads", "outcome"),
+                 "sinker_load_retries_total": ("retries", "reason"),
+                 "sinker_dead_letter_reasons_total": ("dead_letters", "category")}
+    scalars = {"sinker_messages_consumed_total": "consumed", "sinker_rows_loaded_total": "loaded",
+               "sinker_dead_letters_total": "dead_lettered", "sinker_messages_pending": "pending"}
+    for name, labels, value in samples:
+        if name in scalars:
+            totals[scalars[name]] += int(value)
+        if name in per_partition and "partition" in labels:
+            key = (labels["topic"], labels["partition"])
+            row = parts.setdefault(key, {"topic": key[0], "partition": int(key[1])})
+            row[per_partition[name]] = int(value)
+        elif name in per_table:
+            field, label = per_table[name]
+            t = tables.setdefault(labels["table"], {})
+            by = t.setdefault(field, {})
+            by[labels[label]] = by.get(labels[label], 0) + int(value)
+        elif name == "sinker_doris_loaded_rows_total":
+            t = tables.setdefault(labels["table"], {})
+            t["rows_loaded"] = t.get("rows_loaded", 0) + int(value)
+    for row in parts.values():
+        for k in ("committed", "end", "lag", "consumed"):
+            row.setdefault(k, None)
+    for t in tables.values():
+        for k in ("loads", "retries", "dead_letters"):
+            t.setdefault(k, {})
+        t.setdefault("rows_loaded", 0)
+    reasons = list(live.get("reasons", [])) + [r for r in detail.get("reasons", [])
+                                               if r not in live.get("reasons", [])]
+    doc = {
+        "state": "failed" if not alive else "ready" if ready else "not ready",
+        "phase": detail.get("phase", live.get("phase")),
+        "alive": alive, "ready": ready, "reasons": reasons,
+        "assigned": detail.get("assigned"),
+        "lag": sum(r["lag"] or 0 for r in parts.values()),
+        "partitions": [parts[k] for k in sorted(parts, key=lambda k: (k[0], int(k[1])))],
+        "tables": dict(sorted(tables.items())),
+        "totals": totals,
+        "doris": detail.get("doris"),
+    }
+    doc.update(extra or {})
+    return doc
 
 
 def _json_status(ok: bool, detail: dict):

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
 from tests.integration.support import (
-    ROOT, committed_offsets, count_rows, stack_config, unique, write_config)
+    ROOT, committed_offsets, count_rows, get_json, stack_config, start_process, status_section,
+    stop_process, unique, wait_for, write_config)
 from tests.stack.kafka import create_topic, produce
 
 TABLE_DDL = """
@@ -164,9 +166,111 @@ def test_replay_that_cannot_finish_prints_the_resume_command(tmp_path, kafka_boo
     assert r.returncode == 4, r.stdout + r.stderr
     assert "replay incomplete" in r.stderr and "resume with:" in r.stderr
     resume = r.stderr.split("resume with:")[1].strip().splitlines()[0]
-    assert resume.startswith(f"sinker replay -c {path} --topic {topic} --from-offset 0:0 ")
+    assert resume.startswith(f"sinker replay -c {path} --topic {topic} --table {db}.{table} "
+                             "--from-offset 0:0 ")
     assert "--to-offset 0:299" in resume
     # running the printed command (minus the program name) finishes the job
     r = sinker(*resume.split()[1:], "--lock-dir", str(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
     assert count_rows(doris, db, table) == 300
+
+
+def test_replay_plan_prints_the_ranges_and_touches_nothing(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap, partitions=2,
+                                              batch={"max_rows": 100})
+    produce(kafka_bootstrap, topic, [json.dumps({"id": i, "qty": i}).encode() for i in range(30)],
+            partition=lambda i: i % 2)
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    r = sinker("replay", "-c", str(path), "--from-offset", "0:5,1:0", "--to-offset", "0:9,1:14",
+               "--plan", "--lock-dir", str(lock_dir))
+    assert r.returncode == 0, r.stderr
+    assert "partition 0: offsets 5..9, 5 messages" in r.stdout
+    assert "partition 1: offsets 0..14, 15 messages" in r.stdout and "total: 20 messages" in r.stdout
+    r = sinker("replay", "-c", str(path), "--from-offset", "3", "--plan", "--format", "json",
+               "--lock-dir", str(lock_dir))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["messages"] == 24 and doc["group_overlap"] == {}
+    assert [(p["partition"], p["from_offset"], p["to_offset"]) for p in doc["partitions"]] == [
+        (0, 3, 14), (1, 3, 14)]
+    assert count_rows(doris, db, table) == 0
+    assert list(lock_dir.iterdir()) == []          # not even the lock was taken
+    assert committed_offsets(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2) == {0: None, 1: None}
+
+
+def test_replay_reversed_range_is_a_usage_error(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    produce(kafka_bootstrap, topic, [json.dumps({"id": i, "qty": i}).encode() for i in range(20)])
+    r = sinker("replay", "-c", str(path), "--from-offset", "10", "--to-offset", "5",
+               "--lock-dir", str(tmp_path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--from-offset 10 is after --to-offset 5" in r.stderr
+    assert count_rows(doris, db, table) == 0
+
+
+def test_replay_resume_command_keeps_the_table(tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(
+        doris, tmp_path, kafka_bootstrap, batch={"max_rows": 100, "max_interval_s": 0.2},
+        writer={"workers": 1, "max_retries": 1, "backoff_initial_s": 0.01, "backoff_max_s": 0.02})
+    other = unique("other")
+    doris.query(TABLE_DDL.format(db=db, table=other))
+    produce(kafka_bootstrap, topic, [json.dumps({"id": i, "qty": i}).encode() for i in range(200)])
+    doris.faults.set("http_500", rate=1.0)
+    r = sinker("replay", "-c", str(path), "--from-offset", "0", "--table", f"{db}.{other}",
+               "--lock-dir", str(tmp_path), "--format", "json")
+    doris.faults.clear()
+    assert r.returncode == 4, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert not doc["done"] and doc["exit_code"] == 4 and f"--table {db}.{other}" in doc["resume"]
+    r = sinker(*doc["resume"].split()[1:], "--lock-dir", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert count_rows(doris, db, other) == 200 and count_rows(doris, db, table) == 0
+
+
+def test_replay_beside_run_needs_force_where_the_group_committed(tmp_path, kafka_bootstrap, doris):
+    server, port = status_section()          # run holds server.listen, a fixed port
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap, server=server,
+                                              batch={"max_rows": 100, "max_interval_s": 0.2})
+    produce(kafka_bootstrap, topic, [json.dumps({"id": i, "qty": i}).encode() for i in range(50)])
+    proc = start_process(path, log_path=tmp_path / "run.log")
+    try:
+        wait_for(lambda: committed_offsets(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 1)[0]
+                 == 50, 60, 0.3, "run committed everything")
+        r = sinker("replay", "-c", str(path), "--from-offset", "40", "--lock-dir", str(tmp_path))
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "partition 0 offsets 40..49 (committed 50)" in r.stderr and "--force" in r.stderr
+        r = sinker("replay", "-c", str(path), "--from-offset", "40", "--plan", "--format", "json",
+                   "--lock-dir", str(tmp_path))
+        assert json.loads(r.stdout)["group_overlap"] == {
+            "0": {"from_offset": 40, "to_offset": 49, "committed": 50}}
+        r = sinker("replay", "-c", str(path), "--from-offset", "40", "--force", "--format", "json",
+                   "--lock-dir", str(tmp_path))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads(r.stdout)["loaded"] == 10
+        assert get_json(port, "/health")[0] == 200       # run kept its port and kept running
+    finally:
+        assert stop_process(proc) == 0
+    assert count_rows(doris, db, table) == 60            # --force loaded offsets 40..49 again
+
+
+def test_replay_interrupted_exits_5_with_the_resume_command(tmp_path, kafka_bootstrap, doris):
+    # small polls and queues: what is in flight when the signal comes is a few batches of 100
+    cfg, path, topic, db, table = setup_table(
+        doris, tmp_path, kafka_bootstrap, kafka={"max_poll_records": 100},
+        batch={"max_rows": 100, "max_interval_s": 0.2, "queue_size": 1})
+    produce(kafka_bootstrap, topic, [json.dumps({"id": i, "qty": i}).encode() for i in range(5000)])
+    doris.faults.set("slow", rate=1.0, delay_s=1.0)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sinker.py"), "replay", "-c", str(path),
+                             "--from-offset", "0", "--lock-dir", str(tmp_path)], cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: doris.faults.fired.get("slow", 0) >= 1, 60, 0.1, "a load in flight")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, out + err
+    assert "replay incomplete: interrupted" in err and "resume with:" in err
+    assert count_rows(doris, db, table) < 5000

@@ -259,6 +259,11 @@ class KafkaBroker:
         self.start_seconds = time.monotonic() - started
         return self
 
+    def kill(self) -> None:
+        """Stop the JVM, keep the data: start() brings the broker back on the same ports (an
+        outage of any length, where restart() is a quick one)."""
+        self._kill_process()
+
     def restart(self, timeout: float = 60) -> "KafkaBroker":
         """Stop the JVM, keep the data, start again on the same ports (a 'broker restart')."""
         self._kill_process()

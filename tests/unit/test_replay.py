@@ -25,8 +25,8 @@ def test_replay_plan_clamps_and_fixes_ends():
     assert (plan.start[TP0], plan.end[TP0]) == (42, 100)
     with pytest.raises(ConfigError, match="no start for partition 1"):
         compute_plan("t", [0, 1], beginning, ends, from_offset={0: 1}, chunk_rows=10)
-    cmd = resume_command("c.yaml", plan, {("t", 0): 60})
-    assert "--from-offset 0:60" in cmd and "--to-offset 0:99" in cmd
+    cmd = resume_command("c.yaml", plan, {("t", 0): 60}, "db.tbl")
+    assert "--from-offset 0:60" in cmd and "--to-offset 0:99" in cmd and "--table db.tbl" in cmd
 
 
 def test_parse_offsets():
@@ -45,3 +45,25 @@ def test_bounds_trim_and_finish_by_position():
     assert [r.offset for r in bounds.trim(TP0, recs("t", 0, range(7, 12)))] == [7, 8, 9]
     assert not bounds.reached(TP0, 9) and not bounds.finished()
     assert bounds.reached(TP0, 10) and bounds.finished()
+
+
+def test_a_reversed_offset_range_is_an_error():
+    beginning, ends = {TP0: 0, TP1: 0}, {TP0: 100, TP1: 100}
+    with pytest.raises(ConfigError, match="partition 0: --from-offset 50 is after --to-offset 49"):
+        compute_plan("t", [0], beginning, ends, from_offset=50, to_offset=49, chunk_rows=10)
+    with pytest.raises(ConfigError, match="partition 1"):
+        compute_plan("t", [0, 1], beginning, ends, from_offset={0: 1, 1: 9}, to_offset={0: 5, 1: 8},
+                     chunk_rows=10)
+    one = compute_plan("t", [0], beginning, ends, from_offset=50, to_offset=50, chunk_rows=10)
+    assert one.total == 1
+
+
+def test_plan_as_dict_and_overlap_with_the_group():
+    from lib.commands.replay import overlaps_group, plan_as_dict
+    plan = compute_plan("t", [0, 1], {TP0: 0, TP1: 0}, {TP0: 100, TP1: 50}, from_offset=20,
+                        chunk_rows=10)
+    assert plan_as_dict(plan) == {"topic": "t", "chunk_rows": 10, "messages": 110, "partitions": [
+        {"partition": 0, "from_offset": 20, "to_offset": 99, "messages": 80},
+        {"partition": 1, "from_offset": 20, "to_offset": 49, "messages": 30}]}
+    assert overlaps_group(plan, {TP0: None, TP1: 20}) == {}     # starts at the commit: no overlap
+    assert overlaps_group(plan, {TP0: 30, TP1: 500}) == {0: (20, 29, 30), 1: (20, 49, 500)}
