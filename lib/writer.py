@@ -157,10 +157,8 @@ class WriterThread(threading.Thread):
     def _load_part(self, batch: Batch, label: str, lines, pairs) -> None:
         """Load these lines of the batch under ``label`` until Doris has them or they are dead
         letters. ``pairs`` are (line, record) for these lines, made on the first rejection.
-        Retries reuse the label; each data-quality round gets a label derived from it."""
-        base = label
+        Retries reuse the label; rows loaded after a rejection get a label of their own offsets."""
         attempt = 0
-        rounds = 0
         waited_since = None
         schema_refreshed = False
         while True:

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from .. import load_result
 from ..config import HostPort
-from ..dead_letter import category
 from ..errors import ConfigError, SchemaError, SinkerError
 from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 from ..schema import SchemaSource, connect

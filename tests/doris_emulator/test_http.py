@@ -22,21 +22,6 @@ DDL = """CREATE TABLE `d`.`{name}` (
 ) DUPLICATE KEY(id) DISTRIBUTED BY HASH(id) BUCKETS 1 PROPERTIES ("replication_num" = "1")"""
 
 
-@pytest.fixture(scope="module")
-def emu():
-    e = DorisEmulator().start()
-    e.query("CREATE DATABASE d")
-    yield e
-    e.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_faults_left(request):
-    yield
-    if "emu" in request.fixturenames:
-        request.getfixturevalue("emu").faults.clear()
-
-
 @pytest.fixture
 def tbl(emu):
     name = f"t_{uuid.uuid4().hex[:8]}"

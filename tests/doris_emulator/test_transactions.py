@@ -15,21 +15,6 @@ from tests.doris_emulator.test_http import AUTH, DDL, HTTP, ROW, _drain, head_fo
 ROW2 = "2\tb\t1\t2024-01-01\t{}\tok\n"
 
 
-@pytest.fixture(scope="module")
-def emu():
-    e = DorisEmulator().start()
-    e.query("CREATE DATABASE d")
-    yield e
-    e.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_faults_left(request):
-    yield
-    if "emu" in request.fixturenames:
-        request.getfixturevalue("emu").faults.clear()
-
-
 @pytest.fixture
 def tbl(emu):
     name = f"t_{uuid.uuid4().hex[:8]}"

@@ -5,20 +5,11 @@ import uuid
 
 import pytest
 
-from tests.doris_emulator import DorisEmulator
 from tests.doris_emulator.test_http import label, load, put
 
 UNIQUE = "CREATE TABLE d.{name} (k INT NOT NULL, v VARCHAR(8) NULL) UNIQUE KEY(k) DISTRIBUTED BY HASH(k) BUCKETS 1"
 SEQ = ("CREATE TABLE d.{name} (k INT NOT NULL, ver BIGINT NULL, v VARCHAR(8) NULL) UNIQUE KEY(k) "
        'DISTRIBUTED BY HASH(k) BUCKETS 1 PROPERTIES ("function_column.sequence_col" = "ver")')
-
-
-@pytest.fixture(scope="module")
-def emu():
-    e = DorisEmulator().start()
-    e.query("CREATE DATABASE d")
-    yield e
-    e.stop()
 
 
 def make(emu, ddl=UNIQUE) -> str:

@@ -50,6 +50,14 @@ def stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, **sections)
     return cfg
 
 
+def create_table(doris, ddl: str) -> tuple[str, str]:
+    """A new database and table from ``ddl`` (with {db} and {table}); their names."""
+    db, table = unique("db"), unique("t")
+    doris.query(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    doris.query(ddl.format(db=db, table=table))
+    return db, table
+
+
 def write_config(tmp_path, cfg: dict, name: str = "sinker.yaml") -> Path:
     p = tmp_path / name
     p.write_text(yaml.safe_dump(cfg))

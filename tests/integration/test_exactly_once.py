@@ -12,7 +12,7 @@ import threading
 import time
 
 from tests.integration.support import (
-    InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
+    create_table, InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
     stack_config, start_process, status_section, stop_process, unique, wait_for, write_config)
 from tests.stack.kafka import create_topic, produce
 
@@ -24,10 +24,7 @@ CREATE TABLE `{db}`.`{table}` (
 
 
 def make_table(doris):
-    db, table = unique("db"), unique("t")
-    doris.query(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-    doris.query(DDL.format(db=db, table=table))
-    return db, table
+    return create_table(doris, DDL)
 
 
 def message(i: int) -> bytes:

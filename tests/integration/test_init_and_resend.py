@@ -8,7 +8,7 @@ import os
 
 from lib.config import load_config
 from tests.integration.support import (
-    InProcess, count_rows, read_dead_letters, wait_for, write_config)
+    InProcess, count_rows, read_dead_letters, wait_for)
 from tests.integration.test_commands import TABLE_DDL, setup_table, sinker
 from tests.integration.support import unique
 from tests.stack.kafka import create_topic, produce

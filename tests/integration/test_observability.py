@@ -12,7 +12,7 @@ from lib.dead_letter import category
 from lib.observability.metrics import is_known_series
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
-    InProcess, committed_offsets, count_rows, get, get_json, read_dead_letters, scrape,
+    create_table, InProcess, committed_offsets, count_rows, get, get_json, read_dead_letters, scrape,
     stack_config, start_process, stop_process, unique, wait_for, write_config)
 
 DDL = """
@@ -38,10 +38,7 @@ def doris_pw():
 
 
 def make_table(doris):
-    db, table = unique("db"), unique("t")
-    doris.query(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-    doris.query(DDL.format(db=db, table=table))
-    return db, table
+    return create_table(doris, DDL)
 
 
 def good(i: int) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
-    ROOT, InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
+    create_table, ROOT, InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
     stack_config, start_process, status_section, stop_process, unique, wait_for, write_config)
 
 ALL_TYPES_DDL = """
@@ -92,10 +92,7 @@ def normalize(col: str, v):
 
 
 def make_table(doris, ddl=ALL_TYPES_DDL):
-    db, table = unique("db"), unique("t")
-    doris.query(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-    doris.query(ddl.format(db=db, table=table))
-    return db, table
+    return create_table(doris, ddl)
 
 
 def produce_numbered(bootstrap, topic, n, partitions, make=all_types_message, start=0):

@@ -20,6 +20,7 @@ import pytest
 
 from lib.config import DorisConfig
 from lib.errors import DorisFatalError, TransportError
+from tests.fakes import free_port
 from lib.stream_load import LoadResponse, StreamLoader, body_chunks, next_url, safe_url
 
 PASSWORD = "s3cret-pw"
@@ -118,14 +119,6 @@ def redirect_to(be: Fake, userinfo=f"root:{PASSWORD}@", query="?from=fe"):
         path = req.path.split("?")[0]
         return 307, {"Location": f"http://{userinfo}{be.addr}{path}{query}"}, b""
     return behave
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cfg(fe_hosts, **kw) -> DorisConfig:
