@@ -184,7 +184,8 @@ def doris_section(emu, **extra) -> dict:
          "user": emu.user, "password": emu.password, "database": "d", "table": "t",
          "connect_timeout_s": 3, "https": True, "ca_file": emu.ca_file}
     d.update(extra)
-    return config_from_dict({"kafka": {"topics": ["t"]}, "doris": d}, env={}).doris
+    return config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"]}, "doris": d},
+                            env={}).doris
 
 
 def test_query_port_uses_verified_tls(tls_doris, other_ca, forward):

@@ -173,7 +173,9 @@ def test_dead_letters_to_a_kafka_topic_over_sasl_ssl(tmp_path, secure_kafka, dor
         got = [json.loads(m.value) for m in c]
     finally:
         c.close()
-    assert [(d["offset"], d["category"]) for d in got] == [(1, "invalid_json"), (2, "conversion")]
+    # the dead-letter output is at-least-once: a rebalance before the commit (a new group's
+    # first join often has one) writes a batch's dead letters again, under the same key
+    assert sorted({(d["offset"], d["category"]) for d in got}) == [(1, "invalid_json"), (2, "conversion")]
     assert base64.b64decode(got[0]["value_b64"]) == b"\xff{nope"
     assert read_dead_letters(tmp_path / "dead.jsonl") == []
 

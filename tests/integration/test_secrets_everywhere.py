@@ -112,8 +112,9 @@ def test_no_command_shows_a_password(tmp_path, kafka_bootstrap, doris_secret, in
 
     # -- the other commands
     commands = {
+        # the range was loaded by `run` into the other table: --force says loading it again is meant
         "replay": (["replay", "-c", str(path), "--from-offset", "0", "--table",
-                    f"{db}.{replay_table}", "--lock-dir", str(tmp_path)], (5,)),
+                    f"{db}.{replay_table}", "--lock-dir", str(tmp_path), "--force"], (5,)),
         "dry-run": (["dry-run", "-c", str(path), "--from", "earliest", "--wait", "1"], (5,)),
         "check": (["check", "-c", str(path)], (0,)),
         "schema describe": (["schema", "describe", "-c", str(path)], (0,)),
