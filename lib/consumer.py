@@ -266,16 +266,16 @@ class ConsumerThread(threading.Thread):
         return starts
 
     def _watch_partitions(self) -> None:
-        """Partitions added to a topic must be read within seconds: the client rejoins the group
-        when its metadata shows them, but only at its next metadata refresh, and kafka-python was
-        seen not to. Read the partition counts from the brokers and ask for a rejoin when they
-        grew since the last assignment."""
+        """Partitions added to a topic must be read within seconds: the client's metadata shows
+        them after kafka.metadata_max_age_ms, and it should then rejoin the group, but
+        kafka-python was seen not to. Compare the partition counts in that metadata (cached:
+        no request, so a broker outage cannot block this thread) with the last assignment's and
+        ask for a rejoin when they grew."""
         now = time.monotonic()
         if now - self._last_partition_watch < PARTITION_WATCH_S:
             return
         self._last_partition_watch = now
         try:
-            self.reader.topics()                  # a metadata request: refreshes the counts
             counts = {t: len(self.reader.partitions_for_topic(t) or ()) for t in self.cfg.topics}
         except Exception as e:  # noqa: BLE001 - a watch; the next turn tries again
             log.debug("partition watch: %s", e)

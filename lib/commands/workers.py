@@ -296,7 +296,7 @@ def _status_server(cfg, supervisor: Supervisor):
     Info("sinker_build", "sinker version and key libraries.", registry=registry).info(_build_labels())
 
     class ParentServer(StatusServer):
-        def page(self, path, accept):
+        def page(self, path, accept, authorization=None):
             if path == "/workers":
                 body = json.dumps(supervisor.describe(), indent=2) + "\n"
                 return 200, "application/json", body.encode()
@@ -309,7 +309,7 @@ def _status_server(cfg, supervisor: Supervisor):
                 return status, ctype, body
             if path == "/status":
                 return 200, "application/json", (json.dumps(self.status(), indent=2) + "\n").encode()
-            return super().page(path, accept)
+            return super().page(path, accept, authorization)
 
         def status(self) -> dict:
             """The parent's /status: the summed metrics, the summarised health, and per worker

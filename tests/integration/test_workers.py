@@ -32,6 +32,7 @@ def test_two_workers_one_endpoint_and_a_group_signal_drains_and_commits(tmp_path
     doris.query(f"CREATE DATABASE IF NOT EXISTS `{db}`")
     doris.query(DDL.format(db=db, table=table))
     server, port = status_section()         # a fixed port, like the shipped configs
+    server["debug"] = True                  # /worker/<i>/debug/* below
     cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, server=server,
                        batch={"max_rows": 500, "max_interval_s": 0.3})
     path = write_config(tmp_path, cfg)
