@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
-from .commands.workers import DUPLICATE_SIGNAL_S, announce_status, worker_index
+from .commands.workers import DUPLICATE_SIGNAL_S, announce_status, follow_parent, worker_index
 from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
 from .errors import Interrupted, RetriesExhausted
+from .kafka_client import require_topics
 from .lifecycle import Shutdown
 from .observability import Observers
 from .offsets import OffsetTracker
@@ -115,6 +116,7 @@ class Pipeline:
 
     # -- signals --------------------------------------------------------------------------------
     def install_signal_handlers(self):
+        """SIGINT/SIGTERM: the first drains and commits, a second exits at once."""
         # A worker of `run --workers N` under a stop that signals every process (systemd's
         # control-group kill mode) gets the stop twice: directly and from its parent. Within
         # DUPLICATE_SIGNAL_S the second one is the same stop, not a request to exit at once.
@@ -138,6 +140,7 @@ class Pipeline:
                 os._exit(Interrupted.exit_code)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        follow_parent()         # a worker of `run --workers N`: SIGTERM when its parent dies
 
     @property
     def interrupted(self) -> bool:
@@ -163,6 +166,8 @@ class Pipeline:
         self._start_status_server()
         self.schema.start()
         try:
+            if self.replay is None:
+                require_topics(self.cfg.kafka)      # a mistyped topic: exit 3, never created
             for t in self.threads:
                 t.start()
             self.consumer.ready.wait(60)

@@ -193,12 +193,6 @@ class FakeReader:
     def committed_with_metadata(self, tp, timeout_ms=5000):
         return self.group_offsets.get(tp)
 
-    def require_topics(self, topics):
-        from lib.errors import TopicNotFound
-        missing = [t for t in topics if not self.partitions_for_topic(t)]
-        if missing:
-            raise TopicNotFound(f"topic {missing} does not exist")
-
     def broker_reachable(self):
         return self.reachable
 
