@@ -103,7 +103,6 @@ class ConsumerThread(threading.Thread):
         check_crc32c()
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
-            r.require_topics(self.cfg.topics)
             r.subscribe(self.cfg.topics)
             return r
         r.assign(self.bounds.partitions)

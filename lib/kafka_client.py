@@ -69,7 +69,7 @@ def consumer_options(cfg: KafkaConfig, group: bool) -> dict:
         max_poll_interval_ms=cfg.max_poll_interval_ms,
         check_crcs=True,
         # never create a topic by asking for it (the broker's auto.create.topics.enable would
-        # turn a mistyped name into an empty topic read forever); KafkaReader.require_topics
+        # turn a mistyped name into an empty topic read forever); see require_topics
         allow_auto_create_topics=False,
     )
     return opts
@@ -140,6 +140,21 @@ def topic_max_message_bytes(cfg: KafkaConfig, topic: str) -> int | None:
         return None
     finally:
         admin.close()
+def require_topics(cfg: KafkaConfig, factory=KafkaConsumer) -> None:
+    """Raise TopicNotFound, naming the closest existing topics, unless every configured topic
+    exists. A reader of its own lists them: the group member's client must not fetch every
+    topic's metadata before it joins (kafka-python then rejoins the group once more)."""
+    reader = KafkaReader(cfg, group=False, factory=factory)
+    try:
+        existing = reader.topics()
+    except Exception as e:  # noqa: BLE001 - kafka-python's errors vary by version
+        raise KafkaUnavailable(f"cannot list the topics on {', '.join(cfg.brokers)}: {e}; check "
+                               "that a broker answers") from e
+    finally:
+        reader.close()
+    missing = [t for t in cfg.topics if t not in existing]
+    if missing:
+        raise TopicNotFound(missing_topics_message(missing, existing, cfg.brokers))
 
 
 class _Rebalances(ConsumerRebalanceListener):
@@ -181,17 +196,6 @@ class KafkaReader:
         self.group = group
         self._rebalances = _Rebalances()
         self._c = _open(factory, cfg, "the Kafka consumer", **consumer_options(cfg, group))
-
-    def require_topics(self, topics) -> None:
-        """Raise TopicNotFound, naming the closest existing topics, unless every one exists."""
-        try:
-            existing = self._c.topics()
-        except Exception as e:  # noqa: BLE001 - kafka-python's errors vary by version
-            raise KafkaUnavailable(f"cannot list the topics on {', '.join(self.cfg.brokers)}: "
-                                   f"{e}; check that a broker answers") from e
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            raise TopicNotFound(missing_topics_message(missing, existing, self.cfg.brokers))
 
     def broker_reachable(self) -> bool:
         """A broker connection is up (and, in a group, the coordinator is known): no I/O, reads

@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
-from .commands.workers import announce_status, worker_index
+from .commands.workers import announce_status, follow_parent, worker_index
 from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
 from .errors import Interrupted, RetriesExhausted
+from .kafka_client import require_topics
 from .lifecycle import SAME_SIGNAL_S, Shutdown
 from .observability import Observers
 from .offsets import OffsetTracker
@@ -141,6 +142,7 @@ class Pipeline:
                 os._exit(Interrupted.exit_code)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        follow_parent()         # a worker of `run --workers N`: SIGTERM when its parent dies
 
     @property
     def interrupted(self) -> bool:
@@ -166,6 +168,8 @@ class Pipeline:
         self._start_status_server()
         self.schema.start()
         try:
+            if self.replay is None:
+                require_topics(self.cfg.kafka)      # a mistyped topic: exit 3, never created
             for t in self.threads:
                 t.start()
             self.consumer.ready.wait(60)

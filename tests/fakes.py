@@ -195,11 +195,6 @@ class FakeReader:
 
     def topics(self):
         return {tp.topic for tp in self.log}
-    def require_topics(self, topics):
-        from lib.errors import TopicNotFound
-        missing = [t for t in topics if not self.partitions_for_topic(t)]
-        if missing:
-            raise TopicNotFound(f"topic {missing} does not exist")
 
     def broker_reachable(self):
         return self.reachable

@@ -39,6 +39,7 @@ log = logging.getLogger("sinker.workers")
 ENV_INDEX = "SINKER_WORKER_INDEX"      # the child's index, in its logs
 ENV_DIR = "SINKER_WORKER_DIR"          # where a child writes its status port (parent serves)
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+ENV_PARENT = "SINKER_WORKER_PARENT"    # the supervisor's pid (see follow_parent)
 TRANSIENT_EXITS = frozenset({0, 4})    # exit codes that leave the other workers running
 CHILD_TIMEOUT_S = 2.0                  # how long the parent waits for a child's status page
 
@@ -56,6 +57,21 @@ def child_overrides() -> dict:
     if worker_index() is None:
         return {}
     return {"server.listen": "127.0.0.1:0" if os.environ.get(ENV_DIR) else ""}
+
+
+def follow_parent() -> None:
+    """A worker stops like on SIGTERM (drain, commit) when its parent dies: in a session of its
+    own, nothing else would tell it. Linux, not under the PyInstaller binary (there the worker's
+    parent is its own bootloader, which outlives the supervisor)."""
+    parent = os.environ.get(ENV_PARENT, "")
+    if worker_index() is None or not parent.isdigit() or getattr(sys, "frozen", False) \
+            or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != int(parent):       # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def announce_status(port: int) -> None:
@@ -111,7 +127,7 @@ class Supervisor:
         self._duplicates = 0
 
     def start(self) -> None:
-        base = dict(os.environ)
+        base = {**os.environ, ENV_PARENT: str(os.getpid())}
         if self.status_dir:
             base[ENV_DIR] = self.status_dir
             base[ENV_METRICS_DIR] = self.status_dir
