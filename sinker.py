@@ -2,24 +2,50 @@
 
 This is the only place that knows about click, exit codes and terminal output; the library in
 lib/ raises typed errors (lib/errors.py) and this layer turns them into messages and exit codes.
+
+The library lives in the folder lib/ and is imported as the package ``sinker_lib``: installed,
+pip puts it there under that name (pyproject.toml's package-dir), so it cannot collide with any
+other project's top-level ``lib``.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import logging
+import os
 import sys
 
 import click
 
-from lib import __version__
-from lib.errors import SinkerError
+
+def _bind_checkout_lib() -> None:
+    """In a checkout (a pyproject.toml beside this file), the package sinker_lib is this
+    checkout's lib/ folder: without this, `python sinker.py` would fail with no install, and with
+    an editable install shared by several checkouts it would run another one's lib/. Installed
+    wheels and the one-file binary have no pyproject.toml here and import sinker_lib as usual."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    init = os.path.join(root, "lib", "__init__.py")
+    if "sinker_lib" in sys.modules or not (os.path.isfile(init)
+                                           and os.path.isfile(os.path.join(root, "pyproject.toml"))):
+        return
+    spec = importlib.util.spec_from_file_location("sinker_lib", init,
+                                                  submodule_search_locations=[os.path.dirname(init)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sinker_lib"] = module
+    spec.loader.exec_module(module)
+
+
+_bind_checkout_lib()
+
+from sinker_lib import __version__  # noqa: E402 - bound above
+from sinker_lib.errors import SinkerError  # noqa: E402
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
 
 def _redact(text: str) -> str:
-    from lib.observability.logs import redact
+    from sinker_lib.observability.logs import redact
     return redact(text)
 
 
@@ -51,8 +77,8 @@ def load(config_path, overrides=None, *, with_log=False, log_stream=None):
     them. With ``with_log`` (run, replay) the log is set up (on ``log_stream``, default stdout)
     and takes the config's warnings; the other commands own stdout, so their warnings go to
     stderr."""
-    from lib.config import SECRETS, load_config
-    from lib.observability import logs
+    from sinker_lib.config import SECRETS, load_config
+    from sinker_lib.observability import logs
     warnings: list[str] = []
     cfg = load_config(config_path, overrides=overrides, warnings=warnings)
     for section, key in SECRETS:
@@ -102,12 +128,12 @@ def version():
 def run(config_path, workers, group_id):
     """Consume the topics and load them into Doris until SIGINT/SIGTERM."""
     overrides = {"kafka.group_id": group_id} if group_id else None
-    from lib.commands.workers import child_overrides, run_workers
+    from sinker_lib.commands.workers import child_overrides, run_workers
     cfg = load(config_path, {**(overrides or {}), **child_overrides()}, with_log=True)
     if workers > 1:
         result = run_workers(cfg, workers, config_path, overrides)
         sys.exit(result.failed if result.failed is not None else _worst_exit(result.codes))
-    from lib.pipeline import Pipeline
+    from sinker_lib.pipeline import Pipeline
     p = Pipeline(cfg)
     p.install_signal_handlers()
     result = p.run()
@@ -131,8 +157,8 @@ def schema_describe(config_path, table, fmt):
     """Each column's Doris type, nullability, key and default, beside how sinker fills it."""
     overrides = _table_override(table)
     cfg = load(config_path, overrides)
-    from lib.commands import describe as d
-    from lib.schema import table_columns
+    from sinker_lib.commands import describe as d
+    from sinker_lib.schema import table_columns
     columns = table_columns(cfg)
     rows, warnings = d.describe(columns, cfg.mapping)
     name = f"{cfg.doris.database}.{cfg.doris.table}"
@@ -180,9 +206,9 @@ def init(table, out_path, brokers, topic, fe_host, http_port, query_port, user, 
     overwrite an existing file without --force. Next: sinker check -c FILE.
     """
     import os
-    from lib.commands.init import render_config
-    from lib.config import DorisConfig, config_from_dict
-    from lib.schema import fetch_schema
+    from sinker_lib.commands.init import render_config
+    from sinker_lib.config import DorisConfig, config_from_dict
+    from sinker_lib.schema import fetch_schema
     import yaml
     db, tbl = _table_override(table).values()
     if os.path.exists(out_path) and not force:
@@ -228,8 +254,8 @@ def dead_letters_resend(config_path, path, table, dry_run):
     by every run); exit 5 when there are any.
     """
     cfg = load(config_path, _table_override(table), with_log=True)
-    from lib.commands import resend as r
-    from lib.schema import SchemaSource
+    from sinker_lib.commands import resend as r
+    from sinker_lib.schema import SchemaSource
     mapper = SchemaSource(cfg).mapper()
     target = f"{cfg.doris.database}.{cfg.doris.table}"
     summary = r.resend(cfg, path, mapper, only_table=None if table else target, dry_run=dry_run)
@@ -280,9 +306,9 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
     is 5 when any message would go to the dead-letter output.
     """
     cfg = load(config_path)
-    from lib.commands.dry_run import dry_run
-    from lib.dead_letter import category
-    from lib.schema import SchemaSource
+    from sinker_lib.commands.dry_run import dry_run
+    from sinker_lib.dead_letter import category
+    from sinker_lib.schema import SchemaSource
     mapper = SchemaSource(cfg).mapper()
     out = open(output, "wb") if output else click.get_binary_stream("stdout")
     try:
@@ -305,7 +331,7 @@ def _curl_lines(cfg, headers, body_path) -> str:
     """The load as a curl command (without a label), each header as it goes on the wire (``\\x09`` is Doris's hex
     form, sent as those four characters), shell-quoted so it can be pasted as is."""
     import shlex
-    from lib.stream_load import load_headers
+    from sinker_lib.stream_load import load_headers
     fe = cfg.doris.fe_addresses[0]
     url = (f"{'https' if cfg.doris.https else 'http'}://{fe.netloc}/api/{cfg.doris.database}/"
            f"{cfg.doris.table}/_stream_load")
@@ -353,7 +379,7 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
         raise click.UsageError("give at most one of --to-offset and --to-timestamp")
     cfg = load(config_path, {**(_table_override(table) or {}), "server.listen": listen or ""},
                with_log=True, log_stream=sys.stderr if fmt == "json" or plan_only else None)
-    from lib.commands import replay as r
+    from sinker_lib.commands import replay as r
     parts = None
     if partitions:
         try:
@@ -370,7 +396,7 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
         _print_plan(plan, overlap, cfg.kafka.group_id, fmt)
         sys.exit(0)
     if overlap and not force:
-        from lib.errors import ConfigError
+        from sinker_lib.errors import ConfigError
         raise ConfigError(_overlap_text(overlap, cfg.kafka.group_id) + "; add --force to load "
                           "them again anyway, or start at the committed offsets")
     if overlap:
@@ -408,7 +434,7 @@ def _overlap_text(overlap, group) -> str:
 
 
 def _print_plan(plan, overlap, group, fmt):
-    from lib.commands.replay import plan_as_dict
+    from sinker_lib.commands.replay import plan_as_dict
     doc = plan_as_dict(plan)
     if fmt == "json":
         import json
@@ -470,7 +496,7 @@ def _status_url(config_path, url):
         return url
     if not config_path:
         raise click.UsageError("give --url or -c CONFIG (whose server.listen names the instance)")
-    from lib.commands.status import default_url
+    from sinker_lib.commands.status import default_url
     return default_url(load(config_path))
 
 
@@ -499,7 +525,7 @@ def status(config_path, url, fmt):
 
     Exit 0 when it is ready, 5 when it runs but is not ready or failed, 4 when it cannot be reached.
     """
-    from lib.commands import status as st
+    from sinker_lib.commands import status as st
     url = _status_url(config_path, url)
     doc = st.fetch(url)
     if fmt == "json":
@@ -526,8 +552,8 @@ def top(config_path, url, interval):
     from rich.live import Live
     from rich.text import Text
 
-    from lib.commands import status as st
-    from lib.errors import StatusUnavailable
+    from sinker_lib.commands import status as st
+    from sinker_lib.errors import StatusUnavailable
     url = _status_url(config_path, url)
 
     def view():
@@ -595,7 +621,7 @@ def check(config_path, sample, max_bad_ratio, fmt):
     a dead-letter output run could not write). When several steps fail, the lowest code wins.
     """
     cfg = load(config_path)
-    from lib.commands.check import exit_code, run_checks
+    from sinker_lib.commands.check import exit_code, run_checks
     steps = run_checks(cfg, sample=sample, max_bad_ratio=max_bad_ratio)
     if fmt == "json":
         import json

@@ -137,7 +137,7 @@ def _gated_consumer_class(gate_dir: str, index: int):
     thread, and pausing from there can deadlock with a poll() in progress.)"""
     from pathlib import Path
 
-    from lib import consumer as consumer_mod
+    from sinker_lib import consumer as consumer_mod
     gate = Path(gate_dir)
 
     class GatedConsumer(consumer_mod.ConsumerThread):
@@ -169,10 +169,10 @@ def _gated_consumer_class(gate_dir: str, index: int):
 
 def sinker(args):
     """sinker's own pipeline, in-process (the same code `sinker run` runs)."""
-    from lib import batcher as batcher_mod
-    from lib import pipeline as pipeline_mod
-    from lib.config import config_from_dict
-    from lib.pipeline import Pipeline
+    from sinker_lib import batcher as batcher_mod
+    from sinker_lib import pipeline as pipeline_mod
+    from sinker_lib.config import config_from_dict
+    from sinker_lib.pipeline import Pipeline
     cfg = config_from_dict({
         "kafka": {"brokers": [args.bootstrap], "topics": [args.topic],
                   "group_id": args.group or f"bench-{uuid.uuid4().hex[:6]}", "start_from": "earliest",

@@ -14,8 +14,8 @@ from collections import namedtuple
 
 import ujson
 
-from lib.config import MappingConfig
-from lib.mapping import Mapper
+from sinker_lib.config import MappingConfig
+from sinker_lib.mapping import Mapper
 from tests.stack.profiles import LARGE_COLUMNS, PROFILES, SMALL_COLUMNS, columns_for
 
 Record = namedtuple("Record", "topic partition offset timestamp key value")

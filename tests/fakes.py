@@ -4,10 +4,10 @@ from __future__ import annotations
 import socket
 from collections import namedtuple
 
-from lib.kafka_client import TopicPartition
-from lib.observability import Observers
-from lib.observability.health import Health
-from lib.observability.metrics import Metrics
+from sinker_lib.kafka_client import TopicPartition
+from sinker_lib.observability import Observers
+from sinker_lib.observability.health import Health
+from sinker_lib.observability.metrics import Metrics
 
 # The fields of a Kafka record that sinker reads (kafka-python's ConsumerRecord has them too).
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")

@@ -68,8 +68,8 @@ class InProcess:
     """Run a Pipeline in a background thread (no signal handlers): fast to start and stop."""
 
     def __init__(self, cfg_dict: dict, **kwargs):
-        from lib.config import config_from_dict
-        from lib.pipeline import Pipeline
+        from sinker_lib.config import config_from_dict
+        from sinker_lib.pipeline import Pipeline
         self.cfg = config_from_dict(cfg_dict, env={})
         self.pipeline = Pipeline(self.cfg, **kwargs)
         self.result = None

@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 import pytest
 
-from lib.dead_letter import original_value
+from sinker_lib.dead_letter import original_value
 from tests.integration.support import (
     committed_offsets, get_json, read_dead_letters, read_topic, stack_config, start_process,
     status_section, stop_process, unique, wait_for, write_config)

@@ -117,8 +117,8 @@ def test_replay_twice_loads_once_and_leaves_the_group_alone(tmp_path, kafka_boot
 def test_replay_refuses_to_overlap_a_running_replay(tmp_path, kafka_bootstrap, doris):
     cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
     produce(kafka_bootstrap, topic, [json.dumps({"id": 1, "qty": 1}).encode()])
-    from lib.config import load_config
-    from lib.commands.replay import ReplayLock, compute_plan
+    from sinker_lib.config import load_config
+    from sinker_lib.commands.replay import ReplayLock, compute_plan
     from kafka import TopicPartition
     tp = TopicPartition(topic, 0)
     plan = compute_plan(topic, [0], {tp: 0}, {tp: 1}, from_offset=0, chunk_rows=10)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from lib.config import KafkaConfig
-from lib.dead_letter import DeadLetter, original_value
-from lib.dead_letter_sinks import KafkaSink
+from sinker_lib.config import KafkaConfig
+from sinker_lib.dead_letter import DeadLetter, original_value
+from sinker_lib.dead_letter_sinks import KafkaSink
 from tests.integration.support import read_dead_letters, read_topic, unique
 from tests.stack.kafka import create_topic
 

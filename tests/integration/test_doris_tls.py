@@ -18,9 +18,9 @@ import uuid
 
 import pytest
 
-from lib.config import config_from_dict
-from lib.errors import DorisFatalError
-from lib.schema import connect
+from sinker_lib.config import config_from_dict
+from sinker_lib.errors import DorisFatalError
+from sinker_lib.schema import connect
 from tests.doris_emulator import DorisEmulator
 from tests.doris_emulator.tls import make_test_ca
 from tests.integration.support import (

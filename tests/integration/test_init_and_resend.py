@@ -6,7 +6,7 @@ import base64
 import json
 import os
 
-from lib.config import load_config
+from sinker_lib.config import load_config
 from tests.integration.support import (
     InProcess, count_rows, read_dead_letters, wait_for)
 from tests.integration.test_commands import TABLE_DDL, setup_table, sinker

@@ -78,7 +78,7 @@ def test_broker_outage_mid_run_is_logged_once_unready_and_loading_resumes(tmp_pa
     values = [json.dumps({"id": i, "qty": i}).encode() for i in range(n)]
     produce(bootstrap, topic, values[: n // 2], partition=lambda i: i % 2)
     with InProcess(cfg) as run:
-        from lib.observability import logs
+        from sinker_lib.observability import logs
         logs.setup_logging(run.cfg.logging)
         try:
             wait_for(lambda: run.pipeline.status_server is not None

@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from lib.dead_letter import category
-from lib.observability.metrics import is_known_series
+from sinker_lib.dead_letter import category
+from sinker_lib.observability.metrics import is_known_series
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
     create_table, InProcess, committed_offsets, count_rows, get, get_json, read_dead_letters, scrape,

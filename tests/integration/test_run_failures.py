@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lib.lifecycle import SAME_SIGNAL_S
+from sinker_lib.lifecycle import SAME_SIGNAL_S
 from tests.integration.support import (
     ROOT, InProcess, committed_offsets, count_rows, nothing_consumed, read_dead_letters, stack_config,
     start_process, unique, wait_for, write_config)

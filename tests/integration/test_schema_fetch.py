@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from lib.config import DorisConfig
-from lib.errors import DorisFatalError, SchemaError, TransportError
-from lib.schema import fetch_schema
+from sinker_lib.config import DorisConfig
+from sinker_lib.errors import DorisFatalError, SchemaError, TransportError
+from sinker_lib.schema import fetch_schema
 from tests.integration.support import unique
 
 

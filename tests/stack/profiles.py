@@ -82,6 +82,6 @@ SMALL_COLUMNS = [(n, t) for n, t in re.findall(
 
 def columns_for(spec):
     """[(name, "TYPE [NOT] NULL")] -> lib Columns, as DESCRIBE would give them."""
-    from lib.doris_types import Column, parse_type
+    from sinker_lib.doris_types import Column, parse_type
     return [Column(name, parse_type(text.replace(" NOT NULL", "").replace(" NULL", "")),
                    "NOT NULL" not in text) for name, text in spec]

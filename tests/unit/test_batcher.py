@@ -6,9 +6,9 @@ import queue
 
 import pytest
 
-from lib import batcher as b
-from lib.config import BatchConfig
-from lib.kafka_client import TopicPartition
+from sinker_lib import batcher as b
+from sinker_lib.config import BatchConfig
+from sinker_lib.kafka_client import TopicPartition
 from tests.fakes import FakeMapper, FakeSchema, observers, recs
 
 CFG = BatchConfig(max_rows=5, max_bytes=10_000, max_interval_s=10)

@@ -60,8 +60,8 @@ def test_every_command_with_a_config_registers_its_secrets(tmp_path, monkeypatch
     """Whatever a command prints after loading its config, the passwords in it are masked: each
     one goes through sinker.load, which registers them before returning. A command is stopped
     right after loading (a DorisFatalError raised where its work would start)."""
-    from lib.errors import DorisFatalError
-    from lib.observability import logs
+    from sinker_lib.errors import DorisFatalError
+    from sinker_lib.observability import logs
     cfg = tmp_path / "c.yaml"
     cfg.write_text("kafka: {brokers: ['k:9092'], topics: [t]}\ndoris: {database: d, table: t, password: file-pw-1}\n")
     cfg.chmod(0o600)
@@ -90,9 +90,9 @@ def test_every_command_with_a_config_registers_its_secrets(tmp_path, monkeypatch
 
 def test_dry_run_prints_headers_as_a_curl_command_that_sends_them_as_sinker_does():
     import shlex
-    from lib.config import config_from_dict
-    from lib.mapping import Mapper
-    from lib.doris_types import Column, parse_type
+    from sinker_lib.config import config_from_dict
+    from sinker_lib.mapping import Mapper
+    from sinker_lib.doris_types import Column, parse_type
     cfg = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"]},
                             "doris": {"fe_hosts": ["fe1:8030"], "database": "d", "table": "t"}}, env={})
     mapper = Mapper([Column("a", parse_type("int"))], cfg.mapping, timezone="UTC")

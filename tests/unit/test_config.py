@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.config import (ColumnSource, Config, SchemaColumn, config_from_dict, load_config,
+from sinker_lib.config import (ColumnSource, Config, SchemaColumn, config_from_dict, load_config,
                         redacted)
-from lib.errors import ConfigError
+from sinker_lib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"kafka": {"brokers": ["k1:9092"], "topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
@@ -295,7 +295,7 @@ def test_hosts_are_parsed_once_in_config(section, entry, expected):
 
 
 def test_host_port_netloc_brackets_ipv6():
-    from lib.config import HostPort
+    from sinker_lib.config import HostPort
     assert HostPort("::1", 8030).netloc == "[::1]:8030" and str(HostPort("fe", 1)) == "fe:1"
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import queue
 
-from lib import consumer as cm
-from lib.batcher import Rebalanced
-from lib.commands.replay import ReplayBounds, compute_plan
-from lib.config import KafkaConfig
-from lib.kafka_client import TopicPartition
-from lib.lifecycle import Shutdown
-from lib.offsets import RECORDED, OffsetTracker
+from sinker_lib import consumer as cm
+from sinker_lib.batcher import Rebalanced
+from sinker_lib.commands.replay import ReplayBounds, compute_plan
+from sinker_lib.config import KafkaConfig
+from sinker_lib.kafka_client import TopicPartition
+from sinker_lib.lifecycle import Shutdown
+from sinker_lib.offsets import RECORDED, OffsetTracker
 from tests.fakes import FakeReader, Rec, observers, recs
 
 TP0, TP1 = TopicPartition("t", 0), TopicPartition("t", 1)

@@ -8,12 +8,12 @@ import os
 
 import pytest
 
-import lib
-from lib import dead_letter_sinks
-from lib.config import DeadLetterConfig, KafkaConfig
-from lib.dead_letter import DeadLetter, category, original_value, to_json, truncated_json
-from lib.dead_letter_sinks import FileSink, open_sink
-from lib.errors import ConfigError
+import sinker_lib
+from sinker_lib import dead_letter_sinks
+from sinker_lib.config import DeadLetterConfig, KafkaConfig
+from sinker_lib.dead_letter import DeadLetter, category, original_value, to_json, truncated_json
+from sinker_lib.dead_letter_sinks import FileSink, open_sink
+from sinker_lib.errors import ConfigError
 
 GOOD = DeadLetter("events", 3, 1234, 1_700_000_000_000, '{"id":"é\n"}'.encode(),
                   "conversion: id is not an int", "id")
@@ -36,7 +36,7 @@ def test_to_json_is_one_line_with_all_fields():
     assert rec["column"] == "id"
     assert rec["value"] == '{"id":"é\n"}' and "value_b64" not in rec    # the value once, as text
     assert original_value(rec) == GOOD.value
-    assert rec["sinker_version"] == lib.__version__
+    assert rec["sinker_version"] == sinker_lib.__version__
     assert rec["at"].endswith("Z") and "T" in rec["at"]
 
 

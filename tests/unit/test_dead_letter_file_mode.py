@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from lib.dead_letter import DeadLetter
-from lib.dead_letter_sinks import FileSink
+from sinker_lib.dead_letter import DeadLetter
+from sinker_lib.dead_letter_sinks import FileSink
 
 DL = DeadLetter("events", 0, 1, None, b'{"card":"4111"}', "invalid_json: x")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.observability.metrics import METRIC_NAMES, is_known_series
+from sinker_lib.observability.metrics import METRIC_NAMES, is_known_series
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana-dashboard.json"

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from lib.config import ENV_VARS, SECRETS, Config, config_from_dict, load_config
-from lib.errors import ConfigError, DorisFatalError
+from sinker_lib.config import ENV_VARS, SECRETS, Config, config_from_dict, load_config
+from sinker_lib.errors import ConfigError, DorisFatalError
 
 MINIMAL_FOR_LISTEN = {"kafka": {"brokers": ["k1:9092"], "topics": ["t"]}, "doris": {"database": "d", "table": "t"}}
 

@@ -1,9 +1,9 @@
 """``schema describe``: sources, converters and warnings per column."""
 from __future__ import annotations
 
-from lib.commands.describe import describe
-from lib.config import ColumnSource, MappingConfig
-from lib.doris_types import Column, parse_type
+from sinker_lib.commands.describe import describe
+from sinker_lib.config import ColumnSource, MappingConfig
+from sinker_lib.doris_types import Column, parse_type
 
 
 def test_describe_reports_sources_and_warnings():

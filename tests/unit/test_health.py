@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from lib.observability.health import Health
+from sinker_lib.observability.health import Health
 
 STALL = 120.0
 

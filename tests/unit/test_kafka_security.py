@@ -11,9 +11,9 @@ import threading
 import pytest
 from kafka import errors as kafka_errors
 
-from lib.config import KafkaConfig
-from lib.errors import ConfigError, KafkaRefused, KafkaUnavailable
-from lib.kafka_security import client_error, preflight, ssl_context
+from sinker_lib.config import KafkaConfig
+from sinker_lib.errors import ConfigError, KafkaRefused, KafkaUnavailable
+from sinker_lib.kafka_security import client_error, preflight, ssl_context
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import itertools
 import subprocess
 import sys
 
-from lib.labels import make_label, subset_label, valid_label
+from sinker_lib.labels import make_label, subset_label, valid_label
 
 
 def test_readable_and_valid():
@@ -21,7 +21,7 @@ def test_same_inputs_same_label_whatever_the_dict_order():
 
 def test_same_label_in_another_process():
     """No per-process randomness (PYTHONHASHSEED): a restart must reproduce the label."""
-    code = ("from lib.labels import make_label;"
+    code = ("import sinker; from sinker_lib.labels import make_label;"
             "print(make_label('sinker', 'db.t', {('events', 3): (10, 20), ('x', 1): (1, 2)}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "12345", "PYTHONPATH": "."}).stdout.strip()
@@ -84,7 +84,7 @@ def test_valid_label():
 
 
 def test_salt_changes_only_the_hash_and_is_deterministic():
-    from lib.labels import make_label
+    from sinker_lib.labels import make_label
     ranges = {("events", 0): (0, 99)}
     plain = make_label("sinker", "db.t", ranges)
     a = make_label("sinker", "db.t", ranges, salt="events:0:1700000000000")
@@ -95,7 +95,7 @@ def test_salt_changes_only_the_hash_and_is_deterministic():
 
 
 def test_label_window_from_the_load_rate():
-    from lib.labels import LabelWindow
+    from sinker_lib.labels import LabelWindow
     w = LabelWindow()
     assert w.window_s("db", 0.0) == LabelWindow.KEEP_S          # no loads: 12 h
     for i in range(300):                                         # 1 load/s for five minutes

@@ -1,8 +1,8 @@
 """Every Stream Load answer shape from doris-protocol.md maps to the right action."""
 import pytest
 
-from lib import load_result as lr
-from lib.errors import TransportError
+from sinker_lib import load_result as lr
+from sinker_lib.errors import TransportError
 
 
 def ok_body(**extra):

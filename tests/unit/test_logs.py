@@ -10,10 +10,10 @@ from datetime import datetime
 
 import pytest
 
-from lib.observability import logs
-from lib.config import LoggingConfig
-from lib.config import config_from_dict
-from lib.errors import ConfigError
+from sinker_lib.observability import logs
+from sinker_lib.config import LoggingConfig
+from sinker_lib.config import config_from_dict
+from sinker_lib.errors import ConfigError
 
 MINIMAL = {"kafka": {"brokers": ["k1:9092"], "topics": ["events"]}, "doris": {"database": "demo", "table": "events"}}
 

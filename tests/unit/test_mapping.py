@@ -11,11 +11,11 @@ from collections import namedtuple
 
 import pytest
 
-from lib.config import ColumnSource, MappingConfig, config_from_dict
-from lib.dead_letter import DeadLetter, category
-from lib.errors import ConfigError
-from lib.mapping import Bad, Mapper
-from lib.doris_types import Column, DorisType
+from sinker_lib.config import ColumnSource, MappingConfig, config_from_dict
+from sinker_lib.dead_letter import DeadLetter, category
+from sinker_lib.errors import ConfigError
+from sinker_lib.mapping import Bad, Mapper
+from sinker_lib.doris_types import Column, DorisType
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 

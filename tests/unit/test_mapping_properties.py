@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.config import MappingConfig
-from lib.dead_letter import category
-from lib.doris_types import Column, parse_type
-from lib.mapping import Bad, Mapper
+from sinker_lib.config import MappingConfig
+from sinker_lib.dead_letter import category
+from sinker_lib.doris_types import Column, parse_type
+from sinker_lib.mapping import Bad, Mapper
 from tests.doris_emulator import loader
 from tests.doris_emulator.schema import Column as EmuColumn
 

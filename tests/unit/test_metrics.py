@@ -8,8 +8,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import TopicPartition
 from prometheus_client import generate_latest
 
-from lib.dead_letter import DeadLetter, category
-from lib.observability.metrics import METRIC_NAMES, Accounting, Metrics, is_known_series
+from sinker_lib.dead_letter import DeadLetter, category
+from sinker_lib.observability.metrics import METRIC_NAMES, Accounting, Metrics, is_known_series
 
 
 def rec(topic, partition, offset, value):

@@ -2,7 +2,7 @@
 import random
 import threading
 
-from lib.offsets import OffsetTracker
+from sinker_lib.offsets import OffsetTracker
 
 P0, P1, P2 = ("events", 0), ("events", 1), ("other", 0)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lib.commands.replay import ReplayBounds, compute_plan, parse_offsets, resume_command
-from lib.errors import ConfigError
-from lib.kafka_client import TopicPartition
+from sinker_lib.commands.replay import ReplayBounds, compute_plan, parse_offsets, resume_command
+from sinker_lib.errors import ConfigError
+from sinker_lib.kafka_client import TopicPartition
 from tests.fakes import recs
 
 TP0, TP1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -59,7 +59,7 @@ def test_a_reversed_offset_range_is_an_error():
 
 
 def test_plan_as_dict_and_overlap_with_the_group():
-    from lib.commands.replay import overlaps_group, plan_as_dict
+    from sinker_lib.commands.replay import overlaps_group, plan_as_dict
     plan = compute_plan("t", [0, 1], {TP0: 0, TP1: 0}, {TP0: 100, TP1: 50}, from_offset=20,
                         chunk_rows=10)
     assert plan_as_dict(plan) == {"topic": "t", "chunk_rows": 10, "messages": 110, "partitions": [

@@ -7,10 +7,10 @@ import json
 
 import yaml
 
-from lib.commands import resend as r
-from lib.commands.init import render_config
-from lib.config import config_from_dict
-from lib.doris_types import Column, parse_type
+from sinker_lib.commands import resend as r
+from sinker_lib.commands.init import render_config
+from sinker_lib.config import config_from_dict
+from sinker_lib.doris_types import Column, parse_type
 
 
 def write(tmp_path, recs, name="dead.jsonl"):

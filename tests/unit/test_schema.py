@@ -2,10 +2,10 @@
 import pymysql
 import pytest
 
-from lib import schema
-from lib.config import DorisConfig, MappingConfig, SchemaColumn
-from lib.errors import DorisFatalError, SchemaError, TransportError
-from lib.doris_types import Column, DorisType, parse_type
+from sinker_lib import schema
+from sinker_lib.config import DorisConfig, MappingConfig, SchemaColumn
+from sinker_lib.errors import DorisFatalError, SchemaError, TransportError
+from sinker_lib.doris_types import Column, DorisType, parse_type
 
 
 @pytest.mark.parametrize("text,base,length,precision,scale", [

@@ -11,13 +11,13 @@ import logging
 
 import pytest
 
-from lib.commands import status as st
-from lib.config import HostPort, LoggingConfig
-from lib.errors import ConfigError, StatusUnavailable
-from lib.observability import logs
-from lib.observability.health import Health
-from lib.observability.metrics import Metrics, progress_fields
-from lib.observability.status_server import StatusServer, metric_samples, status_document
+from sinker_lib.commands import status as st
+from sinker_lib.config import HostPort, LoggingConfig
+from sinker_lib.errors import ConfigError, StatusUnavailable
+from sinker_lib.observability import logs
+from sinker_lib.observability.health import Health
+from sinker_lib.observability.metrics import Metrics, progress_fields
+from sinker_lib.observability.status_server import StatusServer, metric_samples, status_document
 from tests.fakes import Clock, recs
 from tests.unit.test_config import build
 from tests.unit.test_status_server import get
@@ -126,7 +126,7 @@ def test_json_lines_carry_structured_fields_and_the_worker(monkeypatch):
 
 
 def test_a_commit_past_the_known_end_refreshes_the_end_offsets(monkeypatch):
-    from lib import consumer as cm
+    from sinker_lib import consumer as cm
     from tests.unit.test_consumer import TP0, make, step
     clock = Clock()
     monkeypatch.setattr(cm.time, "monotonic", clock)
@@ -145,7 +145,7 @@ def test_a_commit_past_the_known_end_refreshes_the_end_offsets(monkeypatch):
 
 
 def test_missing_topic_names_the_closest_existing_ones():
-    from lib.kafka_client import missing_topics_message
+    from sinker_lib.kafka_client import missing_topics_message
     msg = missing_topics_message(["ordrs"], {"orders", "payments", "orders-dlq"}, ("b:9092",))
     assert msg.startswith("topic 'ordrs' (did you mean orders") and "on b:9092" in msg
     assert "never creates topics" in msg
@@ -153,13 +153,13 @@ def test_missing_topic_names_the_closest_existing_ones():
 
 
 def test_consumer_never_asks_the_broker_to_create_a_topic():
-    from lib.config import KafkaConfig
-    from lib.kafka_client import consumer_options
+    from sinker_lib.config import KafkaConfig
+    from sinker_lib.kafka_client import consumer_options
     assert consumer_options(KafkaConfig(topics=("t",)), group=True)["allow_auto_create_topics"] is False
 
 
 def test_no_broker_for_a_while_is_one_line_and_not_ready_then_one_line_back(monkeypatch, caplog):
-    from lib import consumer as cm
+    from sinker_lib import consumer as cm
     from tests.unit.test_consumer import TP0, make, step
     clock = Clock()
     monkeypatch.setattr(cm.time, "monotonic", clock)

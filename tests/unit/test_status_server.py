@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from lib.errors import ConfigError
-from lib.observability.health import Health
-from lib.observability.metrics import Metrics
-from lib.config import HostPort
-from lib.observability.status_server import StatusServer
+from sinker_lib.errors import ConfigError
+from sinker_lib.observability.health import Health
+from sinker_lib.observability.metrics import Metrics
+from sinker_lib.config import HostPort
+from sinker_lib.observability.status_server import StatusServer
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never via a proxy
 

@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lib.config import DorisConfig
-from lib.errors import DorisFatalError, TransportError
+from sinker_lib.config import DorisConfig
+from sinker_lib.errors import DorisFatalError, TransportError
 from tests.fakes import free_port
-from lib.stream_load import LoadResponse, StreamLoader, body_chunks, next_url, safe_url
+from sinker_lib.stream_load import LoadResponse, StreamLoader, body_chunks, next_url, safe_url
 
 PASSWORD = "s3cret-pw"
 AUTH = "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()

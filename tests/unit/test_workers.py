@@ -6,7 +6,7 @@ import signal
 import sys
 import textwrap
 
-from lib.commands import workers as w
+from sinker_lib.commands import workers as w
 
 CHILD = textwrap.dedent("""
     import os, signal, sys, time

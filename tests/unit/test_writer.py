@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from lib.batcher import Batch
-from lib.config import WriterConfig
-from lib.errors import DorisFatalError, RetriesExhausted, TransportError
-from lib.lifecycle import Shutdown
-from lib.stream_load import LoadResponse
-from lib.labels import subset_label
-from lib.writer import WriterThread, backoff_s, parse_error_row
+from sinker_lib.batcher import Batch
+from sinker_lib.config import WriterConfig
+from sinker_lib.errors import DorisFatalError, RetriesExhausted, TransportError
+from sinker_lib.lifecycle import Shutdown
+from sinker_lib.stream_load import LoadResponse
+from sinker_lib.labels import subset_label
+from sinker_lib.writer import WriterThread, backoff_s, parse_error_row
 from tests.fakes import Rec, observers
 
 OK = {"Status": "Success", "Message": "OK", "NumberLoadedRows": 1}
