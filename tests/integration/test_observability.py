@@ -106,10 +106,12 @@ def test_metrics_match_doris_rows_and_dead_letters(tmp_path, kafka_bootstrap, do
             wait_for(lambda: sum(v or 0 for v in committed_offsets(
                 kafka_bootstrap, group, topic, partitions).values()) == total, 60, 0.3, "offsets committed")
             # -- after: every counter equals what Doris holds and what the dead-letter file holds
+            ends = {str(p): float(c) for p, c in sizes.items()}
             after = wait_for(lambda: (lambda s: s if s.value("sinker_consumer_lag") == 0
                                       and s.value("sinker_messages_pending") == 0
+                                      and s.by("sinker_partition_end_offset", "partition") == ends
                                       and len(s.all("sinker_consumer_lag")) == partitions else None)(scrape(port)),
-                             60, 0.5, "lag and pending back to 0")
+                             60, 0.5, "lag and pending back to 0 at the known end offsets")
             dead_file = read_dead_letters(tmp_path / "dead.jsonl")
             rows = count_rows(doris, db, table)
             assert rows == n
