@@ -211,7 +211,11 @@ def test_start_from_latest_then_added_partitions_lose_nothing(tmp_path, kafka_bo
     server, port = status_section()
     cfg, _ = config(tmp_path, kafka_bootstrap, doris, topic, db, table, server=server)
     cfg["kafka"]["start_from"] = "latest"
-    with InProcess(cfg) as run:
+    path = write_config(tmp_path, cfg)
+    # a process of its own, as users run it: the pytest process holds the clients of every
+    # earlier in-process run, and a fresh one is what this test is about
+    proc = start_process(path, log_path=tmp_path / "run.log")
+    try:
         wait_for(lambda: (m := scrape_when_up(port)) and m.value("sinker_partitions_assigned") == 1,
                  60, 0.2, "partition 0 owned")
         wait_for(lambda: committed_offsets(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 1)[0]
@@ -227,7 +231,9 @@ def test_start_from_latest_then_added_partitions_lose_nothing(tmp_path, kafka_bo
         produce(kafka_bootstrap, topic, [message(i) for i in range(50, 150)],
                 partition=lambda k: 1 + k % 2)
         wait_for(lambda: count_rows(doris, db, table) >= 150, 60, 0.3, "every new row")
-        assert run.stop().exit_code == 0
+    finally:
+        code = stop_process(proc)
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
     ids = sorted(int(r[0]) for r in doris.query(f"SELECT id FROM `{db}`.`{table}`"))
     assert ids == list(range(150))
 
