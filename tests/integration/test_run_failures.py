@@ -12,8 +12,8 @@ import pytest
 
 from sinker_lib.lifecycle import SAME_SIGNAL_S
 from tests.integration.support import (
-    ROOT, InProcess, committed_offsets, count_rows, nothing_consumed, read_dead_letters, stack_config,
-    start_process, unique, wait_for, write_config)
+    ROOT, InProcess, committed_offsets, count_rows, nothing_consumed, read_dead_letters,
+    scrape_when_up, stack_config, start_process, status_section, unique, wait_for, write_config)
 from tests.stack.kafka import create_topic, produce
 
 DDL = """CREATE TABLE `{db}`.`{table}` (id BIGINT NOT NULL, qty INT NOT NULL, name VARCHAR(8) NULL)
@@ -185,12 +185,15 @@ def test_one_stop_delivered_twice_at_once_is_still_a_clean_stop(tmp_path, kafka_
     """Ctrl-C in a terminal reaches every process of the group, and the one-file binary's
     bootloader forwards it too: sinker sees the signal twice within milliseconds. That is one
     request to stop: load, commit, exit 0."""
-    cfg, topic, db, table = make(doris, kafka_bootstrap, tmp_path, n=200,
+    server, port = status_section()
+    cfg, topic, db, table = make(doris, kafka_bootstrap, tmp_path, n=200, server=server,
                                  batch={"max_rows": 1_000_000, "max_interval_s": 3600})
     path = write_config(tmp_path, cfg)
     proc = start_process(path, log_path=tmp_path / "run.log")
     try:
-        wait_for(lambda: "rebalance:" in (tmp_path / "run.log").read_text(), 60, 0.1, "joined")
+        # every message read and held in the open batch: the stop has something to load
+        wait_for(lambda: (m := scrape_when_up(port)) and m.value("sinker_messages_consumed_total")
+                 == 200, 60, 0.1, "the messages consumed")
         proc.send_signal(signal.SIGINT)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
