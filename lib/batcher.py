@@ -101,33 +101,6 @@ def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
     return None
 
 
-def aligned_slices(records: list, size: int) -> list[tuple[int, int, int, bool]]:
-    """Cut one partition's records at offsets that are multiples of ``size``: a list of
-    (chunk, start, end, closes_chunk) where ``records[start:end]`` all have ``offset // size ==
-    chunk`` and ``closes_chunk`` says the slice holds the chunk's last offset. Re-reading the same
-    offsets always gives the same cuts, whatever the poll sizes: replay's idempotence rests on it."""
-    out = []
-    start, n = 0, len(records)
-    while start < n:
-        chunk = records[start].offset // size
-        limit = (chunk + 1) * size          # first offset of the next chunk
-        end = start + 1
-        if records[-1].offset < limit:
-            end = n
-        else:
-            lo, hi = start + 1, n
-            while lo < hi:                   # first record at or past the next chunk
-                mid = (lo + hi) // 2
-                if records[mid].offset < limit:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            end = lo
-        out.append((chunk, start, end, records[end - 1].offset == limit - 1))
-        start = end
-    return out
-
-
 def batch_factory(db: str, table: str, schema, clock=time.monotonic):
     """New batches map with the schema's current mapper (picked up at every new batch)."""
     return lambda: Batch(db, table, schema.mapper(), clock())
@@ -266,63 +239,85 @@ def _value_bytes(record) -> int:
 
 
 class AlignedBatches:
-    """``replay``: one batch per partition and chunk of ``size`` offsets (aligned_slices), sealed
-    when its chunk's last offset arrives, so a re-run forms the same batches with the same labels.
+    """``replay``: one batch per partition and chunk of ``size`` offsets, sealed when its chunk's
+    last offset arrives, so a re-run forms the same batches with the same labels.
 
     A chunk of large messages is also cut where its messages' value bytes, summed from the start
     of the batch, reach ``max_bytes`` (the record reaching it is the batch's last): that depends
     only on the records, never on poll sizes, so a re-run — or a resume from any batch's first
     offset — cuts the same batches. ``max_interval_s`` is never a cut here: time is not
-    reproducible (an aligned batch waits for its records only as long as reading them takes)."""
+    reproducible (an aligned batch waits for its records only as long as reading them takes).
+
+    ``earlier`` holds the (first, last) ranges an earlier run of this replay loaded — partial
+    chunks sealed when it was stopped, or at an end that has moved since (lib/commands/replay.py
+    reads them from Doris's labels). A batch that starts at such a first offset ends at its
+    last, and a batch stops short of such a first offset: the re-run forms the earlier batches
+    again, under the same labels, so Doris answers "Label Already Exists" for their rows."""
 
     record_cuts = False
 
-    def __init__(self, size: int, new_batch, max_bytes: int | None = None):
+    def __init__(self, size: int, new_batch, max_bytes: int | None = None, earlier=None):
         self.size = size
         self.max_bytes = max_bytes
         self.new_batch = new_batch
-        self.open: dict = {}                 # TopicPartition -> [chunk, Batch, value bytes]
+        self.earlier = {key: dict(ranges) for key, ranges in (earlier or {}).items()}
+        self._starts = {key: sorted(ranges) for key, ranges in self.earlier.items()}
+        self.open: dict = {}                 # TopicPartition -> [Batch, stop, value bytes, cut]
 
     def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
         sealed = []
         for tp, records in poll_result.items():
-            for chunk, start, end, closes in aligned_slices(records, self.size):
+            key = (tp.topic, tp.partition)
+            start, n = 0, len(records)
+            while start < n:
                 current = self.open.get(tp)
-                if current is not None and current[0] != chunk:
-                    sealed.append((self.open.pop(tp)[1], "rows"))   # its chunk had a gap at the end
-                while start < end:
-                    current = self.open.get(tp)
-                    if current is None:
-                        current = self.open[tp] = [chunk, self.new_batch(), 0]
-                    cut = self._byte_cut(records, start, end, current)
-                    current[1].add(tp.topic, tp.partition, records[start:cut or end])
-                    if cut is not None:
-                        sealed.append((self.open.pop(tp)[1], "bytes"))
-                        start = cut
-                    else:
-                        start = end
-                if closes and tp in self.open:
-                    sealed.append((self.open.pop(tp)[1], "rows"))
+                if current is None:
+                    current = self.open[tp] = self._open(key, records[start].offset)
+                end, reason = self._slice(records, start, current)
+                if end > start:
+                    current[0].add(tp.topic, tp.partition, records[start:end])
+                if reason is not None:
+                    sealed.append((self.open.pop(tp)[0], reason))
+                start = end
         return sealed
 
-    def _byte_cut(self, records, start: int, end: int, current: list) -> int | None:
-        """The index after the record whose value bytes bring the batch to max_bytes, or None
-        (the slice fits; ``current``'s byte count grows by it)."""
-        if self.max_bytes is None:
-            return None
-        total = current[2]
-        for i in range(start, end):
-            total += _value_bytes(records[i])
-            if total >= self.max_bytes:
-                return i + 1
-        current[2] = total
-        return None
+    def _open(self, key, first: int) -> list:
+        """A batch starting at ``first``, with the offset it stops before: the end of an earlier
+        run's batch from this offset, else its chunk's end or the next earlier batch's start."""
+        known = self.earlier.get(key)
+        if known and first in known:
+            return [self.new_batch(), known[first] + 1, 0, "recorded"]
+        stop = (first // self.size + 1) * self.size
+        starts = self._starts.get(key)
+        if starts:
+            i = bisect.bisect_right(starts, first)
+            if i < len(starts):
+                stop = min(stop, starts[i])
+        return [self.new_batch(), stop, 0, "rows"]
+
+    def _slice(self, records, start: int, current: list) -> tuple[int, str | None]:
+        """How far the open batch takes ``records[start:]``, and why it is sealed there (None:
+        it stays open). Records at or past its stop go to the next batch; a record whose value
+        bytes bring it to max_bytes is its last (not for an earlier run's range: that one is
+        reproduced exactly)."""
+        stop, n = current[1], len(records)
+        end = n if records[-1].offset < stop else _first_at(records, stop, start)
+        if self.max_bytes is not None and current[3] != "recorded":
+            total = current[2]
+            for i in range(start, end):
+                total += _value_bytes(records[i])
+                if total >= self.max_bytes:
+                    return i + 1, "bytes"
+            current[2] = total
+        if end < n or (end > start and records[end - 1].offset == stop - 1):
+            return end, current[3]
+        return end, None
 
     def due(self, now: float) -> list[tuple[Batch, str]]:
         return []
 
     def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
-        sealed = [(self.open[tp][1], reason) for tp in sorted(self.open)]
+        sealed = [(self.open[tp][0], reason) for tp in sorted(self.open)]
         self.open.clear()
         return sealed
 
@@ -333,7 +328,19 @@ class AlignedBatches:
         return [], 0              # replay reads assigned partitions: no group, no rebalance
 
     def expect(self, key, cuts) -> None:
-        """Replay's cuts are aligned offsets, never recorded ones."""
+        """Replay's cuts are aligned offsets and earlier runs' ranges, never recorded ones."""
+
+
+def _first_at(records, offset: int, lo: int) -> int:
+    """The index of the first record at or past ``offset`` (records are in offset order)."""
+    hi = len(records)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if records[mid].offset < offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def tune_gc() -> None:

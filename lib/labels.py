@@ -65,6 +65,23 @@ def make_label(prefix: str, table_full_name: str, ranges: dict, salt: str = "") 
     return f"{head}_{_digest(canon, LONG_HASH)}"
 
 
+def range_head(prefix: str, table_full_name: str, topic: str, partition: int) -> str:
+    """What every ``make_label`` label of one (prefix, table, topic, partition) range starts with."""
+    return f"{_clean(prefix or 'sinker')}_{_clean(table_full_name)}_{_clean(str(topic))}_p{int(partition)}-"
+
+
+_RANGE_TAIL = re.compile(r"(\d+)-(\d+)_[0-9a-f]{%d}" % SHORT_HASH)
+
+
+def parse_range(label: str, head: str) -> tuple[int, int] | None:
+    """(first, last) of a one-range label that starts with ``head`` (``range_head``), or None: a
+    label of rows after a rejection, a label cut to 128 characters, or someone else's label."""
+    if not label.startswith(head):
+        return None
+    m = _RANGE_TAIL.fullmatch(label, len(head))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def subset_label(label: str, offsets) -> str:
     """The label for loading a subset of a batch's rows (after Doris rejected some, or a half):
     a pure function of the batch's label and the exact (topic, partition, offset) of every row

@@ -69,7 +69,8 @@ class Pipeline:
         self.metrics.watch_queue("sealed", self.sealed)
         new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema)
         if replay is not None:
-            cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch, cfg.batch.max_bytes)
+            cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch, cfg.batch.max_bytes,
+                                              earlier=replay.earlier.ranges)
         elif cfg.exactly_once:
             cuts = batcher_mod.PartitionBatches(cfg.batch, new_batch)
         else:
@@ -83,7 +84,8 @@ class Pipeline:
                          self.shutdown, load_timeout_s=cfg.doris.load_timeout_s,
                          on_schema_error=self.schema.request_refresh,
                          polled_at=lambda: self.consumer.polled_at,
-                         on_loaded=on_loaded)
+                         on_loaded=on_loaded,
+                         finished=replay.earlier.finished if replay is not None else None)
             for i in range(cfg.writer.workers)]
         self.threads = [self.consumer, self.batcher, *self.writers]
         for t in self.threads:

@@ -70,7 +70,7 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 class WriterThread(threading.Thread):
     def __init__(self, index: int, cfg: WriterConfig, inq: queue.Queue, loader, sink, tracker,
                  obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
-                 sleep=None, on_loaded=None, polled_at=time.monotonic):
+                 sleep=None, on_loaded=None, polled_at=time.monotonic, finished=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
@@ -83,6 +83,11 @@ class WriterThread(threading.Thread):
         self.polled_at = polled_at    # when the consumer last completed a poll (monotonic)
         self.on_schema_error = on_schema_error
         self.on_loaded = on_loaded
+        # replay only (EarlierLoads.finished): labels an earlier run of the same replay finished.
+        # Replay writes a batch's dead letters before its rows, so a finished label means both
+        # are out and the batch is skipped whole; ``run`` loads first (a batch dropped at a
+        # rebalance then wrote nothing its partition's next reader writes again).
+        self.finished = finished
         self._sleep = sleep or shutdown.wait_abort
         self.error: BaseException | None = None
 
@@ -107,22 +112,37 @@ class WriterThread(threading.Thread):
             self.accounting.rewound(batch.records)   # its partition moved: its reader loads it
             log.debug("batch %s dropped: its partition was revoked before it was recorded", batch.label)
             return
-        if batch.rows:
-            try:
-                self._load(batch)
-            except _Revoked as e:
-                self.accounting.rewound(batch.records)
-                log.info("batch %s dropped between retries: its partition moved away", e)
-                return
-        if batch.dead:
-            self.sink.write(batch.dead, batch.full_name)
-            self.metrics.observe_dead_letters(batch.full_name, batch.dead)
+        if self.finished is not None:
+            if batch.rows and batch.label in self.finished:
+                log.info("batch %s: an earlier run of this replay loaded its %d rows and wrote its "
+                         "%d dead letters", batch.label, batch.rows, len(batch.dead),
+                         extra=_fields(batch, batch.label, batch.rows))
+                self.accounting.loaded(batch.rows)
+            else:
+                self._write_dead(batch)
+                self.sink.flush()
+                if batch.rows:
+                    self._load(batch)
+        else:
+            if batch.rows:
+                try:
+                    self._load(batch)
+                except _Revoked as e:
+                    self.accounting.rewound(batch.records)
+                    log.info("batch %s dropped between retries: its partition moved away", e)
+                    return
+            self._write_dead(batch)
         self.sink.flush()      # durable before the offsets covering them may be committed
         self.tracker.confirm(batch.seq)
         self.accounting.dead_lettered(len(batch.dead))
         self.health.progress()
         if self.on_loaded is not None:
             self.on_loaded(batch, time.time())
+
+    def _write_dead(self, batch: Batch) -> None:
+        if batch.dead:
+            self.sink.write(batch.dead, batch.full_name)
+            self.metrics.observe_dead_letters(batch.full_name, batch.dead)
 
     def _still_ours(self, batch: Batch, since: float) -> bool:
         """Before retrying after a pause: the consumer must have polled since (a process frozen

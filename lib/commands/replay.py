@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .. import labels
 from ..errors import AlreadyRunning, ConfigError, Interrupted, TopicNotFound
 from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 
@@ -38,13 +39,68 @@ class ReplayPlan:
         return sum(max(0, self.end[tp] - self.start[tp]) for tp in self.partitions)
 
 
+LABEL_PREFIX = "replay"
+_IN_DORIS = ("VISIBLE", "COMMITTED")
+
+
+@dataclass(frozen=True)
+class EarlierLoads:
+    """What earlier runs of this replay left in Doris, read from its labels when a run starts.
+
+    ``ranges``: (topic, partition) -> {first: last} of every earlier batch, so this run forms the
+    same batches again (a partial chunk of a run stopped by Ctrl-C, or the last chunk of a run
+    whose end has moved since, loads under the label of its exact range). ``finished``: the labels
+    whose rows are in Doris; a batch under one of them is neither loaded nor dead-lettered again."""
+    ranges: dict
+    finished: frozenset
+
+    @classmethod
+    def none(cls) -> "EarlierLoads":
+        return cls({}, frozenset())
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def earlier_loads(cfg, plan: ReplayPlan, connect=None) -> EarlierLoads:
+    """The labels of this replay's earlier runs, per partition, from ``SHOW TRANSACTION ... LIKE``
+    (Doris ≥ 2.1). Doris keeps labels for 12 hours or its last 2,000 loads per database, so this
+    sees what earlier runs in that window did — the same window "Label Already Exists" relies on."""
+    if connect is None:
+        from ..schema import connect
+    table = f"{cfg.doris.database}.{cfg.doris.table}"
+    ranges, finished = {}, set()
+    conn, _where = connect(cfg.doris)
+    try:
+        with conn.cursor() as cur:
+            for tp in plan.partitions:
+                head = labels.range_head(LABEL_PREFIX, table, tp.topic, tp.partition)
+                cur.execute(f"SHOW TRANSACTION FROM `{cfg.doris.database}` WHERE LABEL LIKE %s",
+                            (_like_literal(head) + "%",))
+                names = [d[0].lower() for d in cur.description]
+                li, si = names.index("label"), names.index("transactionstatus")
+                for row in cur.fetchall():
+                    found = labels.parse_range(row[li], head)
+                    if found is None:
+                        continue
+                    ranges.setdefault((tp.topic, tp.partition), {})[found[0]] = found[1]
+                    if str(row[si]).upper() in _IN_DORIS:
+                        finished.add(row[li])
+    finally:
+        conn.close()
+    return EarlierLoads(ranges, frozenset(finished))
+
+
 class ReplayBounds:
     """Where each partition of a replay starts and ends, and which are done: what the consumer
     thread asks before handing records on. Done means the read position reached the end fixed at
     start — not "saw the record at end - 1", which a transaction marker or a compacted gap
-    before the end would never show. Used from the consumer thread only."""
+    before the end would never show. Used from the consumer thread only; ``earlier`` is for the
+    batcher and the writers (EarlierLoads)."""
 
-    def __init__(self, plan: ReplayPlan):
+    def __init__(self, plan: ReplayPlan, earlier: EarlierLoads | None = None):
+        self.earlier = earlier or EarlierLoads.none()
         self.partitions = plan.partitions
         self.start = plan.start
         self.end = plan.end
@@ -284,6 +340,22 @@ class _Progress(threading.Thread):
                  ", ".join(f"p{p}: {d}/{t}" for p, (d, t) in sorted(prog.items())))
 
 
+def _earlier_or_none(cfg, plan: ReplayPlan) -> EarlierLoads:
+    try:
+        earlier = earlier_loads(cfg, plan)
+    except Exception as e:  # noqa: BLE001 - the loads themselves will say what is wrong with Doris
+        log.warning("could not read the labels of earlier runs of this replay from Doris (%s): if "
+                    "an earlier run was stopped part way, the rows of its last batches may load "
+                    "twice; check doris.query_port and that the FE answers SHOW TRANSACTION", e)
+        return EarlierLoads.none()
+    n = sum(len(r) for r in earlier.ranges.values())
+    if n:
+        log.info("earlier runs of this replay loaded %d batches still known to Doris: this run "
+                 "forms them again (same labels) and skips the %d that are in", n,
+                 len(earlier.finished))
+    return earlier
+
+
 def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
                on_progress=None) -> ReplayOutcome:
     """Run the plan through the pipeline, holding the replay's lock."""
@@ -293,8 +365,8 @@ def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
                  [tp.partition for tp in plan.partitions], plan.total,
                  ", ".join(f"p{tp.partition}:{plan.start[tp]}..{plan.end[tp] - 1}"
                            for tp in plan.partitions))
-        bounds = ReplayBounds(plan)
-        pipeline = Pipeline(cfg, label_prefix="replay", replay=bounds)
+        bounds = ReplayBounds(plan, _earlier_or_none(cfg, plan))
+        pipeline = Pipeline(cfg, label_prefix=LABEL_PREFIX, replay=bounds)
         pipeline.install_signal_handlers()
         reporter = _Progress(plan, pipeline, on_progress)
         reporter.start()

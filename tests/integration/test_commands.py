@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from tests.integration.support import (
-    ROOT, committed_offsets, count_rows, get_json, stack_config, start_process, status_section,
-    stop_process, unique, wait_for, write_config)
+    ROOT, committed_offsets, count_rows, get_json, read_dead_letters, stack_config, start_process,
+    status_section, stop_process, unique, wait_for, write_config)
 from tests.stack.kafka import create_topic, produce
 
 TABLE_DDL = """
@@ -274,3 +274,71 @@ def test_replay_interrupted_exits_5_with_the_resume_command(tmp_path, kafka_boot
     assert proc.returncode == 5, out + err
     assert "replay incomplete: interrupted" in err and "resume with:" in err
     assert count_rows(doris, db, table) < 5000
+
+
+def _bad_every(n):
+    """Messages with ids 0..n-1; every 97th is malformed JSON (a dead letter with its offset)."""
+    return [b"{not json" if i % 97 == 13 else json.dumps({"id": i, "qty": i}).encode()
+            for i in range(n)]
+
+
+def _dead_offsets(tmp_path) -> list[int]:
+    return sorted(d["offset"] for d in read_dead_letters(tmp_path / "dead.jsonl"))
+
+
+def test_replay_stopped_part_way_then_rerun_loads_every_row_once(tmp_path, kafka_bootstrap, doris):
+    """Cron's Ctrl-C and re-run: the stopped run sealed partial chunks at shutdown (polls of 37
+    never line up with chunks of 100) and loaded some of them; the re-run with the same command
+    forms those batches again under the same labels, so no row loads twice, and no dead letter
+    is written twice."""
+    cfg, path, topic, db, table = setup_table(
+        doris, tmp_path, kafka_bootstrap, kafka={"max_poll_records": 37},
+        batch={"max_rows": 100, "max_interval_s": 0.2, "queue_size": 1})
+    values = _bad_every(3000)
+    bad = [i for i in range(3000) if values[i].startswith(b"{not")]
+    produce(kafka_bootstrap, topic, values)
+    doris.faults.set("slow", rate=1.0, delay_s=0.3)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sinker.py"), "replay", "-c", str(path),
+                             "--from-offset", "0", "--lock-dir", str(tmp_path)], cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: count_rows(doris, db, table) >= 300, 90, 0.1, "some batches loaded")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    doris.faults.clear()
+    assert proc.returncode == 5, out + err
+    first = count_rows(doris, db, table)
+    assert first < 3000 - len(bad)
+    partial = [x for x in doris.query(f"SHOW TRANSACTION FROM `{db}` WHERE LABEL LIKE 'replay%'")
+               if x[3] == "VISIBLE" and not x[1].split("_p0-")[1].split("_")[0].endswith("99")]
+    assert partial, "the stopped run loaded no partial chunk: the test did not test the window"
+    r = sinker("replay", "-c", str(path), "--from-offset", "0", "--lock-dir", str(tmp_path))
+    assert r.returncode == 5, r.stdout + r.stderr        # 5: the range had dead letters
+    assert "replay done: 3000 messages in range" in r.stdout
+    assert count_rows(doris, db, table) == 3000 - len(bad)
+    assert int(doris.query(f"SELECT COUNT(DISTINCT id) FROM `{db}`.`{table}`")[0][0]) == 3000 - len(bad)
+    assert _dead_offsets(tmp_path) == bad
+
+
+def test_replay_rerun_after_the_end_moved_loads_only_the_new_rows(tmp_path, kafka_bootstrap, doris):
+    """Without --to-offset the end is the topic's end when the run starts: the first run's last
+    chunk is partial (100..149). The next run, with 100 more messages, must form 100..149 again
+    (its label is in Doris: skipped, dead letter not written again) and load 150.. once."""
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap,
+                                              batch={"max_rows": 100, "max_interval_s": 0.2})
+    values = _bad_every(250)
+    produce(kafka_bootstrap, topic, values[:150])
+    args = ["replay", "-c", str(path), "--from-offset", "0", "--lock-dir", str(tmp_path)]
+    r = sinker(*args)
+    assert "replay done: 150 messages in range" in r.stdout, r.stdout + r.stderr
+    produce(kafka_bootstrap, topic, values[150:])
+    r = sinker(*args)
+    assert "replay done: 250 messages in range" in r.stdout, r.stdout + r.stderr
+    bad = [i for i in range(250) if values[i].startswith(b"{not")]
+    assert count_rows(doris, db, table) == 250 - len(bad)
+    assert int(doris.query(f"SELECT COUNT(DISTINCT id) FROM `{db}`.`{table}`")[0][0]) == 250 - len(bad)
+    assert _dead_offsets(tmp_path) == bad
+    assert "earlier runs of this replay loaded 2 batches" in r.stdout + r.stderr

@@ -100,11 +100,38 @@ def test_a_schema_change_seals_and_the_next_batch_maps_with_the_new_mapper():
     assert b.batch_factory("db", "t", schema)().mapper is schema.m
 
 
-def test_aligned_slices_cut_at_multiples_of_the_size():
-    rs = recs("t", 0, [2, 3, 4, 7, 8, 13])
-    assert b.aligned_slices(rs, 4) == [(0, 0, 2, True), (1, 2, 4, True), (2, 4, 5, False),
-                                       (3, 5, 6, False)]
-    assert b.aligned_slices([], 4) == []
+def test_aligned_batches_cut_at_multiples_of_the_size_also_across_gaps():
+    t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(4, nb))
+    add(t, {TopicPartition("t", 0): recs("t", 0, [2, 3, 4, 7, 8, 13])})
+    t._seal(t.cuts.seal_all("shutdown"))
+    assert [(x.ranges[("t", 0)], x.reason) for x in drain(outq)] == [
+        ((2, 3), "rows"), ((4, 7), "rows"), ((8, 8), "rows"), ((13, 13), "shutdown")]
+
+
+def test_a_rerun_forms_the_batches_an_earlier_interrupted_or_shorter_run_loaded():
+    """An earlier run stopped inside chunks (a Ctrl-C, or an end that has moved since): its
+    partial batches were loaded under labels of their exact ranges. The re-run must form those
+    batches again — same ranges, same labels — and cut the rest at the chunk ends, whatever its
+    polls; otherwise the partial chunks' rows load a second time under a new label."""
+    def run(slices, earlier=None, stop_at=None):
+        t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(10, nb, earlier=earlier))
+        for lo, hi in slices:
+            add(t, {TopicPartition("t", 0): recs("t", 0, range(lo, min(hi, stop_at or hi)))})
+        t._seal(t.cuts.seal_all("shutdown"))
+        return [(x.ranges[("t", 0)], x.label) for x in drain(outq)]
+
+    first = run([(0, 40)], stop_at=23)               # interrupted at offset 22
+    assert [r for r, _ in first] == [(0, 9), (10, 19), (20, 22)]
+    earlier = {("t", 0): {0: 9, 10: 19, 20: 22}}
+    for slices in ([(0, 40)], [(0, 21), (21, 40)], [(i, i + 1) for i in range(40)]):
+        again = run(slices, earlier)
+        assert again[:3] == first                      # same batches, same labels
+        assert [r for r, _ in again[3:]] == [(23, 29), (30, 39)]
+    # an earlier run that started elsewhere: the re-run stops short of its batches' first offsets
+    assert [r for r, _ in run([(0, 40)], {("t", 0): {25: 27}})] == [
+        (0, 9), (10, 19), (20, 24), (25, 27), (28, 29), (30, 39)]
+    # an earlier batch whose last record is gone now (compacted): sealed at the next record
+    assert [r for r, _ in run([(0, 3), (5, 12)], {("t", 0): {0: 3}})] == [(0, 2), (5, 9), (10, 11)]
 
 
 def test_aligned_batches_are_the_same_whatever_the_poll_sizes():

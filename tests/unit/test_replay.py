@@ -67,3 +67,54 @@ def test_plan_as_dict_and_overlap_with_the_group():
         {"partition": 1, "from_offset": 20, "to_offset": 49, "messages": 30}]}
     assert overlaps_group(plan, {TP0: None, TP1: 20}) == {}     # starts at the commit: no overlap
     assert overlaps_group(plan, {TP0: 30, TP1: 500}) == {0: (20, 29, 30), 1: (20, 49, 500)}
+
+
+def test_earlier_loads_are_read_from_this_replays_labels_only():
+    """The labels of earlier runs name their exact ranges; labels of rows after a rejection, of
+    other tables, topics or partitions, and `_` read as a LIKE wildcard must not be taken as
+    this replay's batches. Only VISIBLE/COMMITTED ones hold rows."""
+    from types import SimpleNamespace
+
+    from sinker_lib import labels
+    from sinker_lib.commands.replay import earlier_loads
+
+    def lbl(table, topic, p, a, b):
+        return labels.make_label("replay", table, {(topic, p): (a, b)})
+
+    ours = [lbl("db.t_x", "ev_1", 0, 0, 99), lbl("db.t_x", "ev_1", 0, 100, 149)]
+    rows = [("1", ours[0], "fe", "VISIBLE"), ("2", ours[1], "fe", "ABORTED"),
+            ("3", labels.subset_label(ours[1], [("ev_1", 0, 101)]), "fe", "VISIBLE"),
+            ("4", lbl("db.tXx", "ev_1", 0, 0, 9), "fe", "VISIBLE"),      # what `_` would match
+            ("5", lbl("db.t_x", "ev_1", 1, 0, 9), "fe", "VISIBLE")]
+    asked = []
+
+    class Cursor:
+        description = [("TransactionId",), ("Label",), ("Coordinator",), ("TransactionStatus",)]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            pass
+
+        def execute(self, sql, args):
+            asked.append((sql, args))
+
+        def fetchall(self):
+            return rows      # the fake ignores the pattern: earlier_loads must check each label
+
+    class Conn:
+        def cursor(self):
+            return Cursor()
+
+        def close(self):
+            pass
+
+    cfg = SimpleNamespace(doris=SimpleNamespace(database="db", table="t_x"))
+    plan = compute_plan("ev_1", [0], {TopicPartition("ev_1", 0): 0}, {TopicPartition("ev_1", 0): 200},
+                        from_offset=0, chunk_rows=100)
+    got = earlier_loads(cfg, plan, connect=lambda _d: (Conn(), "fe:9030"))
+    assert got.ranges == {("ev_1", 0): {0: 99, 100: 149}}
+    assert got.finished == {ours[0]}
+    assert asked == [("SHOW TRANSACTION FROM `db` WHERE LABEL LIKE %s",
+                      ("replay\\_db\\_t\\_x\\_ev\\_1\\_p0-%",))]

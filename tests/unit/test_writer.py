@@ -7,6 +7,7 @@ import pytest
 
 from sinker_lib.batcher import Batch
 from sinker_lib.config import WriterConfig
+from sinker_lib.dead_letter import DeadLetter
 from sinker_lib.errors import DorisFatalError, RetriesExhausted, TransportError
 from sinker_lib.lifecycle import Shutdown
 from sinker_lib.stream_load import LoadResponse
@@ -235,3 +236,25 @@ def test_health_sees_each_load_while_it_runs():
     w.deliver(make_batch([b"a"]))
     assert seen == [1, 1]                                   # the failed attempt and the retry
     assert w.health.liveness()[1]["loads_in_progress"] == 0  # finished, also after the failure
+
+
+def test_replay_skips_a_batch_an_earlier_run_finished_and_writes_dead_letters_first():
+    """Replay: a label an earlier run finished means its rows are in Doris and its dead letters
+    were written (replay writes them before the rows), so the re-run does neither again."""
+    events = Events()
+    doris = FakeDoris()
+    w = WriterThread(0, WriterConfig(max_retries=3), None, doris, FakeSink(events),
+                     FakeTracker(events), observers(), Shutdown(), sleep=lambda s: None,
+                     finished=frozenset({"replay_done"}))
+    done = make_batch([b"a", b"b"], label="replay_done")
+    done.dead.append(DeadLetter("events", 0, 5, 0, b"{", "invalid_json", None))
+    w.deliver(done)
+    assert doris.calls == [] and w.sink.dead == []
+    assert events.log == [("flush",), ("confirm", 0)]
+    fresh = make_batch([b"c"], label="replay_new")
+    fresh.dead.append(DeadLetter("events", 0, 6, 0, b"{", "invalid_json", None))
+    fresh.seq = 1
+    w.deliver(fresh)
+    assert [label for label, _ in doris.calls] == ["replay_new"]
+    assert events.log[2:] == [("write", 1), ("flush",), ("flush",), ("confirm", 1)]
+    assert w.accounting.snapshot()["loaded"] == 3
