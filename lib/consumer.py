@@ -34,6 +34,7 @@ JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut
 UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
 UNASSIGNED_REJOIN_MAX_S = 600.0
 BROKER_DOWN_AFTER_S = 10.0     # no broker connection (or no coordinator) this long: say so, not ready
+POSITION_RETRY_S = 2.0         # assigned partitions whose committed offset could not be read: ask again
 
 
 class ConsumerThread(threading.Thread):
@@ -69,6 +70,8 @@ class ConsumerThread(threading.Thread):
         self._ends: dict = {}              # (topic, partition) -> end offset at the last refresh (lag)
         self._unreachable_since: float | None = None   # see _watch_broker
         self._reported_down = False
+        self._unpositioned: set = set()    # assigned, but where they start is not known yet
+        self._position_retry_at = 0.0
 
     # -- what the pipeline may ask (from its own thread) ----------------------------------------
     def holding(self) -> bool:
@@ -125,7 +128,7 @@ class ConsumerThread(threading.Thread):
             self.obs.metrics.set_paused(len(parts))
         elif not want_pause and self._paused:
             done = self.bounds.is_done if self.bounds is not None else (lambda tp: False)
-            r.resume(*[tp for tp in r.paused() if not done(tp)])
+            r.resume(*[tp for tp in r.paused() if not done(tp) and tp not in self._unpositioned])
             self._paused = False
             self.obs.metrics.set_paused(0)
 
@@ -135,11 +138,12 @@ class ConsumerThread(threading.Thread):
                    JOIN_POLL_TIMEOUT_MS if joining else POLL_TIMEOUT_MS)
         result = r.poll(timeout_ms=timeout)
         starts = self._after_rebalance()
-        if starts and result:
+        if (starts or self._unpositioned) and result:
             # fetched before the assigned partitions were positioned where they start for us
             # (the client may keep a partition's old position, or reset it its own way): the
             # next polls read them again from there
-            for tp in [tp for tp in result if (tp.topic, tp.partition) in starts]:
+            for tp in [tp for tp in result
+                       if (tp.topic, tp.partition) in starts or tp in self._unpositioned]:
                 del result[tp]
         if self.bounds is None:
             self._watch_unassigned(bool(r.assignment()))
@@ -237,7 +241,7 @@ class ConsumerThread(threading.Thread):
         """Apply a rebalance the last poll carried; returns where the assigned partitions start."""
         revoked, assigned = self.reader.take_rebalance()
         if not revoked and assigned is None:
-            return {}
+            return self._retry_positions()
         current = set(self.reader.assignment())
         gone = {(tp.topic, tp.partition) for tp in revoked}
         # Nothing is committed for a revoked partition from now on, and what this process still
@@ -248,20 +252,60 @@ class ConsumerThread(threading.Thread):
         for tp in revoked:
             self.next_offset.pop(tp, None)
             self._group_committed.pop((tp.topic, tp.partition), None)
-        starts = self._starts(sorted(assigned or ()))
+        self._unpositioned -= set(revoked)
+        starts = self._position(sorted(assigned or ()))
         self._partition_counts = {t: len(self.reader.partitions_for_topic(t) or ())
                                   for t in self.cfg.topics}
         self._items.append(Rebalanced(frozenset(gone), starts))
         lost = {tp for tp in revoked if tp not in current}
         self.obs.metrics.observe_rebalance(revoked=len(revoked), assigned=len(current), lost=len(lost))
         self.obs.health.set_assigned(len(current))
+        self._note_starts(starts)
+        log.info("rebalance: %d partitions assigned, %d revoked (%d moved away)", len(current),
+                 len(revoked), len(lost))
+        return starts
+
+    def _note_starts(self, starts: dict) -> None:
         known = {k: off for k, (off, _cuts) in starts.items() if off is not None}
         self._group_committed.update(known)
         if known:
             self.obs.metrics.set_committed(known)
         self._last_end_offsets = 0.0       # new partitions: refresh their end offsets (lag) now
-        log.info("rebalance: %d partitions assigned, %d revoked (%d moved away)", len(current),
-                 len(revoked), len(lost))
+
+    def _position(self, parts) -> dict:
+        """``_starts`` for these partitions, or — when the brokers do not answer (an outage
+        during the rebalance) — nothing yet: they stay paused, none of their records is handed
+        on and nothing is committed for them until a later turn reads where they start."""
+        if not parts:
+            return {}
+        try:
+            starts = self._starts(parts)
+        except Exception as e:  # noqa: BLE001 - a broker error; the loop must go on polling
+            self._unpositioned |= set(parts)
+            self.reader.pause(*parts)
+            self._position_retry_at = time.monotonic() + POSITION_RETRY_S
+            log.warning("could not read the committed offsets of %d assigned partitions (%s): "
+                        "holding them until Kafka answers (nothing of them is read or committed "
+                        "meanwhile)", len(parts), e)
+            return {}
+        self._unpositioned -= set(parts)
+        return starts
+
+    def _retry_positions(self) -> dict:
+        """Ask again where the partitions held by ``_position`` start; once known, hand on a
+        Rebalanced item that assigns them (in queue order, like any rebalance) and read them."""
+        if not self._unpositioned or time.monotonic() < self._position_retry_at:
+            return {}
+        parts = sorted(self._unpositioned & set(self.reader.assignment()))
+        self._unpositioned = set(parts)
+        starts = self._position(parts)
+        if starts:
+            self._items.append(Rebalanced(frozenset(), starts))
+            self._note_starts(starts)
+            if not self._paused:
+                self.reader.resume(*parts)
+            log.info("the committed offsets of %d held partitions are known now: reading them",
+                     len(parts))
         return starts
 
     def _watch_partitions(self) -> None:

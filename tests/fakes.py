@@ -102,6 +102,7 @@ class FakeReader:
                               for k, v in (committed or {}).items()}
         self.commits: list = []
         self.fail_commits = 0
+        self.fail_committed = 0      # the next committed-offset reads raise (a broker outage)
         self.subscribed = None
         self.closed = False
         self.rejoins = 0
@@ -191,6 +192,9 @@ class FakeReader:
         return None if found is None else found[0]
 
     def committed_with_metadata(self, tp, timeout_ms=5000):
+        if self.fail_committed:
+            self.fail_committed -= 1
+            raise RuntimeError("KafkaTimeoutError: Failed to get offsets by times in 5000 ms")
         return self.group_offsets.get(tp)
 
     def topics(self):

@@ -152,6 +152,28 @@ def test_an_assigned_partition_starts_at_the_commit_with_its_recorded_cuts():
     assert results == [{TP0: [4, 5, 6]}]
 
 
+def test_a_broker_outage_during_a_rebalance_holds_the_new_partitions_until_kafka_answers(monkeypatch):
+    """The committed offsets of newly assigned partitions cannot be read (the brokers went away
+    during the rebalance): the thread must not die, must not read those partitions from wherever
+    the client happens to be, and must start them at the commit once Kafka answers."""
+    monkeypatch.setattr(cm, "POSITION_RETRY_S", 0.0)
+    t, fake, out = make(record_cuts=True, committed={TP0: (4, "sinker v1 4-6"), TP1: 2})
+    fake.positions = {TP0: 0, TP1: 0}        # where the client would read without our seek
+    fake.fail_committed = 3
+    fake.rebalance([TP0, TP1])
+    step(t)                                  # the rebalance: both reads fail
+    assert t._unpositioned == {TP0, TP1} and {TP0, TP1} <= fake.paused()
+    step(t)                                  # the retry fails too
+    reb, results = drain(out)
+    assert results == [] and [r.assigned for r in reb] == [{}]
+    step(t, 3)                               # Kafka answers: positioned, then read from there
+    reb, results = drain(out)
+    assert reb[0].revoked == frozenset() and reb[0].assigned == {("t", 0): (4, [(4, 6)]),
+                                                                  ("t", 1): (2, [])}
+    assert results[0] == {TP0: [4, 5, 6], TP1: [2, 3, 4]}
+    assert not t._unpositioned and t.error is None
+
+
 def test_start_from_latest_applies_to_a_new_group_only():
     t, fake, out = make(start_from="latest")
     fake.rebalance([TP0, TP1])
