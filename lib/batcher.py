@@ -41,9 +41,9 @@ class Batch:
     """One Stream Load's worth of rows; the unit of retry, labelling and offset confirmation."""
     __slots__ = ("seq", "db", "table", "label", "lines", "nbytes", "rows", "ranges", "dead",
                  "sources", "opened_at", "sealed_at", "reason", "headers", "mapper", "first_ts",
-                 "needs_record")
+                 "needs_record", "held", "budget", "__weakref__")
 
-    def __init__(self, db: str, table: str, mapper, opened_at: float):
+    def __init__(self, db: str, table: str, mapper, opened_at: float, budget=None):
         self.seq = -1
         self.db = db
         self.table = table
@@ -61,6 +61,8 @@ class Batch:
         self.mapper = mapper
         self.headers = mapper.headers()
         self.needs_record = False    # exactly-once: load only once its cuts are in Kafka
+        self.held = budget.track(self) if budget is not None else None   # lib/budget.py
+        self.budget = budget
 
     @property
     def full_name(self) -> str:
@@ -73,9 +75,12 @@ class Batch:
     def add(self, topic: str, partition: int, records: list) -> None:
         """Map one partition's slice of a poll result into this batch (the hot path)."""
         n_lines = len(self.lines)
-        self.nbytes += self.mapper.map_records(records, self.lines, self.dead)
+        n = self.mapper.map_records(records, self.lines, self.dead)
+        self.nbytes += n
         self.rows += len(self.lines) - n_lines
         self.sources.append(records)
+        if self.budget is not None:
+            self.budget.add(self.held, n, len(records))
         key = (topic, partition)
         first = self.ranges.get(key)
         if first is None:
@@ -101,9 +106,9 @@ def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
     return None
 
 
-def batch_factory(db: str, table: str, schema, clock=time.monotonic):
+def batch_factory(db: str, table: str, schema, clock=time.monotonic, budget=None):
     """New batches map with the schema's current mapper (picked up at every new batch)."""
-    return lambda: Batch(db, table, schema.mapper(), clock())
+    return lambda: Batch(db, table, schema.mapper(), clock(), budget)
 
 
 class OpenBatch:

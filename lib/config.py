@@ -154,6 +154,7 @@ class BatchConfig:
     max_bytes: int = 64 * 1024 * 1024
     max_interval_s: float = 5.0
     queue_size: int = 16                        # poll results waiting for the batcher
+    max_bytes_in_flight: int = 256 * 1024 * 1024   # held by open, waiting and loading batches
 
 
 @dataclass(frozen=True)
@@ -741,7 +742,12 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     positive("mapping", m, "schema_refresh_s")
     _check_schema(m, bad, problems)
 
-    positive("batch", cfg.batch, "max_rows", "max_bytes", "max_interval_s", "queue_size")
+    positive("batch", cfg.batch, "max_rows", "max_bytes", "max_interval_s", "queue_size",
+             "max_bytes_in_flight")
+    want("batch.max_bytes_in_flight", cfg.batch.max_bytes_in_flight >= 2 * cfg.batch.max_bytes,
+         f"must be at least twice batch.max_bytes ({2 * cfg.batch.max_bytes}): a batch holds its "
+         f"body and its source records; got {cfg.batch.max_bytes_in_flight}. Raise it or lower "
+         "batch.max_bytes")
 
     w = cfg.writer
     want("writer.workers", 1 <= w.workers <= 64, f"must be 1..64, got {w.workers}")

@@ -41,7 +41,8 @@ class ConsumerThread(threading.Thread):
     """Poll → queue; pause when the queue is full; commit what the tracker releases."""
 
     def __init__(self, cfg: KafkaConfig, out: queue.Queue, tracker, obs, shutdown, *,
-                 bounds=None, record_cuts: bool = False, reader_factory=KafkaReader):
+                 bounds=None, record_cuts: bool = False, reader_factory=KafkaReader,
+                 budget=None):
         super().__init__(name="consumer", daemon=True)
         self.cfg = cfg
         self.out = out
@@ -51,6 +52,11 @@ class ConsumerThread(threading.Thread):
         self.bounds = bounds               # replay: fixed partitions and offset ranges, no group
         self.record_cuts = record_cuts     # exactly-once: batch cuts go into the commit metadata
         self.reader_factory = reader_factory
+        # lib/budget.py: over it, partitions pause (not in replay: its batches wait for their
+        # chunks' records and are bounded by batch.max_bytes per partition instead)
+        self.budget = budget if bounds is None else None
+        self._budget_paused: set = set()
+        self._must_read: dict = {}         # TopicPartition -> last offset of a recorded cut to complete
         self.next_offset: dict = {}        # TopicPartition -> offset after the last record handed on
         self.error: BaseException | None = None
         self.ready = threading.Event()
@@ -128,9 +134,12 @@ class ConsumerThread(threading.Thread):
             self.obs.metrics.set_paused(len(parts))
         elif not want_pause and self._paused:
             done = self.bounds.is_done if self.bounds is not None else (lambda tp: False)
-            r.resume(*[tp for tp in r.paused() if not done(tp) and tp not in self._unpositioned])
+            r.resume(*[tp for tp in r.paused() if not done(tp) and tp not in self._unpositioned
+                       and tp not in self._budget_paused])
             self._paused = False
-            self.obs.metrics.set_paused(0)
+            self.obs.metrics.set_paused(len(self._budget_paused))
+        if self.budget is not None:
+            self._apply_budget(r)
 
         t0 = time.monotonic()
         joining = self._unassigned_since is not None     # owned nothing after the last poll
@@ -160,6 +169,8 @@ class ConsumerThread(threading.Thread):
                 if recs:
                     result[tp] = recs
                     self.next_offset[tp] = recs[-1].offset + 1
+                    if tp in self._must_read and recs[-1].offset >= self._must_read[tp]:
+                        del self._must_read[tp]
                 else:
                     del result[tp]
         if self.bounds is not None:
@@ -175,6 +186,26 @@ class ConsumerThread(threading.Thread):
         self._refresh_end_offsets()
         if self.bounds is None:
             self._watch_partitions()
+
+    def _apply_budget(self, r) -> None:
+        """Pause reading while batches hold more than the memory budget; loads free it. A
+        partition with a batch the previous reader recorded keeps being read up to that batch's
+        end: the batch is sealed only there, so pausing it could hold the budget forever."""
+        if self.budget.over():
+            more = set(r.assignment()) - self._budget_paused - set(self._must_read)
+            if more:
+                if not self._budget_paused:
+                    self.budget.pauses += 1
+                if not self._paused:
+                    r.pause(*more)
+                self._budget_paused |= more
+                self.obs.metrics.set_paused(len(self._budget_paused))
+        elif self._budget_paused:
+            if not self._paused:
+                r.resume(*[tp for tp in self._budget_paused & set(r.assignment())
+                           if tp not in self._unpositioned])
+            self._budget_paused = set()
+            self.obs.metrics.set_paused(len(r.paused()) if self._paused else 0)
 
     def _watch_broker(self) -> None:
         """One log line when no broker has answered for BROKER_DOWN_AFTER_S, one when a broker
@@ -251,6 +282,8 @@ class ConsumerThread(threading.Thread):
         self._drop_waiting(gone)
         for tp in revoked:
             self.next_offset.pop(tp, None)
+            self._must_read.pop(tp, None)
+            self._budget_paused.discard(tp)
             self._group_committed.pop((tp.topic, tp.partition), None)
         self._unpositioned -= set(revoked)
         starts = self._position(sorted(assigned or ()))
@@ -266,6 +299,9 @@ class ConsumerThread(threading.Thread):
         return starts
 
     def _note_starts(self, starts: dict) -> None:
+        for (topic, partition), (_off, cuts) in starts.items():
+            if cuts:
+                self._must_read[TopicPartition(topic, partition)] = cuts[-1][1]
         known = {k: off for k, (off, _cuts) in starts.items() if off is not None}
         self._group_committed.update(known)
         if known:

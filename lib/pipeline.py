@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
+from .budget import Budget
 from .commands.workers import announce_status, follow_parent, worker_index
 from .config import Config
 from .consumer import ConsumerThread
@@ -67,7 +68,10 @@ class Pipeline:
         self.sealed: queue.Queue = queue.Queue(maxsize=max(2, cfg.writer.workers))
         self.metrics.watch_queue("polled", self.polled)
         self.metrics.watch_queue("sealed", self.sealed)
-        new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema)
+        self.budget = Budget(cfg.batch.max_bytes_in_flight)
+        self.metrics.watch_budget(self.budget)
+        new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema,
+                                              budget=self.budget)
         if replay is not None:
             cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch, cfg.batch.max_bytes,
                                               earlier=replay.earlier.ranges)
@@ -76,7 +80,8 @@ class Pipeline:
         else:
             cuts = batcher_mod.OpenBatch(cfg.batch, new_batch)
         self.consumer = ConsumerThread(cfg.kafka, self.polled, self.tracker, self.obs,
-                                       self.shutdown, bounds=replay, record_cuts=cuts.record_cuts)
+                                       self.shutdown, bounds=replay, record_cuts=cuts.record_cuts,
+                                       budget=self.budget)
         self.batcher = batcher_mod.BatcherThread(self.polled, self.sealed, cuts, self.tracker,
                                                  self.obs, self.schema, label_prefix=label_prefix)
         self.writers = [

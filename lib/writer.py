@@ -108,6 +108,13 @@ class WriterThread(threading.Thread):
 
     # -- one batch ------------------------------------------------------------------------------
     def deliver(self, batch: Batch) -> None:
+        try:
+            self._deliver(batch)
+        finally:
+            if batch.budget is not None:
+                batch.budget.release(batch)
+
+    def _deliver(self, batch: Batch) -> None:
         if batch.needs_record and not self._recorded(batch):
             self.accounting.rewound(batch.records)   # its partition moved: its reader loads it
             log.debug("batch %s dropped: its partition was revoked before it was recorded", batch.label)

@@ -54,7 +54,7 @@ METRIC_NAMES = frozenset({
     "sinker_batch_cuts_recorded_total", "sinker_label_window_seconds",
     # consumer
     "sinker_consumed_bytes_total", "sinker_poll_seconds",
-    "sinker_queue_depth", "sinker_partitions_paused", "sinker_partitions_assigned",
+    "sinker_queue_depth", "sinker_partitions_paused", "sinker_batch_bytes_held", "sinker_partitions_assigned",
     "sinker_rebalances_total", "sinker_partitions_revoked_total", "sinker_partitions_lost_total",
     "sinker_partition_end_offset", "sinker_committed_offset", "sinker_consumer_lag",
     "sinker_commit_seconds", "sinker_commit_failures_total", "sinker_last_commit_timestamp_seconds",
@@ -260,8 +260,12 @@ class Metrics:
                                       buckets=_SECONDS_FAST + (30,), registry=r)
         self.queue_depth = Gauge("sinker_queue_depth", "Items waiting in an internal queue.", ("queue",),
                                  registry=r, multiprocess_mode="livesum")
-        self.paused = Gauge("sinker_partitions_paused", "Partitions paused because a queue is full or on stop.",
+        self.paused = Gauge("sinker_partitions_paused", "Partitions paused because a queue is full, the "
+                            "batches hold more than batch.max_bytes_in_flight, or on stop.",
                             registry=r, multiprocess_mode="livesum")
+        self.bytes_held = Gauge("sinker_batch_bytes_held", "Bytes held by open, waiting and loading "
+                                "batches (estimated; reading pauses above batch.max_bytes_in_flight).",
+                                registry=r, multiprocess_mode="livesum")
         self.assigned = Gauge("sinker_partitions_assigned", "Partitions this process owns.", registry=r, multiprocess_mode="livesum")
         self.rebalances = Counter("sinker_rebalances_total", "Consumer group rebalances seen.", registry=r)
         self.offset_resets = Counter("sinker_offset_resets_total",
@@ -364,6 +368,10 @@ class Metrics:
     def set_assigned(self, n: int) -> None:
         """Partitions owned without a group rebalance (replay assigns them explicitly)."""
         self.assigned.set(n)
+
+    def watch_budget(self, budget) -> None:
+        """Read the memory budget's total at scrape time (lib/budget.py)."""
+        self.bytes_held.set_function(lambda: budget.held)
 
     def watch_queue(self, name: str, q) -> None:
         """Read ``q.qsize()`` at scrape time, so the depth is never stale."""

@@ -405,3 +405,36 @@ def test_added_column_is_picked_up_without_restart(tmp_path, kafka_bootstrap, do
     assert result.exit_code == 0, result.error
     rows = doris.query(f"SELECT id, color FROM `{db}`.`{table}` ORDER BY id")
     assert [(int(a), b) for a, b in rows] == [(1, None), (2, "blue")]
+
+
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
+def test_a_small_memory_budget_pauses_reading_and_still_loads_everything_once(
+        tmp_path, kafka_bootstrap, doris, delivery):
+    """batch.max_bytes_in_flight far below the backlog: reading pauses while batches hold the
+    budget and resumes as loads free it — no stall (also for exactly-once batches that must be
+    completed where they were recorded), no row lost or loaded twice."""
+    n, partitions = 6000, 4
+    topic = unique("budget")
+    create_topic(kafka_bootstrap, topic, partitions)
+    db, table = make_table(doris)
+    produce_numbered(kafka_bootstrap, topic, n, partitions)
+    doris.faults.set("slow", rate=1.0, delay_s=0.1)
+    cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, delivery=delivery,
+                       mapping={"format": "csv", "columns": all_types_sources()},
+                       kafka={"max_poll_records": 200},
+                       batch={"max_rows": 500, "max_bytes": 100_000, "max_bytes_in_flight": 400_000,
+                              "max_interval_s": 0.3})
+    try:
+        with InProcess(cfg) as run:
+            wait_for(lambda: count_rows(doris, db, table) >= n, 180, 0.5, "all rows loaded")
+            wait_for(lambda: sum(v or 0 for v in committed_offsets(
+                kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
+                60, 0.5, "offsets committed")
+            result = run.stop()
+    finally:
+        doris.faults.clear()
+    assert result.exit_code == 0, result.error
+    assert_rows_exact(doris, db, table, n, partitions)
+    budget = run.pipeline.budget
+    assert budget.pauses >= 1, "the budget never paused reading: the test did not test it"
+    assert budget.held == 0 or run.pipeline.accounting.snapshot()["pending"] == 0

@@ -1,0 +1,62 @@
+"""The memory budget: bytes held by batches that are open, sealed and waiting, or loading.
+
+Every batch counts what it holds as it grows (``Batch.add``) and gives it back when its writer is
+done with it (``release``), or else when it is freed — dropped at a rebalance or a shutdown,
+whatever the path — through a ``weakref.finalize``, so no exit path can leak budget and stall
+the consumer. The consumer
+thread pauses its partitions while the total is over the limit (except partitions it must read
+to complete a batch recorded by the previous reader) and resumes them when loads free memory.
+
+What a batch holds is estimated, not measured: its mapped lines, about as many bytes again for
+the source records kept for the rejected-row path and the dead-letter output, and a fixed
+overhead per record (the record tuple, two bytes objects and list slots: ~240 bytes with
+kafka-python, measured with tracemalloc)."""
+from __future__ import annotations
+
+import threading
+import weakref
+
+ROW_OVERHEAD = 240
+
+
+class Budget:
+    """Thread-safe: batcher threads add, finalizers (on any thread) release."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._held = 0
+        self.peak = 0          # the most held at once (``/status``, tests)
+        self.pauses = 0        # times reading paused for this budget
+        self._lock = threading.Lock()
+
+    def track(self, batch) -> list:
+        """A cell holding ``batch``'s count, released when the batch is freed."""
+        cell = [0]
+        weakref.finalize(batch, self._release, cell)
+        return cell
+
+    def add(self, cell: list, line_bytes: int, records: int) -> None:
+        n = 2 * line_bytes + ROW_OVERHEAD * records
+        cell[0] += n
+        with self._lock:
+            self._held += n
+            if self._held > self.peak:
+                self.peak = self._held
+
+    def release(self, batch) -> None:
+        """The batch is done with (loaded, dead-lettered or dropped): its memory is about to go,
+        whoever still holds a reference to it for a moment."""
+        if batch.held is not None:
+            self._release(batch.held)
+
+    def _release(self, cell: list) -> None:
+        with self._lock:
+            self._held -= cell[0]
+            cell[0] = 0
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    def over(self) -> bool:
+        return self._held > self.limit
