@@ -447,7 +447,10 @@ class ConsumerThread(threading.Thread):
             return
         parts = self.reader.assignment()
         owned = {(tp.topic, tp.partition) for tp in parts}
-        if due and not self.shutdown.draining:   # draining drops what polls return: never skip it
+        # draining drops what polls return: never skip it. While partitions are held without a
+        # position, kafka-python's position() of ANY partition first tries to fetch theirs (up
+        # to its timeout each): skip, or a loop turn could outlast max_poll_interval_ms
+        if due and not self.shutdown.draining and not self._unpositioned:
             self._advance_idle(parts)
         plan, recorded = self.tracker.commit_plan(owned)
         if not plan or (not due and not recorded):
