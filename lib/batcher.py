@@ -29,6 +29,12 @@ SEAL_ALL = "seal-all"     # control item: seal every open batch now (the benchma
 STOP = "stop"             # control item: seal, hand on, and end the thread
 
 
+class Finished(NamedTuple):
+    """Control item from the consumer (replay): these partitions reached their end, and every
+    record of theirs below it was handed on before this item."""
+    keys: frozenset           # (topic, partition)
+
+
 class Rebalanced(NamedTuple):
     """Control item from the consumer, in queue order between the records of the old assignment
     and those of the new one: what was revoked, and where each assigned partition starts
@@ -92,7 +98,11 @@ class Batch:
 
 def label_salt(batch: Batch) -> str:
     """The first record's timestamp per range: same rows, same salt (so replays re-use labels)."""
-    return ",".join(f"{t}:{p}:{batch.first_ts[(t, p)]}" for t, p in sorted(batch.first_ts))
+    return salt_of(batch.first_ts)
+
+
+def salt_of(first_ts: dict) -> str:
+    return ",".join(f"{t}:{p}:{first_ts[(t, p)]}" for t, p in sorted(first_ts))
 
 
 def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
@@ -245,29 +255,35 @@ def _value_bytes(record) -> int:
 
 class AlignedBatches:
     """``replay``: one batch per partition and chunk of ``size`` offsets, sealed when its chunk's
-    last offset arrives, so a re-run forms the same batches with the same labels.
+    last offset arrives — or, for the partition's last chunk, when the consumer says the
+    partition reached its end (``finish``) — so a re-run forms the same batches, same labels.
 
     A chunk of large messages is also cut where its messages' value bytes, summed from the start
     of the batch, reach ``max_bytes`` (the record reaching it is the batch's last): that depends
     only on the records, never on poll sizes, so a re-run — or a resume from any batch's first
-    offset — cuts the same batches. ``max_interval_s`` is never a cut here: time is not
-    reproducible (an aligned batch waits for its records only as long as reading them takes).
+    offset — cuts the same batches. Time is never a cut here, nor a schema change, nor a stop:
+    at a stop the batches still open are dropped unloaded (the re-run reads them again), since
+    a partial chunk sealed then would load under a label no re-run forms again.
 
-    ``earlier`` holds the (first, last) ranges an earlier run of this replay loaded — partial
-    chunks sealed when it was stopped, or at an end that has moved since (lib/commands/replay.py
-    reads them from Doris's labels). A batch that starts at such a first offset ends at its
-    last, and a batch stops short of such a first offset: the re-run forms the earlier batches
-    again, under the same labels, so Doris answers "Label Already Exists" for their rows."""
+    ``earlier`` (lib/commands/replay.py's EarlierLoads) holds the batches earlier runs of this
+    replay loaded, read from Doris's labels: a partial chunk of a run whose end has moved since,
+    or of a run stopped by an older sinker. A batch that starts at such a first offset ends at
+    that batch's last (once its label, rebuilt from the records, is the one Doris has), and a
+    batch stops short of such a first offset: the re-run forms those batches again, under the
+    same labels, and Doris answers "Label Already Exists" for their rows."""
 
     record_cuts = False
 
-    def __init__(self, size: int, new_batch, max_bytes: int | None = None, earlier=None):
+    def __init__(self, size: int, new_batch, max_bytes: int | None = None, earlier=None,
+                 label_of=None, on_drop=None):
         self.size = size
         self.max_bytes = max_bytes
         self.new_batch = new_batch
-        self.earlier = {key: dict(ranges) for key, ranges in (earlier or {}).items()}
+        self.earlier = earlier.ranges if earlier is not None else {}
         self._starts = {key: sorted(ranges) for key, ranges in self.earlier.items()}
-        self.open: dict = {}                 # TopicPartition -> [Batch, stop, value bytes, cut]
+        self.label_of = label_of          # (key, first, last, first record) -> the label it loads under
+        self.on_drop = on_drop            # records dropped unloaded at a stop
+        self.open: dict = {}              # TopicPartition -> [Batch, stop, value bytes, reason]
 
     def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
         sealed = []
@@ -277,7 +293,7 @@ class AlignedBatches:
             while start < n:
                 current = self.open.get(tp)
                 if current is None:
-                    current = self.open[tp] = self._open(key, records[start].offset)
+                    current = self.open[tp] = self._open(key, records[start])
                 end, reason = self._slice(records, start, current)
                 if end > start:
                     current[0].add(tp.topic, tp.partition, records[start:end])
@@ -286,12 +302,14 @@ class AlignedBatches:
                 start = end
         return sealed
 
-    def _open(self, key, first: int) -> list:
-        """A batch starting at ``first``, with the offset it stops before: the end of an earlier
-        run's batch from this offset, else its chunk's end or the next earlier batch's start."""
-        known = self.earlier.get(key)
-        if known and first in known:
-            return [self.new_batch(), known[first] + 1, 0, "recorded"]
+    def _open(self, key, first_record) -> list:
+        """A batch starting at this record, with the offset it stops before: the end of an
+        earlier run's batch from this offset, else its chunk's end or the next earlier batch's
+        start."""
+        first = first_record.offset
+        for last, label, _finished in self.earlier.get(key, {}).get(first, ()):
+            if self.label_of is None or self.label_of(key, first, last, first_record) == label:
+                return [self.new_batch(), last + 1, 0, "recorded"]
         stop = (first // self.size + 1) * self.size
         starts = self._starts.get(key)
         if starts:
@@ -303,7 +321,7 @@ class AlignedBatches:
     def _slice(self, records, start: int, current: list) -> tuple[int, str | None]:
         """How far the open batch takes ``records[start:]``, and why it is sealed there (None:
         it stays open). Records at or past its stop go to the next batch; a record whose value
-        bytes bring it to max_bytes is its last (not for an earlier run's range: that one is
+        bytes bring it to max_bytes is its last (not for an earlier run's batch: that one is
         reproduced exactly)."""
         stop, n = current[1], len(records)
         end = n if records[-1].offset < stop else _first_at(records, stop, start)
@@ -318,13 +336,21 @@ class AlignedBatches:
             return end, current[3]
         return end, None
 
+    def finish(self, keys) -> list[tuple[Batch, str]]:
+        """These partitions reached their end (in queue order: after their last records)."""
+        return [(self.open.pop(tp)[0], "end") for tp in sorted(self.open)
+                if (tp.topic, tp.partition) in keys]
+
     def due(self, now: float) -> list[tuple[Batch, str]]:
         return []
 
     def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
-        sealed = [(self.open[tp][0], reason) for tp in sorted(self.open)]
-        self.open.clear()
-        return sealed
+        if reason == "shutdown":
+            dropped = sum(current[0].records for current in self.open.values())
+            self.open.clear()
+            if dropped and self.on_drop is not None:
+                self.on_drop(dropped)
+        return []
 
     def deadline(self) -> float | None:
         return None
@@ -333,7 +359,7 @@ class AlignedBatches:
         return [], 0              # replay reads assigned partitions: no group, no rebalance
 
     def expect(self, key, cuts) -> None:
-        """Replay's cuts are aligned offsets and earlier runs' ranges, never recorded ones."""
+        """Replay's cuts are aligned offsets and earlier runs' batches, never recorded ones."""
 
 
 def _first_at(records, offset: int, lo: int) -> int:
@@ -403,6 +429,8 @@ class BatcherThread(threading.Thread):
                 self._seal(self.cuts.seal_all("shutdown"))
             elif isinstance(item, Rebalanced):
                 self._rebalance(item)
+            elif isinstance(item, Finished):
+                self._seal(self.cuts.finish(item.keys))
             elif item is not None:
                 self._seal(self.cuts.add(item, self.clock()))
             self._seal(self.cuts.due(self.clock()))

@@ -19,7 +19,7 @@ import time
 from collections import deque
 
 from . import commit_metadata
-from .batcher import Rebalanced
+from .batcher import Finished, Rebalanced
 from .config import KafkaConfig
 from .kafka_client import KafkaReader, TopicPartition, check_crc32c
 
@@ -173,12 +173,15 @@ class ConsumerThread(threading.Thread):
                         del self._must_read[tp]
                 else:
                     del result[tp]
-        if self.bounds is not None:
-            self._check_ends()
+        # replay: a partition is done once its position reached the end — never while draining,
+        # when the position may have passed records this turn dropped
+        finished = self._check_ends() if self.bounds is not None and not draining else ()
         if result:
             self.obs.metrics.observe_poll(result, time.monotonic() - t0)
             self.obs.accounting.consumed({(tp.topic, tp.partition): len(x) for tp, x in result.items()})
             self._items.append(result)
+        if finished:
+            self._items.append(Finished(frozenset((tp.topic, tp.partition) for tp in finished)))
         self._hand_on()
         self.polled_at = t0                # after the rebalance the poll carried is applied
         self._watch_broker()
@@ -229,12 +232,16 @@ class ConsumerThread(threading.Thread):
             log.warning("Kafka: %s; waiting for one to come back (nothing is lost: what was not "
                         "committed is read again)", why)
 
-    def _check_ends(self):
+    def _check_ends(self) -> list:
         """Replay: a partition is done when its position reached the end fixed at start (a
-        control record or a compacted gap before the end never shows up as a record)."""
+        control record or a compacted gap before the end never shows up as a record). Returns
+        the partitions done now."""
+        done = []
         for tp in self.bounds.partitions:
             if not self.bounds.is_done(tp) and self.bounds.reached(tp, self.reader.position(tp)):
                 self.reader.pause(tp)
+                done.append(tp)
+        return done
 
     def _watch_unassigned(self, owned: bool) -> None:
         """kafka-python 3.0 can lose the assignment of a join that completes just as a poll

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
+from . import labels
 from .budget import Budget
 from .commands.workers import announce_status, follow_parent, worker_index
 from .config import Config
@@ -73,8 +74,13 @@ class Pipeline:
         new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema,
                                               budget=self.budget)
         if replay is not None:
+            def label_of(key, first, last, record):
+                return labels.make_label(label_prefix, full_name, {key: (first, last)},
+                                         salt=batcher_mod.salt_of({key: record.timestamp}))
+            full_name = f"{cfg.doris.database}.{cfg.doris.table}"
             cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch, cfg.batch.max_bytes,
-                                              earlier=replay.earlier.ranges)
+                                              earlier=replay.earlier, label_of=label_of,
+                                              on_drop=self._replay_dropped)
         elif cfg.exactly_once:
             cuts = batcher_mod.PartitionBatches(cfg.batch, new_batch)
         else:
@@ -95,6 +101,12 @@ class Pipeline:
         self.threads = [self.consumer, self.batcher, *self.writers]
         for t in self.threads:
             self.health.register_thread(t.name, t)
+
+    def _replay_dropped(self, n: int) -> None:
+        self.accounting.rewound(n)
+        log.info("replay stopping: %d messages of chunks not read to their end are not loaded "
+                 "(a partial chunk would load under a label no re-run forms again); the re-run "
+                 "or the resume command reads them again", n)
 
     def _start_status_server(self):
         address = self.cfg.server.address

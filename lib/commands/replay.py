@@ -47,10 +47,11 @@ _IN_DORIS = ("VISIBLE", "COMMITTED")
 class EarlierLoads:
     """What earlier runs of this replay left in Doris, read from its labels when a run starts.
 
-    ``ranges``: (topic, partition) -> {first: last} of every earlier batch, so this run forms the
-    same batches again (a partial chunk of a run stopped by Ctrl-C, or the last chunk of a run
-    whose end has moved since, loads under the label of its exact range). ``finished``: the labels
-    whose rows are in Doris; a batch under one of them is neither loaded nor dead-lettered again."""
+    ``ranges``: (topic, partition) -> {first: [(last, label, finished), ...]} of every earlier
+    batch, so this run can form the same batches again: the last chunk of a run whose end has
+    moved since loaded under the label of its exact range. ``finished``: the labels whose rows
+    are in Doris (VISIBLE or COMMITTED); a batch under one of them is neither loaded nor
+    dead-lettered again."""
     ranges: dict
     finished: frozenset
 
@@ -59,14 +60,13 @@ class EarlierLoads:
         return cls({}, frozenset())
 
 
-def _like_literal(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def earlier_loads(cfg, plan: ReplayPlan, connect=None) -> EarlierLoads:
     """The labels of this replay's earlier runs, per partition, from ``SHOW TRANSACTION ... LIKE``
-    (Doris ≥ 2.1). Doris keeps labels for 12 hours or its last 2,000 loads per database, so this
-    sees what earlier runs in that window did — the same window "Label Already Exists" relies on."""
+    (Doris >= 2.1; newer builds allow it to admin users only). Doris keeps labels for 12 hours
+    or its last 2,000 loads per database, so this sees what earlier runs in that window did —
+    the same window "Label Already Exists" relies on. The pattern is not escaped: Doris reads
+    it as a regular expression with % for any run, MySQL's LIKE reads _ as any character; both
+    find at least this head's labels, and ``parse_range`` keeps exactly those."""
     if connect is None:
         from ..schema import connect
     table = f"{cfg.doris.database}.{cfg.doris.table}"
@@ -77,19 +77,35 @@ def earlier_loads(cfg, plan: ReplayPlan, connect=None) -> EarlierLoads:
             for tp in plan.partitions:
                 head = labels.range_head(LABEL_PREFIX, table, tp.topic, tp.partition)
                 cur.execute(f"SHOW TRANSACTION FROM `{cfg.doris.database}` WHERE LABEL LIKE %s",
-                            (_like_literal(head) + "%",))
+                            (head + "%",))
                 names = [d[0].lower() for d in cur.description]
                 li, si = names.index("label"), names.index("transactionstatus")
                 for row in cur.fetchall():
-                    found = labels.parse_range(row[li], head)
+                    label = row[li]
+                    found = labels.parse_range(label, head)
                     if found is None:
                         continue
-                    ranges.setdefault((tp.topic, tp.partition), {})[found[0]] = found[1]
-                    if str(row[si]).upper() in _IN_DORIS:
-                        finished.add(row[li])
+                    done = str(row[si]).upper() in _IN_DORIS
+                    if done:
+                        finished.add(label)
+                    ranges.setdefault((tp.topic, tp.partition), {}).setdefault(found[0], []) \
+                        .append((found[1], label, done))
     finally:
         conn.close()
+    for by_first in ranges.values():      # a finished batch first: that is the one to form again
+        for found in by_first.values():
+            found.sort(key=lambda x: (not x[2], x[0]))
     return EarlierLoads(ranges, frozenset(finished))
+
+
+def labels_carry_offsets(cfg, plan: ReplayPlan) -> bool:
+    """Labels past 128 characters lose their readable offsets (make_label cuts them): earlier
+    runs' batches cannot be read back from such labels."""
+    table = f"{cfg.doris.database}.{cfg.doris.table}"
+    widest = max((max(plan.end[tp], 1) for tp in plan.partitions), default=1)
+    return all(len(labels.range_head(LABEL_PREFIX, table, tp.topic, tp.partition))
+               + 2 * len(str(widest)) + 2 + labels.SHORT_HASH <= labels.MAX_LEN
+               for tp in plan.partitions)
 
 
 class ReplayBounds:
@@ -341,17 +357,24 @@ class _Progress(threading.Thread):
 
 
 def _earlier_or_none(cfg, plan: ReplayPlan) -> EarlierLoads:
+    if not labels_carry_offsets(cfg, plan):
+        log.warning("the labels of this replay are longer than Doris's 128 characters and lose "
+                    "their offsets: a re-run after the end moved (no --to-offset) may load the "
+                    "rows of the earlier run's last chunk twice, and writes its dead letters again; "
+                    "shorter database, table or topic names avoid it")
+        return EarlierLoads.none()
     try:
         earlier = earlier_loads(cfg, plan)
     except Exception as e:  # noqa: BLE001 - the loads themselves will say what is wrong with Doris
-        log.warning("could not read the labels of earlier runs of this replay from Doris (%s): if "
-                    "an earlier run was stopped part way, the rows of its last batches may load "
-                    "twice; check doris.query_port and that the FE answers SHOW TRANSACTION", e)
+        log.warning("could not read the labels of earlier runs of this replay from Doris (%s): a "
+                    "re-run after the end moved (no --to-offset) may load the rows of the earlier "
+                    "run's last chunk twice, and dead letters are written again. Newer Doris "
+                    "builds allow SHOW TRANSACTION to admin users only", e)
         return EarlierLoads.none()
-    n = sum(len(r) for r in earlier.ranges.values())
+    n = sum(len(found) for by_first in earlier.ranges.values() for found in by_first.values())
     if n:
         log.info("earlier runs of this replay loaded %d batches still known to Doris: this run "
-                 "forms them again (same labels) and skips the %d that are in", n,
+                 "forms them again (same labels) and skips the %d whose rows are in", n,
                  len(earlier.finished))
     return earlier
 

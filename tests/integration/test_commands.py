@@ -287,10 +287,10 @@ def _dead_offsets(tmp_path) -> list[int]:
 
 
 def test_replay_stopped_part_way_then_rerun_loads_every_row_once(tmp_path, kafka_bootstrap, doris):
-    """Cron's Ctrl-C and re-run: the stopped run sealed partial chunks at shutdown (polls of 37
-    never line up with chunks of 100) and loaded some of them; the re-run with the same command
-    forms those batches again under the same labels, so no row loads twice, and no dead letter
-    is written twice."""
+    """Cron's Ctrl-C and re-run: when the stop comes, chunks are open (polls of 37 never line up
+    with chunks of 100). The stopped run must load none of them partially (a partial chunk's
+    label is one no re-run forms again), and the re-run with the same command loads every row
+    once and writes every dead letter once."""
     cfg, path, topic, db, table = setup_table(
         doris, tmp_path, kafka_bootstrap, kafka={"max_poll_records": 37},
         batch={"max_rows": 100, "max_interval_s": 0.2, "queue_size": 1})
@@ -310,11 +310,13 @@ def test_replay_stopped_part_way_then_rerun_loads_every_row_once(tmp_path, kafka
             proc.kill()
     doris.faults.clear()
     assert proc.returncode == 5, out + err
+    assert "chunks not read to their end are not loaded" in out + err, \
+        "no chunk was open at the stop: the test did not test the window"
+    loaded = [x[1].split("_p0-")[1].split("_")[0] for x in
+              doris.query(f"SHOW TRANSACTION FROM `{db}` WHERE LABEL LIKE 'replay%'") if x[3] == "VISIBLE"]
+    assert loaded and all(int(r.split("-")[1]) % 100 == 99 for r in loaded), loaded
     first = count_rows(doris, db, table)
     assert first < 3000 - len(bad)
-    partial = [x for x in doris.query(f"SHOW TRANSACTION FROM `{db}` WHERE LABEL LIKE 'replay%'")
-               if x[3] == "VISIBLE" and not x[1].split("_p0-")[1].split("_")[0].endswith("99")]
-    assert partial, "the stopped run loaded no partial chunk: the test did not test the window"
     r = sinker("replay", "-c", str(path), "--from-offset", "0", "--lock-dir", str(tmp_path))
     assert r.returncode == 5, r.stdout + r.stderr        # 5: the range had dead letters
     assert "replay done: 3000 messages in range" in r.stdout

@@ -3,6 +3,7 @@ labels, one compiled mapper per schema, replay's aligned cuts independent of pol
 from __future__ import annotations
 
 import queue
+from types import SimpleNamespace
 
 import pytest
 
@@ -103,35 +104,57 @@ def test_a_schema_change_seals_and_the_next_batch_maps_with_the_new_mapper():
 def test_aligned_batches_cut_at_multiples_of_the_size_also_across_gaps():
     t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(4, nb))
     add(t, {TopicPartition("t", 0): recs("t", 0, [2, 3, 4, 7, 8, 13])})
-    t._seal(t.cuts.seal_all("shutdown"))
+    t._seal(t.cuts.finish({("t", 0)}))
     assert [(x.ranges[("t", 0)], x.reason) for x in drain(outq)] == [
-        ((2, 3), "rows"), ((4, 7), "rows"), ((8, 8), "rows"), ((13, 13), "shutdown")]
+        ((2, 3), "rows"), ((4, 7), "rows"), ((8, 8), "rows"), ((13, 13), "end")]
 
 
-def test_a_rerun_forms_the_batches_an_earlier_interrupted_or_shorter_run_loaded():
-    """An earlier run stopped inside chunks (a Ctrl-C, or an end that has moved since): its
-    partial batches were loaded under labels of their exact ranges. The re-run must form those
-    batches again — same ranges, same labels — and cut the rest at the chunk ends, whatever its
-    polls; otherwise the partial chunks' rows load a second time under a new label."""
-    def run(slices, earlier=None, stop_at=None):
-        t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(10, nb, earlier=earlier))
+def test_a_stop_drops_partial_chunks_unloaded_and_a_schema_change_cuts_nothing():
+    """A partial chunk sealed at a stop would load under a label no re-run forms again (the
+    re-run reads the whole chunk): a stop drops it (its records are read again) and only the
+    consumer's end-of-partition signal seals a last, partial chunk."""
+    dropped = []
+    t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(10, nb, on_drop=dropped.append))
+    add(t, {TopicPartition("t", 0): recs("t", 0, range(0, 14)),
+            TopicPartition("t", 1): recs("t", 1, range(0, 3))})
+    assert t.cuts.seal_all("schema") == []
+    t._seal(t.cuts.seal_all("shutdown"))
+    assert [x.ranges for x in drain(outq)] == [{("t", 0): (0, 9)}] and dropped == [7]
+
+
+def _earlier(found):
+    """EarlierLoads-like ranges: {key: {first: [(last, label, finished)]}} from {first: last}."""
+    return SimpleNamespace(ranges={k: {a: [(z, f"L{a}-{z}", True)] for a, z in v.items()}
+                                   for k, v in found.items()})
+
+
+def test_a_rerun_forms_the_batches_an_earlier_run_loaded_before_its_end_moved():
+    """An earlier run ended inside a chunk (no --to-offset: the end was the topic's end then) or
+    was stopped by an older sinker: its partial batches were loaded under labels of their exact
+    ranges. The re-run must form those batches again — same ranges, same labels — and cut the
+    rest at the chunk ends, whatever its polls; otherwise their rows load a second time."""
+    def run(slices, earlier=None, end=None, label_of=lambda key, a, z, rec: f"L{a}-{z}"):
+        t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(10, nb, earlier=earlier,
+                                                           label_of=label_of))
         for lo, hi in slices:
-            add(t, {TopicPartition("t", 0): recs("t", 0, range(lo, min(hi, stop_at or hi)))})
-        t._seal(t.cuts.seal_all("shutdown"))
+            add(t, {TopicPartition("t", 0): recs("t", 0, range(lo, min(hi, end or hi)))})
+        t._seal(t.cuts.finish({("t", 0)}))
         return [(x.ranges[("t", 0)], x.label) for x in drain(outq)]
 
-    first = run([(0, 40)], stop_at=23)               # interrupted at offset 22
+    first = run([(0, 40)], end=23)                   # the topic ended at offset 22 then
     assert [r for r, _ in first] == [(0, 9), (10, 19), (20, 22)]
-    earlier = {("t", 0): {0: 9, 10: 19, 20: 22}}
+    earlier = _earlier({("t", 0): {0: 9, 10: 19, 20: 22}})
     for slices in ([(0, 40)], [(0, 21), (21, 40)], [(i, i + 1) for i in range(40)]):
         again = run(slices, earlier)
         assert again[:3] == first                      # same batches, same labels
         assert [r for r, _ in again[3:]] == [(23, 29), (30, 39)]
     # an earlier run that started elsewhere: the re-run stops short of its batches' first offsets
-    assert [r for r, _ in run([(0, 40)], {("t", 0): {25: 27}})] == [
+    assert [r for r, _ in run([(0, 40)], _earlier({("t", 0): {25: 27}}))] == [
         (0, 9), (10, 19), (20, 24), (25, 27), (28, 29), (30, 39)]
-    # an earlier batch whose last record is gone now (compacted): sealed at the next record
-    assert [r for r, _ in run([(0, 3), (5, 12)], {("t", 0): {0: 3}})] == [(0, 2), (5, 9), (10, 11)]
+    # a label of the same head whose rebuilt label differs (another table or topic whose
+    # cleaned name reads the same): not this replay's batch, the chunk is cut as usual
+    assert [r for r, _ in run([(0, 40)], _earlier({("t", 0): {20: 22}}),
+                              label_of=lambda *a: "other")] == [(0, 9), (10, 19), (20, 29), (30, 39)]
 
 
 def test_aligned_batches_are_the_same_whatever_the_poll_sizes():
@@ -140,7 +163,7 @@ def test_aligned_batches_are_the_same_whatever_the_poll_sizes():
         t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(4, nb))
         for lo, hi in slices:
             add(t, {TopicPartition("t", 0): recs("t", 0, range(lo, hi))})
-        t._seal(t.cuts.seal_all("shutdown"))
+        t._seal(t.cuts.finish({("t", 0)}))
         return [(x.ranges, x.label) for x in drain(outq)]
 
     a = run([(2, 3), (3, 9), (9, 11)])
@@ -194,7 +217,7 @@ def test_aligned_batches_of_large_messages_are_cut_by_bytes_whatever_the_poll_si
         t, outq, _ = make(cuts=lambda nb: b.AlignedBatches(8, nb, max_bytes=1000))
         for lo, hi in slices:
             add(t, poll(lo, hi))
-        t._seal(t.cuts.seal_all("shutdown"))
+        t._seal(t.cuts.finish({("t", 0)}))
         return [(x.ranges[("t", 0)], x.reason, x.label) for x in drain(outq)]
 
     one = run([(0, 20)])
@@ -202,7 +225,7 @@ def test_aligned_batches_of_large_messages_are_cut_by_bytes_whatever_the_poll_si
     assert [(r, why) for r, why, _ in one] == [
         ((0, 2), "bytes"), ((3, 5), "bytes"), ((6, 7), "rows"),   # 300+50+700 ≥ 1000; chunk end 7
         ((8, 11), "bytes"), ((12, 15), "rows"),                   # 400+1+0+2000; chunk end 15
-        ((16, 17), "bytes"), ((18, 19), "shutdown")]
+        ((16, 17), "bytes"), ((18, 19), "end")]
     # a resume from a batch's first offset cuts the rest the same way
     assert run([(12, 20)]) == one[4:]
     assert run([(3, 20)]) == one[1:]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import queue
 
 from sinker_lib import consumer as cm
-from sinker_lib.batcher import Rebalanced
+from sinker_lib.batcher import Finished, Rebalanced
 from sinker_lib.commands.replay import ReplayBounds, compute_plan
 from sinker_lib.config import KafkaConfig
 from sinker_lib.kafka_client import TopicPartition
@@ -236,6 +236,8 @@ def test_replay_reads_assigned_ranges_without_the_group_and_stops_at_the_end():
     assert not fake.group and fake.subscribed is None
     step(t)
     assert offsets(out.get_nowait()) == {TP0: [2, 3, 4, 5, 6], TP1: [0, 1, 2]}
+    # after the partitions' last records, in queue order: they reached their end
+    assert out.get_nowait() == Finished(frozenset({("t", 0), ("t", 1)}))
     assert t.read_everything() and fake.paused() >= {TP0, TP1}
     t.tracker.add(0, {("t", 0): (2, 6)})
     t.tracker.confirm(0)
@@ -252,6 +254,17 @@ def test_replay_is_done_when_the_position_passes_a_gap_before_the_end():
     step(t)
     assert offsets(out.get_nowait()) == {TP0: [0, 1, 2, 4]}
     assert t.read_everything()
+
+
+def test_replay_draining_never_calls_a_partition_done_past_records_it_dropped():
+    """Records polled after the stop was decided are dropped: the position passed them, so
+    the partition must not count as done (the replay would report a range it did not load)."""
+    bounds = replay_bounds({0: 0}, {0: 5}, {TP0: LOG[TP0]})
+    t, fake, out = make(log={TP0: LOG[TP0]}, bounds=bounds, batch=10)
+    t.shutdown.request_stop()
+    t.shutdown.drain()
+    step(t)
+    assert out.empty() and not bounds.is_done(TP0) and not t.read_everything()
 
 
 def test_an_idle_partition_commits_its_position_past_records_never_returned():

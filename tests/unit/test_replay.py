@@ -114,7 +114,19 @@ def test_earlier_loads_are_read_from_this_replays_labels_only():
     plan = compute_plan("ev_1", [0], {TopicPartition("ev_1", 0): 0}, {TopicPartition("ev_1", 0): 200},
                         from_offset=0, chunk_rows=100)
     got = earlier_loads(cfg, plan, connect=lambda _d: (Conn(), "fe:9030"))
-    assert got.ranges == {("ev_1", 0): {0: 99, 100: 149}}
+    assert got.ranges == {("ev_1", 0): {0: [(99, ours[0], True)], 100: [(149, ours[1], False)]}}
     assert got.finished == {ours[0]}
-    assert asked == [("SHOW TRANSACTION FROM `db` WHERE LABEL LIKE %s",
-                      ("replay\\_db\\_t\\_x\\_ev\\_1\\_p0-%",))]
+    assert asked == [("SHOW TRANSACTION FROM `db` WHERE LABEL LIKE %s", ("replay_db_t_x_ev_1_p0-%",))]
+
+
+def test_labels_that_would_pass_128_characters_are_known_not_to_carry_offsets():
+    from types import SimpleNamespace
+
+    from sinker_lib.commands.replay import labels_carry_offsets
+
+    def plan(topic):
+        tp = TopicPartition(topic, 0)
+        return compute_plan(topic, [0], {tp: 0}, {tp: 10**9}, from_offset=0, chunk_rows=100)
+    cfg = SimpleNamespace(doris=SimpleNamespace(database="analytics", table="events"))
+    assert labels_carry_offsets(cfg, plan("clicks"))
+    assert not labels_carry_offsets(cfg, plan("c" * 75))
