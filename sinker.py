@@ -128,7 +128,8 @@ def version():
 def run(config_path, workers, group_id):
     """Consume the topics and load them into Doris until SIGINT/SIGTERM."""
     overrides = {"kafka.group_id": group_id} if group_id else None
-    from sinker_lib.commands.workers import child_overrides, run_workers
+    from sinker_lib.commands.workers import run_workers
+    from sinker_lib.worker_process import child_overrides
     cfg = load(config_path, {**(overrides or {}), **child_overrides()}, with_log=True)
     if workers > 1:
         result = run_workers(cfg, workers, config_path, overrides)

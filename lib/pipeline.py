@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from . import batcher as batcher_mod
 from . import labels
 from .budget import Budget
-from .commands.workers import announce_status, follow_parent, worker_index
 from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
@@ -30,6 +29,7 @@ from .observability import Observers
 from .offsets import OffsetTracker
 from .schema import SchemaSource
 from .stream_load import StreamLoader
+from .worker_process import announce_status, follow_parent, worker_index
 from .writer import WriterThread
 
 log = logging.getLogger("sinker.pipeline")

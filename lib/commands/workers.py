@@ -33,56 +33,12 @@ import urllib.request
 from dataclasses import dataclass
 
 from ..lifecycle import SAME_SIGNAL_S
+from ..worker_process import ENV_DIR, ENV_INDEX, ENV_METRICS_DIR, ENV_PARENT
 
 log = logging.getLogger("sinker.workers")
 
-ENV_INDEX = "SINKER_WORKER_INDEX"      # the child's index, in its logs
-ENV_DIR = "SINKER_WORKER_DIR"          # where a child writes its status port (parent serves)
-ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-ENV_PARENT = "SINKER_WORKER_PARENT"    # the supervisor's pid (see follow_parent)
 TRANSIENT_EXITS = frozenset({0, 4})    # exit codes that leave the other workers running
 CHILD_TIMEOUT_S = 2.0                  # how long the parent waits for a child's status page
-
-
-# -- the child's side -------------------------------------------------------------------------
-def worker_index() -> int | None:
-    """This process's index when it runs as one of ``run --workers N``, else None."""
-    value = os.environ.get(ENV_INDEX)
-    return int(value) if value and value.isdigit() else None
-
-
-def child_overrides() -> dict:
-    """A child never binds server.listen (the parent does): its status server takes an ephemeral
-    loopback port when the parent serves, and stays off when it does not."""
-    if worker_index() is None:
-        return {}
-    return {"server.listen": "127.0.0.1:0" if os.environ.get(ENV_DIR) else ""}
-
-
-def follow_parent() -> None:
-    """A worker stops like on SIGTERM (drain, commit) when its parent dies: in a session of its
-    own, nothing else would tell it. Linux, not under the PyInstaller binary (there the worker's
-    parent is its own bootloader, which outlives the supervisor)."""
-    parent = os.environ.get(ENV_PARENT, "")
-    if worker_index() is None or not parent.isdigit() or getattr(sys, "frozen", False) \
-            or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-    if os.getppid() != int(parent):       # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def announce_status(port: int) -> None:
-    """Tell the parent where this child's status server listens (atomic: write, then rename)."""
-    index, where = worker_index(), os.environ.get(ENV_DIR)
-    if index is None or not where:
-        return
-    path = os.path.join(where, f"worker-{index}.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"index": index, "pid": os.getpid(), "port": port}, f)
-    os.replace(path + ".tmp", path)
 
 
 # -- the parent's side ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timezone
 
 from ..errors import ConfigError
+from ..worker_process import worker_index
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -39,12 +40,6 @@ _exc_formatter = logging.Formatter()
 # fields a log call may pass with extra=: JSON lines carry them as their own keys
 STRUCTURED_FIELDS = ("table", "topic", "partition", "label", "rows", "rows_per_s", "loads", "lag",
                      "dead_letters")
-
-
-def _worker_index() -> int | None:
-    """The worker's index under ``run --workers N`` (its parent sets SINKER_WORKER_INDEX)."""
-    value = os.environ.get("SINKER_WORKER_INDEX", "")
-    return int(value) if value.isdigit() else None
 
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -223,7 +218,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self):
         super().__init__()
-        self.worker = _worker_index()
+        self.worker = worker_index()
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -255,7 +250,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self, with_time: bool = True):
         super().__init__()
         self.with_time = with_time
-        worker = _worker_index()
+        worker = worker_index()
         self.prefix = "" if worker is None else f"worker-{worker}/"
 
     def format(self, record: logging.LogRecord) -> str:

@@ -6,6 +6,7 @@ import signal
 import sys
 import textwrap
 
+from sinker_lib import worker_process
 from sinker_lib.commands import workers as w
 
 CHILD = textwrap.dedent("""
@@ -79,13 +80,13 @@ def test_a_transient_failure_leaves_the_others_running(tmp_path):
 
 
 def test_child_listens_on_loopback_only_when_the_parent_serves(monkeypatch):
-    monkeypatch.delenv(w.ENV_INDEX, raising=False)
-    assert w.child_overrides() == {}
-    monkeypatch.setenv(w.ENV_INDEX, "1")
-    monkeypatch.delenv(w.ENV_DIR, raising=False)
-    assert w.child_overrides() == {"server.listen": ""}
-    monkeypatch.setenv(w.ENV_DIR, "/tmp/somewhere")
-    assert w.child_overrides() == {"server.listen": "127.0.0.1:0"}
+    monkeypatch.delenv(worker_process.ENV_INDEX, raising=False)
+    assert worker_process.child_overrides() == {}
+    monkeypatch.setenv(worker_process.ENV_INDEX, "1")
+    monkeypatch.delenv(worker_process.ENV_DIR, raising=False)
+    assert worker_process.child_overrides() == {"server.listen": ""}
+    monkeypatch.setenv(worker_process.ENV_DIR, "/tmp/somewhere")
+    assert worker_process.child_overrides() == {"server.listen": "127.0.0.1:0"}
 
 
 def ok(**extra):
