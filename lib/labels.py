@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 
 MAX_LEN = 128
 _VALID = re.compile(r"[-_A-Za-z0-9:]{1,128}")
@@ -112,24 +113,39 @@ class LabelWindow:
     later; if 2,000 loads into the database happen in less time than that, Doris no longer knows
     the label and loads the batch again. ``observe`` counts a load; ``window_s`` is the time the
     last 2,000 labels span at the current rate. Counts only this process's loads: other writers
-    into the same database shorten the window further. Not thread-safe: callers lock."""
+    into the same database shorten the window further. One per process (the pipeline's), shared
+    by its writers: thread-safe."""
 
     KEEP_S = 12 * 3600.0
     THRESHOLD = 2000
     SPAN_S = 300.0            # the rate is measured over the last five minutes
+    WARN_S = 600.0            # say so when Doris remembers less than this much of our loads ...
+    WARN_EVERY_S = 600.0      # ... at most this often per database
 
     def __init__(self):
         self._times: dict[str, list[float]] = {}
+        self._warned: dict[str, float] = {}
+        self._lock = threading.Lock()
 
-    def observe(self, db: str, now: float) -> float:
-        times = self._times.setdefault(db, [])
-        times.append(now)
-        cut = now - self.SPAN_S
-        if times[0] < cut:
-            del times[: next(i for i, t in enumerate(times) if t >= cut)]
-        return self.window_s(db, now)
+    def observe(self, db: str, now: float) -> tuple[float, bool]:
+        """Count one load: the window now, and whether to warn about it now."""
+        with self._lock:
+            times = self._times.setdefault(db, [])
+            times.append(now)
+            cut = now - self.SPAN_S
+            if times[0] < cut:
+                del times[: next(i for i, t in enumerate(times) if t >= cut)]
+            window = self._window_locked(db, now)
+            warn = window < self.WARN_S and now - self._warned.get(db, -1e18) > self.WARN_EVERY_S
+            if warn:
+                self._warned[db] = now
+        return window, warn
 
     def window_s(self, db: str, now: float) -> float:
+        with self._lock:
+            return self._window_locked(db, now)
+
+    def _window_locked(self, db: str, now: float) -> float:
         times = self._times.get(db) or []
         span = max(1.0, min(self.SPAN_S, now - times[0])) if times else self.SPAN_S
         rate = len(times) / span

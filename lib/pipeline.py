@@ -90,13 +90,15 @@ class Pipeline:
                                        budget=self.budget)
         self.batcher = batcher_mod.BatcherThread(self.polled, self.sealed, cuts, self.tracker,
                                                  self.obs, self.schema, label_prefix=label_prefix)
+        label_window = labels.LabelWindow()      # every writer counts its loads into it
         self.writers = [
             WriterThread(i, cfg.writer, self.sealed, self.loader, self.sink, self.tracker, self.obs,
                          self.shutdown, load_timeout_s=cfg.doris.load_timeout_s,
                          on_schema_error=self.schema.request_refresh,
                          polled_at=lambda: self.consumer.polled_at,
                          on_loaded=on_loaded,
-                         finished=replay.earlier.finished if replay is not None else None)
+                         finished=replay.earlier.finished if replay is not None else None,
+                         label_window=label_window)
             for i in range(cfg.writer.workers)]
         self.threads = [self.consumer, self.batcher, *self.writers]
         for t in self.threads:

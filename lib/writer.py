@@ -35,10 +35,6 @@ log = logging.getLogger("sinker.writer")
 
 
 
-LABEL_WINDOW_WARN_S = 600.0   # warn when Doris remembers less than this much of our loads
-_label_window = labels.LabelWindow()        # process-wide: every writer counts its loads
-_label_lock = threading.Lock()
-_label_warned: dict = {}
 
 
 def backoff_s(attempt: int, cfg: WriterConfig, busy: bool = False, rng=random.random) -> float:
@@ -70,7 +66,8 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 class WriterThread(threading.Thread):
     def __init__(self, index: int, cfg: WriterConfig, inq: queue.Queue, loader, sink, tracker,
                  obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
-                 sleep=None, on_loaded=None, polled_at=time.monotonic, finished=None):
+                 sleep=None, on_loaded=None, polled_at=time.monotonic, finished=None,
+                 label_window=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
@@ -88,6 +85,7 @@ class WriterThread(threading.Thread):
         # are out and the batch is skipped whole; ``run`` loads first (a batch dropped at a
         # rebalance then wrote nothing its partition's next reader writes again).
         self.finished = finished
+        self.label_window = label_window or labels.LabelWindow()   # the pipeline shares one
         self._sleep = sleep or shutdown.wait_abort
         self.error: BaseException | None = None
 
@@ -278,12 +276,7 @@ class WriterThread(threading.Thread):
 
     def _label_used(self, db: str) -> None:
         """Every answered load is a finished transaction Doris counts towards its label limit."""
-        now = time.monotonic()
-        with _label_lock:
-            window = _label_window.observe(db, now)
-            warn = window < LABEL_WINDOW_WARN_S and now - _label_warned.get(db, -1e9) > 600
-            if warn:
-                _label_warned[db] = now
+        window, warn = self.label_window.observe(db, time.monotonic())
         self.metrics.set_label_window(db, window)
         if warn:
             log.warning("loads into database %s run at a rate where Doris remembers only the last "

@@ -104,3 +104,11 @@ def test_label_window_from_the_load_rate():
     for i in range(3000):                                        # then 10 loads/s
         w.observe("db", 300.0 + i / 10)
     assert w.window_s("db", 600.0) < 250 and w.window_s("other", 600.0) == LabelWindow.KEEP_S
+
+
+def test_label_window_warns_once_per_database_per_ten_minutes():
+    from sinker_lib.labels import LabelWindow
+    w = LabelWindow()
+    warned = [t for t in range(0, 1500) for _ in range(5) if w.observe("db", t / 1.0)[1]]
+    assert warned[0] < 100 and all(b - a > LabelWindow.WARN_EVERY_S for a, b in zip(warned, warned[1:]))
+    assert len(warned) == 3 and not w.observe("other", 1500.0)[1]
