@@ -133,6 +133,14 @@ def assert_rows_exact(doris, db, table, n, partitions):
     assert not mismatches, f"{len(mismatches)} values differ, first: {mismatches[:5]}"
 
 
+def wait_loaded_and_committed(doris, db, table, kafka_bootstrap, cfg, topic, partitions, n, timeout):
+    """Every row is in the table and the group committed every offset."""
+    wait_for(lambda: count_rows(doris, db, table) >= n, timeout, 0.5, "all rows loaded")
+    wait_for(lambda: sum(v or 0 for v in committed_offsets(
+        kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
+        60, 0.5, "offsets committed")
+
+
 def test_100k_messages_every_type_land_once_exactly(tmp_path, kafka_bootstrap, doris):
     n, partitions = 100_000, 4
     topic = unique("all_types")
@@ -142,10 +150,8 @@ def test_100k_messages_every_type_land_once_exactly(tmp_path, kafka_bootstrap, d
     cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table,
                        mapping={"format": "csv", "columns": all_types_sources()})
     with InProcess(cfg) as run:
-        wait_for(lambda: count_rows(doris, db, table) >= n, 240, 1, "all rows loaded")
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-            60, 0.5, "offsets committed")
+        wait_loaded_and_committed(doris, db, table, kafka_bootstrap, cfg, topic, partitions, n,
+                                  timeout=240)
         result = run.stop()
     assert result.exit_code == 0, result.error
     assert count_rows(doris, db, table) == n
@@ -172,10 +178,8 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, kafka_bootstrap, do
         doris.faults.set(kind, rate=0.15, delay_s=0.3 if kind == "slow" else 0.0, seed=7)
     try:
         with InProcess(cfg) as run:
-            wait_for(lambda: count_rows(doris, db, table) >= n, 240, 1, "all rows loaded")
-            wait_for(lambda: sum(v or 0 for v in committed_offsets(
-                kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-                60, 0.5, "offsets committed")
+            wait_loaded_and_committed(doris, db, table, kafka_bootstrap, cfg, topic, partitions, n,
+                                      timeout=240)
             result = run.stop()
         fired = dict(doris.faults.fired)
     finally:
@@ -426,10 +430,8 @@ def test_a_small_memory_budget_pauses_reading_and_still_loads_everything_once(
                               "max_interval_s": 0.3})
     try:
         with InProcess(cfg) as run:
-            wait_for(lambda: count_rows(doris, db, table) >= n, 180, 0.5, "all rows loaded")
-            wait_for(lambda: sum(v or 0 for v in committed_offsets(
-                kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-                60, 0.5, "offsets committed")
+            wait_loaded_and_committed(doris, db, table, kafka_bootstrap, cfg, topic, partitions, n,
+                                      timeout=180)
             result = run.stop()
     finally:
         doris.faults.clear()
