@@ -335,8 +335,8 @@ def _curl_lines(cfg, headers, body_path) -> str:
     fe = cfg.doris.fe_addresses[0]
     url = (f"{'https' if cfg.doris.https else 'http'}://{fe.netloc}/api/{cfg.doris.database}/"
            f"{cfg.doris.table}/_stream_load")
-    hdrs = load_headers(cfg.doris, headers, "")
-    del hdrs["label"]        # sinker's labels are per batch; without one Doris makes one up
+    hdrs = load_headers(cfg.doris, headers, None if cfg.doris.group_commit != "off" else "")
+    hdrs.pop("label", None)  # sinker's labels are per batch; without one Doris makes one up
     lines = [f"curl --location-trusted -u {shlex.quote(cfg.doris.user)} -T {shlex.quote(body_path)}"]
     lines += [f"  -H {shlex.quote(f'{k}: {v}')}" for k, v in hdrs.items()]
     return "Stream Load headers, as curl sends them:\n" + " \\\n".join(lines + [f"  {url}"]) + "\n"

@@ -41,7 +41,7 @@ class Batch:
     """One Stream Load's worth of rows; the unit of retry, labelling and offset confirmation."""
     __slots__ = ("seq", "db", "table", "label", "lines", "nbytes", "rows", "ranges", "dead",
                  "sources", "opened_at", "sealed_at", "reason", "headers", "mapper", "first_ts",
-                 "needs_record")
+                 "needs_record", "skipped")
 
     def __init__(self, db: str, table: str, mapper, opened_at: float):
         self.seq = -1
@@ -61,6 +61,7 @@ class Batch:
         self.mapper = mapper
         self.headers = mapper.headers()
         self.needs_record = False    # exactly-once: load only once its cuts are in Kafka
+        self.skipped = 0             # records that are neither a line nor a dead letter (tombstones)
 
     @property
     def full_name(self) -> str:
@@ -72,9 +73,10 @@ class Batch:
 
     def add(self, topic: str, partition: int, records: list) -> None:
         """Map one partition's slice of a poll result into this batch (the hot path)."""
-        n_lines = len(self.lines)
+        n_lines, n_dead = len(self.lines), len(self.dead)
         self.nbytes += self.mapper.map_records(records, self.lines, self.dead)
         self.rows += len(self.lines) - n_lines
+        self.skipped += len(records) - (len(self.lines) - n_lines) - (len(self.dead) - n_dead)
         self.sources.append(records)
         key = (topic, partition)
         first = self.ranges.get(key)

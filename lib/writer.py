@@ -120,6 +120,8 @@ class WriterThread(threading.Thread):
         self.sink.flush()      # durable before the offsets covering them may be committed
         self.tracker.confirm(batch.seq)
         self.accounting.dead_lettered(len(batch.dead))
+        if batch.skipped:
+            self.accounting.skipped(batch.skipped)
         self.health.progress()
         if self.on_loaded is not None:
             self.on_loaded(batch, time.time())
@@ -177,8 +179,8 @@ class WriterThread(threading.Thread):
             finally:
                 self.health.load_finished(self.name)
             self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
-            if body is not None:
-                self._label_used(batch.db)
+            if body is not None and not self.loader.group_commit:
+                self._label_used(batch.db)    # group commit: Doris labels it, nothing to dedupe
             kind = outcome.kind
             if kind == load_result.SUCCESS:
                 self.health.doris_ok()
