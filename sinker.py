@@ -158,9 +158,11 @@ def schema_describe(config_path, table, fmt):
     overrides = _table_override(table)
     cfg = load(config_path, overrides)
     from sinker_lib.commands import describe as d
-    from sinker_lib.schema import table_columns
+    from sinker_lib.envelope import is_cdc
+    from sinker_lib.schema import table_columns, table_model
     columns = table_columns(cfg)
-    rows, warnings = d.describe(columns, cfg.mapping)
+    ordered = is_cdc(cfg.mapping) or cfg.mapping.sequence_from is not None
+    rows, warnings = d.describe(columns, cfg.mapping, table_model(cfg) if ordered else None)
     name = f"{cfg.doris.database}.{cfg.doris.table}"
     if fmt == "json":
         import json

@@ -152,3 +152,30 @@ def test_group_commit_at_least_once_loads_everything_without_labels(tmp_path, ka
     assert int(distinct) == n
     labels = [t.label for t in doris.catalog.list_txns(db)]
     assert labels and all(x.startswith("group_commit_") for x in labels), labels[:5]
+
+
+def test_check_and_describe_judge_the_table_for_a_cdc_mapping(tmp_path, kafka_bootstrap, doris):
+    from tests.integration.test_commands import sinker
+    topic = unique("chk")
+    create_topic(kafka_bootstrap, topic)
+    results = {}
+    for name, ddl in (("duplicate", "DUPLICATE KEY(id)"), ("unique", "UNIQUE KEY(id)")):
+        db, table = create_table(doris, "CREATE TABLE `{db}`.`{table}` (id BIGINT NOT NULL, "
+                                 f"name VARCHAR(8) NULL) {ddl} DISTRIBUTED BY HASH(id) BUCKETS 1")
+        cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table,
+                           mapping={"envelope": "debezium"})
+        path = write_config(tmp_path, cfg, f"{name}.yaml")
+        check = sinker("check", "-c", str(path), "--format", "json")
+        steps = {s["name"]: s for s in json.loads(check.stdout)}
+        describe = sinker("schema", "describe", "-c", str(path), "--format", "json")
+        results[name] = check.returncode, steps, json.loads(describe.stdout)["warnings"]
+    code, steps, warnings = results["duplicate"]
+    assert code == 5 and steps["change data fits the table"]["code"] == 5
+    assert "only into UNIQUE KEY tables" in steps["change data fits the table"]["detail"]
+    assert steps["table exists"]["status"] == "skip"
+    assert warnings[0].startswith("error: ") and "UNIQUE KEY" in warnings[0]
+    code, steps, warnings = results["unique"]
+    assert code == 0, steps
+    assert "warning: mapping.envelope: debezium on a table without a sequence column" in \
+        steps["change data fits the table"]["detail"]
+    assert any("without a sequence column" in w for w in warnings)

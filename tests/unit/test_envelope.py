@@ -267,3 +267,17 @@ def test_group_commit_loads_carry_no_label():
     assert hdrs["max_filter_ratio"] == "0" and hdrs["format"] == "json"
     plain = load_headers(DorisConfig(), {}, "sinker_1")
     assert plain["label"] == "sinker_1" and "group_commit" not in plain
+
+
+# -- schema describe ------------------------------------------------------------------------------
+def test_describe_shows_where_cdc_columns_come_from_and_warns():
+    from sinker_lib.commands.describe import describe
+    rows, warnings = describe(COLUMNS, mapping(envelope="debezium", sequence_from="source.lsn"),
+                              UNIQUE_SEQ)
+    by = {r.name: r.source for r in rows}
+    assert by == {"id": "field after.id", "name": "field after.name", "qty": "field after.qty",
+                  "ver": "event source.lsn (sequence)"}
+    rows, warnings = describe(COLUMNS, mapping(envelope="debezium"), TableModel("UNIQUE", None))
+    assert any("without a sequence column" in w for w in warnings)
+    rows, warnings = describe(COLUMNS, mapping(envelope="debezium"), TableModel("DUPLICATE", None))
+    assert rows == [] and warnings[0].startswith("error: ") and "UNIQUE KEY" in warnings[0]
