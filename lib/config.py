@@ -387,6 +387,14 @@ def _derive_group_id(cfg: Config) -> Config:
     return dataclasses.replace(cfg, kafka=kafka)
 
 
+def with_labels(cfg: Config) -> Config:
+    """The config with doris.group_commit off: replay and dead-letter resend promise that a
+    re-run loads nothing twice, which only labelled loads keep (group commit ignores labels)."""
+    if cfg.doris.group_commit == "off":
+        return cfg
+    return dataclasses.replace(cfg, doris=dataclasses.replace(cfg.doris, group_commit="off"))
+
+
 def redacted(cfg: Config) -> dict:
     """The whole config as plain data (lists, dicts, scalars), secrets replaced by "***" when set."""
     out = _plain(dataclasses.asdict(cfg))

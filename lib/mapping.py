@@ -237,6 +237,7 @@ class _Col:
         self.path = tuple(source.path) if source is not None and source.path else (column.name,)
         self.label = f"kafka {self.kafka}" if self.kafka else ".".join(self.path)
         self.from_event = False       # debezium's sequence_from: the path is in the event, not the row
+        self.required = False         # the sequence column: a change without its value is a dead letter
         self.tz = tz
         self.scale = (column.type.scale or 0) if self.base == "DATETIME" else 0
         self._epoch_cache = epoch_cache
@@ -672,6 +673,14 @@ class _Col:
             ts = int(time.time() * 1000)
         return self.ms_time(ts)
 
+    def require(self, reason: str) -> None:
+        """A missing or null value is a dead letter with this reason, whatever the column allows."""
+        def refuse(*_):
+            raise Bad("missing", reason, self.name)
+        self.required = True
+        self.missing = self.null = refuse
+        self.when_missing = "dead letter"
+
     # --- whole-value entry points
     def full(self, v, rec):
         if v is _MISSING:
@@ -750,11 +759,14 @@ class Mapper:
         self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, cache)
                       for c in self.columns]
         self._by_name = {c.name: c for c in self._cols}
+        seq = self._by_name.get(self.sequence_column)
+        if seq is not None:
+            seq.require(f"no sequence value at {seq.label} (mapping.sequence_from): a change "
+                        "without one cannot be ordered against the others of its key")
         self.cdc = envelope.is_cdc(cfg)
         self._split = None
         if cfg.envelope == "debezium":
             self._split = envelope.debezium
-            seq = self._by_name.get(self.sequence_column)
             if seq is not None and not seq.kafka:
                 seq.from_event = True
         elif cfg.delete_when is not None:
@@ -900,7 +912,7 @@ class Mapper:
                 ns.update((names[k], obj) for k, obj in c.fast.bind.items())
                 cond, expr = c.fast.cond.format_map(names), c.fast.expr.format_map(names)
                 src += [f"    if {cond}: {f} = {expr}"]
-                if c.column.nullable:
+                if c.column.nullable and not c.required:
                     src += [f"    elif v is None: {f} = {NULL!r}"]
                 src += [f"    else: {f} = full{i}(v, rec)"]
             else:
@@ -1028,6 +1040,8 @@ class Mapper:
                     val = c.ms_time(val)
             else:
                 val = c.lookup(obj)
+                if c.required and (val is _MISSING or val is None):
+                    c.missing(rec)
                 if val is _MISSING:
                     continue
             extras[c.name] = val
@@ -1121,6 +1135,8 @@ class Mapper:
                 v = c.ms_time(v)
             return v
         v = c.lookup(event if c.from_event else row)
+        if c.required and (v is _MISSING or v is None):
+            c.missing(rec)
         return None if v is _MISSING else v
 
     def _json_row(self, row, rec, event, sign: int) -> bytes:

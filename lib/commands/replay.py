@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..config import with_labels
 from ..errors import AlreadyRunning, ConfigError, Interrupted, TopicNotFound
 from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 
@@ -294,7 +295,8 @@ def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
                  ", ".join(f"p{tp.partition}:{plan.start[tp]}..{plan.end[tp] - 1}"
                            for tp in plan.partitions))
         bounds = ReplayBounds(plan)
-        pipeline = Pipeline(cfg, label_prefix="replay", replay=bounds)
+        # labelled loads, also with doris.group_commit: a re-run of the plan must load nothing twice
+        pipeline = Pipeline(with_labels(cfg), label_prefix="replay", replay=bounds)
         pipeline.install_signal_handlers()
         reporter = _Progress(plan, pipeline, on_progress)
         reporter.start()

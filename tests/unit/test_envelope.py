@@ -281,3 +281,27 @@ def test_describe_shows_where_cdc_columns_come_from_and_warns():
     assert any("without a sequence column" in w for w in warnings)
     rows, warnings = describe(COLUMNS, mapping(envelope="debezium"), TableModel("DUPLICATE", None))
     assert rows == [] and warnings[0].startswith("error: ") and "UNIQUE KEY" in warnings[0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize("envelope_cfg", [{"envelope": "debezium", "sequence_from": "source.lsn"},
+                                          {"sequence_from": "seq_no"}])
+def test_a_change_without_its_sequence_value_is_a_dead_letter(fmt, envelope_cfg):
+    m = mapper(fmt, **envelope_cfg)
+    if "envelope" in envelope_cfg:
+        values = [event("u", None, {"id": 1, "name": "a"}, lsn=None),
+                  {"op": "d", "before": {"id": 1}, "source": {}}]
+    else:
+        values = [{"id": 1, "name": "a", "seq_no": None}, {"id": 1, "name": "a"}]
+    out, dead = run(m, [rec(v, i) for i, v in enumerate(values)])
+    assert out == [] and len(dead) == 2
+    assert all(d.reason.startswith("missing: no sequence value at") and d.column == "ver"
+               for d in dead)
+
+
+def test_replay_and_resend_keep_their_labels_under_group_commit():
+    from sinker_lib.config import with_labels
+    cfg = config_from_dict({**BASE, "doris": {**BASE["doris"], "group_commit": "sync_mode"},
+                            "delivery": "at_least_once"})
+    assert with_labels(cfg).doris.group_commit == "off" and cfg.doris.group_commit == "sync_mode"
+    assert with_labels(with_labels(cfg)) == with_labels(cfg)
