@@ -891,8 +891,8 @@ class Mapper:
     def _compile(self):
         """Generate the per-record function once: straight-line code, one block per column."""
         ns = {"M": _MISSING, "Slow": _Slow}
-        # e: the Debezium event, for a sequence column read from it (source.lsn)
-        src = [f"def fast(o, rec{', e' if self._split else ''}):", "    if type(o) is not dict: raise Slow"]
+        # e: the whole change event, for a sequence column read from it (Debezium's source.lsn)
+        src = [f"def fast(o, rec{', e' if self.cdc else ''}):", "    if type(o) is not dict: raise Slow"]
         fields = []
         for c in self._auto:
             src += [f"    if o.get({c.name!r}) is not None: raise Slow"]
@@ -1084,8 +1084,7 @@ class Mapper:
                 return self._json_row(row, rec, event, 0)
             if not exact:
                 try:
-                    args = (row, rec, event) if self.cfg.envelope == "debezium" else (row, rec)
-                    return self._fast(*args)
+                    return self._fast(row, rec, event)
                 except Bad:
                     raise
                 except Exception:  # noqa: BLE001 - the general path decides

@@ -222,7 +222,7 @@ def _read_columns(conn, db: str, table: str) -> list[Column]:
     raise _not_found(db, table, describe_error)
 
 
-_KEYS_RE = re.compile(r"\b(UNIQUE|DUPLICATE|AGGREGATE|PRIMARY)\s+KEY\s*\(", re.I)
+_KEYS_RE = re.compile(r"\b(UNIQUE|DUPLICATE|AGGREGATE)\s+KEY\s*\(", re.I)
 _PROP_RE = re.compile(r'"(function_column\.sequence_(?:col|type))"\s*=\s*"([^"]*)"', re.I)
 
 
@@ -232,8 +232,7 @@ def model_from_ddl(ddl: str):
     m = _KEYS_RE.search(ddl)
     keys = m.group(1).upper() if m else "DUPLICATE"
     props = {k.lower(): v for k, v in _PROP_RE.findall(ddl)}
-    return TableModel("UNIQUE" if keys == "PRIMARY" else keys,
-                      props.get("function_column.sequence_col") or None,
+    return TableModel(keys, props.get("function_column.sequence_col") or None,
                       "function_column.sequence_type" in props)
 
 

@@ -13,6 +13,10 @@ one stands alone; where Doris rejects every row it dead-letters the batch after 
 lines and their Kafka records travel together as pairs through every split. Dead letters are made
 durable before the batch is confirmed, so no commit ever passes a row that is neither in Doris
 nor in the dead-letter output.
+
+With ``doris.group_commit`` (at-least-once only) the loader sends no label: the batch's label
+then only names the load in logs, a retry after an unknown outcome may load the rows twice, and
+the label-window accounting is skipped.
 """
 from __future__ import annotations
 

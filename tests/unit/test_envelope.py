@@ -305,3 +305,12 @@ def test_replay_and_resend_keep_their_labels_under_group_commit():
                             "delivery": "at_least_once"})
     assert with_labels(cfg).doris.group_commit == "off" and cfg.doris.group_commit == "sync_mode"
     assert with_labels(with_labels(cfg)) == with_labels(cfg)
+
+
+@pytest.mark.parametrize("cfg", [{"envelope": "debezium", "sequence_from": "source.lsn"},
+                                 {"delete_when": {"field": "op", "equals": "D"}, "sequence_from": "v"}])
+def test_upserts_take_the_generated_fast_path(cfg):
+    m = mapper(**cfg)
+    row = {"id": 1, "name": "a", "qty": 2, "v": 9}
+    ev = event("u", None, row, lsn=9) if "envelope" in cfg else row
+    assert m._fast(row, rec(ev), ev) == b"1\ta\t2\t9\t0\n"
