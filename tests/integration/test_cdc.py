@@ -1,7 +1,9 @@
 """Change data end to end, on the real broker and the Doris emulator: a Debezium stream of
 inserts, updates and deletes (with tombstones, and one key's changes spread over partitions and
-batches) ends with exactly the source table's final state, also across a kill -9 of `sinker run`;
-delete_when deletes in json bodies; a group-commit at-least-once run loads everything without labels."""
+batches) ends with exactly the source table's final state, also across a kill -9 of `sinker run`
+and in json bodies (tombstones counted as skipped, nothing left pending); delete_when deletes in
+json bodies; a group-commit at-least-once run loads everything without labels; check and schema
+describe judge the table a CDC mapping targets."""
 from __future__ import annotations
 
 import json
@@ -100,6 +102,28 @@ def test_debezium_stream_ends_with_the_source_state_across_a_kill(tmp_path, kafk
         assert stop_process(proc) == 0, (tmp_path / "final.log").read_text()[-3000:]
     assert table_state(doris, db, table) == expected(alive)
     assert read_dead_letters(tmp_path / "dead.jsonl") == []
+
+
+def test_debezium_json_bodies_count_tombstones_as_skipped(tmp_path, kafka_bootstrap, doris):
+    db, table = create_table(doris, UNIQUE_SEQ)
+    topic = unique("cdcj")
+    create_topic(kafka_bootstrap, topic, partitions=PARTITIONS)
+    alive: dict = {}
+    changes = source_changes(random.Random(7), 80, 0, alive)
+    send(kafka_bootstrap, topic, changes)
+    cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, delivery="at_least_once",
+                       mapping={"format": "json", "envelope": "debezium", "sequence_from": "source.lsn"},
+                       batch={"max_rows": 10, "max_interval_s": 0.2})
+    with InProcess(cfg) as run:
+        wait_for(lambda: all_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, changes),
+                 60, 0.3, "every change committed")
+        result = run.stop()
+    assert result.exit_code == 0, result.error
+    assert table_state(doris, db, table) == expected(alive)
+    acc = run.pipeline.accounting.snapshot()
+    tombstones = sum(1 for _, v, _ in changes if v is None)
+    assert tombstones and acc["skipped"] == tombstones, acc
+    assert acc["consumed"] == acc["loaded"] + tombstones and acc["pending"] == 0, acc
 
 
 def test_delete_when_in_json_bodies(tmp_path, kafka_bootstrap, doris):
