@@ -93,10 +93,10 @@ def fit(mapping_cfg, model: TableModel | None) -> tuple[list[str], list[str]]:
                       "the table with UNIQUE KEY(<the source's primary key>), or remove "
                       f"mapping.{how.split(':')[0]}")
     has_sequence = model.sequence_col is not None or model.sequence_type
-    if mapping_cfg.sequence_from is not None and not has_sequence and model.keys_type == "UNIQUE":
-        errors.append("mapping.sequence_from is set, but the table has no sequence column: add "
-                      "PROPERTIES (\"function_column.sequence_col\" = \"<column>\") to the table, "
-                      "or remove mapping.sequence_from")
+    if mapping_cfg.sequence_from is not None and not has_sequence:
+        errors.append("mapping.sequence_from is set, but the table has no sequence column: give "
+                      "the (UNIQUE KEY) table PROPERTIES (\"function_column.sequence_col\" = "
+                      "\"<column>\"), or remove mapping.sequence_from")
     if model.sequence_type and model.sequence_col is None and mapping_cfg.sequence_from is not None \
             and mapping_cfg.sequence_column is None:
         errors.append("the table has a hidden sequence column (function_column.sequence_type): "

@@ -831,9 +831,11 @@ class Mapper:
             return None
         name = self.cfg.sequence_column or (model.sequence_col if model is not None else None)
         if name is None:
-            raise ConfigError("mapping.sequence_from needs the table's sequence column: set "
-                              "mapping.sequence_column (the columns come from mapping.schema, so "
-                              "sinker cannot read the table's function_column.sequence_col)")
+            why = ("the columns come from mapping.schema, so sinker cannot read the table's "
+                   "function_column.sequence_col" if model is None else
+                   "the table declares no function_column.sequence_col")
+            raise ConfigError(f"mapping.sequence_from needs the table's sequence column: set "
+                              f"mapping.sequence_column ({why})")
         if name not in {c.name for c in self.columns}:
             raise ConfigError(f"mapping.sequence_column {name!r} is not a column of the table "
                               f"(columns: {', '.join(c.name for c in self.columns)})")

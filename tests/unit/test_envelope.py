@@ -314,3 +314,8 @@ def test_upserts_take_the_generated_fast_path(cfg):
     row = {"id": 1, "name": "a", "qty": 2, "v": 9}
     ev = event("u", None, row, lsn=9) if "envelope" in cfg else row
     assert m._fast(row, rec(ev), ev) == b"1\ta\t2\t9\t0\n"
+
+
+def test_sequence_from_needs_a_sequence_column_on_any_table():
+    errors, _ = envelope.fit(mapping(sequence_from="@kafka.offset"), TableModel("DUPLICATE", None))
+    assert len(errors) == 1 and "no sequence column" in errors[0]
