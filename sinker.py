@@ -159,9 +159,11 @@ def schema_describe(config_path, table, fmt):
     overrides = _table_override(table)
     cfg = load(config_path, overrides)
     from sinker_lib.commands import describe as d
-    from sinker_lib.schema import table_columns
+    from sinker_lib.envelope import is_cdc
+    from sinker_lib.schema import table_columns, table_model
     columns = table_columns(cfg)
-    rows, warnings = d.describe(columns, cfg.mapping)
+    ordered = is_cdc(cfg.mapping) or cfg.mapping.sequence_from is not None
+    rows, warnings = d.describe(columns, cfg.mapping, table_model(cfg) if ordered else None)
     name = f"{cfg.doris.database}.{cfg.doris.table}"
     if fmt == "json":
         import json
@@ -336,8 +338,8 @@ def _curl_lines(cfg, headers, body_path) -> str:
     fe = cfg.doris.fe_addresses[0]
     url = (f"{'https' if cfg.doris.https else 'http'}://{fe.netloc}/api/{cfg.doris.database}/"
            f"{cfg.doris.table}/_stream_load")
-    hdrs = load_headers(cfg.doris, headers, "")
-    del hdrs["label"]        # sinker's labels are per batch; without one Doris makes one up
+    hdrs = load_headers(cfg.doris, headers, None if cfg.doris.group_commit != "off" else "")
+    hdrs.pop("label", None)  # sinker's labels are per batch; without one Doris makes one up
     lines = [f"curl --location-trusted -u {shlex.quote(cfg.doris.user)} -T {shlex.quote(body_path)}"]
     lines += [f"  -H {shlex.quote(f'{k}: {v}')}" for k, v in hdrs.items()]
     return "Stream Load headers, as curl sends them:\n" + " \\\n".join(lines + [f"  {url}"]) + "\n"

@@ -47,7 +47,7 @@ class Batch:
     """One Stream Load's worth of rows; the unit of retry, labelling and offset confirmation."""
     __slots__ = ("seq", "db", "table", "label", "lines", "nbytes", "rows", "ranges", "dead",
                  "sources", "opened_at", "sealed_at", "reason", "headers", "mapper", "first_ts",
-                 "needs_record", "held", "budget", "__weakref__")
+                 "needs_record", "held", "budget", "skipped", "__weakref__")
 
     def __init__(self, db: str, table: str, mapper, opened_at: float, budget=None):
         self.seq = -1
@@ -69,6 +69,7 @@ class Batch:
         self.needs_record = False    # exactly-once: load only once its cuts are in Kafka
         self.held = budget.track(self) if budget is not None else None   # lib/budget.py
         self.budget = budget
+        self.skipped = 0             # records that are neither a line nor a dead letter (tombstones)
 
     @property
     def full_name(self) -> str:
@@ -80,10 +81,11 @@ class Batch:
 
     def add(self, topic: str, partition: int, records: list) -> None:
         """Map one partition's slice of a poll result into this batch (the hot path)."""
-        n_lines = len(self.lines)
+        n_lines, n_dead = len(self.lines), len(self.dead)
         n = self.mapper.map_records(records, self.lines, self.dead)
         self.nbytes += n
         self.rows += len(self.lines) - n_lines
+        self.skipped += len(records) - (len(self.lines) - n_lines) - (len(self.dead) - n_dead)
         self.sources.append(records)
         if self.budget is not None:
             self.budget.add(self.held, n, len(records))

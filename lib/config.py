@@ -109,6 +109,7 @@ class DorisConfig:
     connect_timeout_s: float = 5.0
     load_timeout_s: float = 600.0               # Doris 'timeout' header and HTTP read timeout
     timezone: str = "UTC"
+    group_commit: str = "off"                   # off | sync_mode | async_mode (at_least_once only: no label)
 
     @cached_property
     def fe_addresses(self) -> tuple[HostPort, ...]:
@@ -125,6 +126,13 @@ class ColumnSource:
     column: str
     path: tuple[str, ...] = ()        # ("user", "id") for user.id; empty when kafka is set
     kafka: str | None = None          # topic | partition | offset | timestamp | key
+
+
+@dataclass(frozen=True)
+class DeleteWhen:
+    """``mapping.delete_when``: a message whose field at ``path`` equals ``equals`` deletes its key."""
+    path: tuple[str, ...]
+    equals: str | int | bool
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,10 @@ class MappingConfig:
     max_filter_ratio: float = 0.0
     schema_refresh_s: float = 60.0             # how often to look for added columns
     bool_as_int: bool = False                  # csv: load true/false into number columns as 1/0
+    envelope: str = "none"                     # none | debezium (op/before/after, deletes by key)
+    delete_when: DeleteWhen | None = None      # {field: op, equals: D}: that message deletes its key
+    sequence_from: ColumnSource | None = None  # source.lsn | @kafka.offset | a field: the sequence column's value
+    sequence_column: str | None = None         # unset: the table's function_column.sequence_col
 
 
 @dataclass(frozen=True)
@@ -246,7 +258,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # values compared case-insensitively, stored in this case
 _UPPER = {"kafka.security_protocol", "kafka.sasl_mechanism"}
 _LOWER = {"delivery", "kafka.start_from", "mapping.format", "mapping.missing", "dead_letter.type",
-          "logging.level", "logging.format", "logging.output"}
+          "logging.level", "logging.format", "logging.output", "mapping.envelope", "doris.group_commit"}
+ENVELOPES = ("none", "debezium")
+GROUP_COMMIT_MODES = ("off", "sync_mode", "async_mode")
 
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)$")
@@ -374,6 +388,14 @@ def _derive_group_id(cfg: Config) -> Config:
     return dataclasses.replace(cfg, kafka=kafka)
 
 
+def with_labels(cfg: Config) -> Config:
+    """The config with doris.group_commit off: replay and dead-letter resend promise that a
+    re-run loads nothing twice, which only labelled loads keep (group commit ignores labels)."""
+    if cfg.doris.group_commit == "off":
+        return cfg
+    return dataclasses.replace(cfg, doris=dataclasses.replace(cfg.doris, group_commit="off"))
+
+
 def redacted(cfg: Config) -> dict:
     """The whole config as plain data (lists, dicts, scalars), secrets replaced by "***" when set."""
     out = _plain(dataclasses.asdict(cfg))
@@ -461,6 +483,10 @@ def _build_section(name: str, cls: type, value, problems: list[str], bad: set[st
             ok, v = _column_sources(v, problems)
         elif dotted == "mapping.schema":
             ok, v = _schema_columns(v, problems)
+        elif dotted == "mapping.delete_when":
+            ok, v = _delete_when(v, problems)
+        elif dotted == "mapping.sequence_from":
+            ok, v = _sequence_source(v, problems)
         else:
             ok, v = _coerce(dotted, v, hints[key], problems)
             if ok and isinstance(v, str):
@@ -618,6 +644,32 @@ def _column_sources(v, problems: list[str]):
     return True, tuple(out)
 
 
+def _sequence_source(v, problems: list[str]):
+    """A field path or @kafka.offset; its column is the table's sequence column, known later."""
+    if v is None:
+        return True, None
+    source = _parse_source("mapping.sequence_from", "", v, problems)
+    return source is not None, source
+
+
+def _delete_when(v, problems: list[str]):
+    if v is None:
+        return True, None
+    where = "mapping.delete_when"
+    if not isinstance(v, dict) or set(v) != {"field", "equals"}:
+        problems.append(f"{where}: expected {{field: op, equals: D}} (the field that marks a delete "
+                        f"and its value), got {_kind(v) if not isinstance(v, dict) else sorted(v)}")
+        return False, None
+    equals = v["equals"]
+    if not isinstance(equals, (str, int, bool)):
+        problems.append(f"{where}.equals: expected a string, number or boolean, got {_kind(equals)}")
+        return False, None
+    source = _path_source(f"{where}.field", "", v["field"], problems)
+    if source is None:
+        return False, None
+    return True, DeleteWhen(source.path, equals)
+
+
 def _schema_columns(v, problems: list[str]):
     if v is None:
         return True, ()
@@ -733,6 +785,7 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
         want("doris.ca_file", os.path.isfile(d.ca_file) and os.access(d.ca_file, os.R_OK),
              f"{d.ca_file!r} is not a readable file")
     want("doris.timezone", bool(d.timezone.strip()), "must not be empty, e.g. UTC")
+    one_of("doris.group_commit", d.group_commit, GROUP_COMMIT_MODES)
 
     m = cfg.mapping
     one_of("mapping.format", m.format, ("csv", "json"))
@@ -741,6 +794,16 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
          f"must be between 0 and 1, got {m.max_filter_ratio}")
     positive("mapping", m, "schema_refresh_s")
     _check_schema(m, bad, problems)
+    one_of("mapping.envelope", m.envelope, ENVELOPES)
+    want("mapping.delete_when", m.delete_when is None or m.envelope != "debezium",
+         "set with envelope: debezium, whose op field already says what a delete is: remove one")
+    if m.sequence_from is not None and m.sequence_from.kafka is not None:
+        want("mapping.sequence_from", m.sequence_from.kafka == "offset",
+             f"@kafka.{m.sequence_from.kafka} does not order a key's changes: use @kafka.offset, "
+             "source.lsn or a field that grows with every change")
+    if m.sequence_column is not None:
+        want("mapping.sequence_column", m.sequence_from is not None,
+             "set without mapping.sequence_from: say where its value comes from")
 
     positive("batch", cfg.batch, "max_rows", "max_bytes", "max_interval_s", "queue_size",
              "max_bytes_in_flight")
@@ -789,6 +852,11 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
 
     want("shutdown_timeout_s", cfg.shutdown_timeout_s > 0, f"must be > 0, got {cfg.shutdown_timeout_s}")
     one_of("delivery", cfg.delivery, DELIVERIES)
+    if d.group_commit in GROUP_COMMIT_MODES[1:]:
+        want("doris.group_commit", "delivery" in bad or cfg.delivery == "at_least_once",
+             f"{d.group_commit} needs delivery: at_least_once: a group-committed load carries no "
+             "label, so Doris cannot tell a retried or re-read batch from a new one and may load it "
+             "twice; set delivery: at_least_once to accept that, or group_commit: off")
 
 
 def _check_kafka_tls(k: KafkaConfig, want) -> None:

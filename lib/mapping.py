@@ -26,6 +26,7 @@ The rules per type, and what becomes a dead letter, are the README's type table.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -38,6 +39,7 @@ from typing import NamedTuple
 
 import ujson
 
+from . import envelope
 from .dead_letter import DeadLetter
 from .errors import ConfigError
 
@@ -234,6 +236,8 @@ class _Col:
         self.kafka = source.kafka if source is not None else None
         self.path = tuple(source.path) if source is not None and source.path else (column.name,)
         self.label = f"kafka {self.kafka}" if self.kafka else ".".join(self.path)
+        self.from_event = False       # debezium's sequence_from: the path is in the event, not the row
+        self.required = False         # the sequence column: a change without its value is a dead letter
         self.tz = tz
         self.scale = (column.type.scale or 0) if self.base == "DATETIME" else 0
         self._epoch_cache = epoch_cache
@@ -669,6 +673,14 @@ class _Col:
             ts = int(time.time() * 1000)
         return self.ms_time(ts)
 
+    def require(self, reason: str) -> None:
+        """A missing or null value is a dead letter with this reason, whatever the column allows."""
+        def refuse(*_):
+            raise Bad("missing", reason, self.name)
+        self.required = True
+        self.missing = self.null = refuse
+        self.when_missing = "dead letter"
+
     # --- whole-value entry points
     def full(self, v, rec):
         if v is _MISSING:
@@ -732,17 +744,39 @@ class _Slow(Exception):
 class Mapper:
     """Maps poll results of one table; built once per schema (converters are compiled here)."""
 
-    def __init__(self, columns, cfg, timezone: str = "UTC"):
+    def __init__(self, columns, cfg, timezone: str = "UTC", model=None):
         self.columns = list(columns)
         self.cfg = cfg
         self.format = cfg.format
         self.timezone = timezone
         self.tz = parse_timezone(timezone)
         sources = {s.column: s for s in cfg.columns}
+        self.sequence_column = self._sequence_column(model)
+        if self.sequence_column is not None:
+            sources[self.sequence_column] = dataclasses.replace(cfg.sequence_from,
+                                                                column=self.sequence_column)
         cache: dict = {}
         self._cols = [_Col(c, sources.get(c.name), cfg, self.tz, cache)
                       for c in self.columns]
         self._by_name = {c.name: c for c in self._cols}
+        seq = self._by_name.get(self.sequence_column)
+        if seq is not None:
+            seq.require(f"no sequence value at {seq.label} (mapping.sequence_from): a change "
+                        "without one cannot be ordered against the others of its key")
+        self.cdc = envelope.is_cdc(cfg)
+        self._split = None
+        if cfg.envelope == "debezium":
+            self._split = envelope.debezium
+            if seq is not None and not seq.kafka:
+                seq.from_event = True
+        elif cfg.delete_when is not None:
+            self._split = envelope.delete_when(cfg.delete_when.path, cfg.delete_when.equals)
+        if self.cdc:
+            self._keys = [c for c in self._cols if c.column.is_key]
+            if not self._keys:
+                raise ConfigError("mapping deletes rows by the table's key columns, but none is "
+                                  "known: read the columns from Doris (remove mapping.schema) so "
+                                  "sinker learns the UNIQUE KEY columns")
         # csv: an AUTO_INCREMENT column the config does not fill is left out for Doris to number
         self._auto = [c for c in self._cols if c.auto]
         self._body = [c for c in self._cols if not c.auto]
@@ -752,6 +786,10 @@ class Mapper:
         self._headers = self._make_headers()
         if self.format == "csv":
             self._fast = self._compile()
+        # decided once here, so a plain mapping pays nothing per message for CDC
+        if self.cdc:
+            self._map = self._map_cdc
+        elif self.format == "csv":
             self._map = self._map_csv
         else:
             self._map = self._map_json
@@ -786,15 +824,40 @@ class Mapper:
         self.map_records([rec], out, [])
         return out[0] if out else None
 
+    def _sequence_column(self, model) -> str | None:
+        """The column sequence_from fills: mapping.sequence_column, else the table's declared
+        function_column.sequence_col."""
+        if self.cfg.sequence_from is None:
+            return None
+        name = self.cfg.sequence_column or (model.sequence_col if model is not None else None)
+        if name is None:
+            why = ("the columns come from mapping.schema, so sinker cannot read the table's "
+                   "function_column.sequence_col" if model is None else
+                   "the table declares no function_column.sequence_col")
+            raise ConfigError(f"mapping.sequence_from needs the table's sequence column: set "
+                              f"mapping.sequence_column ({why})")
+        if name not in {c.name for c in self.columns}:
+            raise ConfigError(f"mapping.sequence_column {name!r} is not a column of the table "
+                              f"(columns: {', '.join(c.name for c in self.columns)})")
+        if any(s.column == name for s in self.cfg.columns):
+            raise ConfigError(f"column {name} is filled by mapping.sequence_from and also listed "
+                              "in mapping.columns: remove it from mapping.columns")
+        return name
+
     def _make_headers(self):
         # max_filter_ratio is not the mapper's: stream_load.py always sends 0 (see writer.py)
         common = {"strict_mode": "true" if self.cfg.strict_mode else "false",
                   "timezone": self.timezone}
+        if self.sequence_column is not None:
+            common["function_column.sequence_col"] = self.sequence_column
         if self.format == "json":
+            if self.cdc:     # json keys map by name, but a hidden column only when named here
+                common["hidden_columns"] = envelope.DELETE_SIGN
             return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
                     **common}
+        names = self.body_columns + ([envelope.DELETE_SIGN] if self.cdc else [])
         # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value
-        return {"format": "csv", "columns": ",".join(map(_quote_name, self.body_columns)),
+        return {"format": "csv", "columns": ",".join(map(_quote_name, names)),
                 "column_separator": "\\x09", "line_delimiter": "\\x0a", "enclose": '"',
                 "escape": "\\", **common}
 
@@ -830,7 +893,8 @@ class Mapper:
     def _compile(self):
         """Generate the per-record function once: straight-line code, one block per column."""
         ns = {"M": _MISSING, "Slow": _Slow}
-        src = ["def fast(o, rec):", "    if type(o) is not dict: raise Slow"]
+        # e: the whole change event, for a sequence column read from it (Debezium's source.lsn)
+        src = [f"def fast(o, rec{', e' if self.cdc else ''}):", "    if type(o) is not dict: raise Slow"]
         fields = []
         for c in self._auto:
             src += [f"    if o.get({c.name!r}) is not None: raise Slow"]
@@ -842,7 +906,7 @@ class Mapper:
                 ns[f"kafka{i}"] = c.from_record
                 src.append(f"    {f} = kafka{i}(rec)")
                 continue
-            access = "o" + "".join(f"[{k!r}]" for k in c.path)
+            access = ("e" if c.from_event else "o") + "".join(f"[{k!r}]" for k in c.path)
             errors = "KeyError" if len(c.path) == 1 else "(KeyError, TypeError)"
             src += [f"    try: v = {access}", f"    except {errors}: v = M"]
             if c.fast is not None:
@@ -850,11 +914,13 @@ class Mapper:
                 ns.update((names[k], obj) for k, obj in c.fast.bind.items())
                 cond, expr = c.fast.cond.format_map(names), c.fast.expr.format_map(names)
                 src += [f"    if {cond}: {f} = {expr}"]
-                if c.column.nullable:
+                if c.column.nullable and not c.required:
                     src += [f"    elif v is None: {f} = {NULL!r}"]
                 src += [f"    else: {f} = full{i}(v, rec)"]
             else:
                 src.append(f"    {f} = full{i}(v, rec)")
+        if self.cdc:
+            fields.append("0")       # the delete sign: this row is written, not deleted
         src.append('    return f"' + "\\t".join(fields) + '\\n".encode()')
         self.source = "\n".join(src)
         exec(compile(self.source, f"<sinker mapping {len(self._cols)} columns>", "exec"), ns)
@@ -867,7 +933,7 @@ class Mapper:
         except _NeedExact:
             return self._row(self._object(rec.value, exact=True), rec)
 
-    def _row(self, obj, rec) -> bytes:
+    def _row(self, obj, rec, event=None) -> bytes:
         for c in self._auto:
             c.check_left_to_doris(obj)
         fields = []
@@ -875,7 +941,9 @@ class Mapper:
             if c.kafka:
                 fields.append(c.from_record(rec))
             else:
-                fields.append(c.full(c.lookup(obj), rec))
+                fields.append(c.full(c.lookup(event if c.from_event else obj), rec))
+        if self.cdc:
+            fields.append("0")
         try:
             return ("\t".join(fields) + "\n").encode()
         except UnicodeEncodeError:
@@ -974,6 +1042,8 @@ class Mapper:
                     val = c.ms_time(val)
             else:
                 val = c.lookup(obj)
+                if c.required and (val is _MISSING or val is None):
+                    c.missing(rec)
                 if val is _MISSING:
                     continue
             extras[c.name] = val
@@ -985,3 +1055,102 @@ class Mapper:
         text = ",".join(f"{dumps(k)}:{dumps(x)}" for k, x in extras.items()).encode()
         head = v.rstrip()[:-1].rstrip()
         return head + (b"," if obj else b"") + text + b"}\n"
+
+    # --- change data (mapping.envelope / delete_when): every row carries the delete sign
+    def _map_cdc(self, records, out, dead) -> int:
+        tombstones = self.cfg.envelope == "debezium"
+        append, n = out.append, 0
+        for rec in records:
+            if rec.value is None and tombstones:
+                continue       # consumed, not loaded: the batch counts it as skipped
+            try:
+                line = self._cdc_line(rec)
+            except Bad as b:
+                dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                       rec.value, b.reason, b.column))
+                continue
+            append(line)
+            n += len(line)
+        return n
+
+    def _cdc_line(self, rec, exact: bool = False) -> bytes:
+        obj = self._object(rec.value, exact)
+        try:
+            delete, row, event = self._split(obj)
+        except envelope.EnvelopeError as e:
+            raise Bad(e.category, e.detail) from None
+        try:
+            if delete:
+                return self._delete_line(row, rec, event)
+            if self.format == "json":
+                return self._json_row(row, rec, event, 0)
+            if not exact:
+                try:
+                    return self._fast(row, rec, event)
+                except Bad:
+                    raise
+                except Exception:  # noqa: BLE001 - the general path decides
+                    pass
+            return self._row(row, rec, event)
+        except _NeedExact:
+            return self._cdc_line(rec, exact=True)
+
+    def _delete_line(self, row, rec, event) -> bytes:
+        """A delete: the key columns from ``row`` (Debezium's ``before``), the sequence value,
+        and for every other column a value Doris accepts and ignores (NULL, else the zero)."""
+        values = {}
+        for c in self._keys:
+            v = c.lookup(row) if not c.kafka else c.kafka_value(rec)
+            if v is _MISSING or v is None:
+                raise Bad("cdc_delete", f"delete without the key column {c.name} "
+                          f"(field {c.label}): cannot tell which row to delete", c.name)
+            values[c.name] = v
+        seq = self._by_name.get(self.sequence_column)
+        if self.format == "json":
+            if seq is not None:
+                values[seq.name] = self._json_value(seq, row, rec, event)
+            for c in self._cols:
+                if c.name not in values and not c.column.nullable and c.column.default is None \
+                        and not c.auto:
+                    values[c.name] = c.zero if c.zero is not None else ""
+            values[envelope.DELETE_SIGN] = 1
+            return dumps(values).encode() + b"\n"
+        fields = []
+        for c in self._body:
+            if c.name in values:
+                fields.append(c.full(values[c.name], rec))
+            elif c is seq:
+                fields.append(c.from_record(rec) if c.kafka
+                              else c.full(c.lookup(event if c.from_event else row), rec))
+            elif c.column.nullable:
+                fields.append(NULL)
+            else:
+                fields.append(c.zero if c.zero is not None else "")
+        fields.append("1")
+        return ("\t".join(fields) + "\n").encode()
+
+    def _json_value(self, c, row, rec, event):
+        if c.kafka:
+            v = c.kafka_value(rec)
+            if c.kafka == "timestamp" and v is not None and c.base in ("DATE", "DATETIME"):
+                v = c.ms_time(v)
+            return v
+        v = c.lookup(event if c.from_event else row)
+        if c.required and (v is _MISSING or v is None):
+            c.missing(rec)
+        return None if v is _MISSING else v
+
+    def _json_row(self, row, rec, event, sign: int) -> bytes:
+        """An upsert as one JSON object: the row's keys, the configured sources, the sign.
+        The row is written again (not passed through), so numbers take ujson's text."""
+        obj = dict(row)
+        for c in self._extras:
+            v = self._json_value(c, row, rec, event)
+            if v is not None or c.kafka:
+                obj[c.name] = v
+        obj[envelope.DELETE_SIGN] = sign
+        text = dumps(obj)
+        try:
+            return text.encode() + b"\n"
+        except UnicodeEncodeError:
+            raise Bad("conversion", "value is not valid UTF-8 text (lone surrogate)") from None

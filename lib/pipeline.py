@@ -62,6 +62,8 @@ class Pipeline:
         self.status_server = None
         cfg = self.cfg
         self.schema = SchemaSource(cfg)
+        for w in self.schema.warnings:
+            log.warning("%s", w)
         self.loader = StreamLoader(cfg.doris)
         self.sink = open_sink(cfg.dead_letter, cfg.kafka)
         self.tracker = OffsetTracker()

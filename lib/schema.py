@@ -222,6 +222,44 @@ def _read_columns(conn, db: str, table: str) -> list[Column]:
     raise _not_found(db, table, describe_error)
 
 
+_KEYS_RE = re.compile(r"\b(UNIQUE|DUPLICATE|AGGREGATE)\s+KEY\s*\(", re.I)
+_PROP_RE = re.compile(r'"(function_column\.sequence_(?:col|type))"\s*=\s*"([^"]*)"', re.I)
+
+
+def model_from_ddl(ddl: str):
+    """The TableModel SHOW CREATE TABLE's text describes (no keys clause: DUPLICATE, Doris's default)."""
+    from .envelope import TableModel
+    m = _KEYS_RE.search(ddl)
+    keys = m.group(1).upper() if m else "DUPLICATE"
+    props = {k.lower(): v for k, v in _PROP_RE.findall(ddl)}
+    return TableModel(keys, props.get("function_column.sequence_col") or None,
+                      "function_column.sequence_type" in props)
+
+
+def table_model(cfg):
+    """The target table's TableModel from SHOW CREATE TABLE; None when the columns are listed in
+    mapping.schema (sinker then does not ask Doris about the table)."""
+    if cfg.mapping.schema:
+        return None
+    db, table = cfg.doris.database, cfg.doris.table
+    conn, where = connect(cfg.doris)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SHOW CREATE TABLE {_quote(db)}.{_quote(table)}")
+            row = cur.fetchone()
+    except Exception as e:  # noqa: BLE001 - sorted like fetch_schema's
+        if _kind(e) == "missing":
+            raise _not_found(db, table, e) from e
+        raise TransportError(f"SHOW CREATE TABLE {db}.{table} on Doris FE {where} failed: {e}. "
+                             "Check that the FE is up and the user may see the table.") from e
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+    return model_from_ddl(_text(row[1]) if row and len(row) > 1 else "")
+
+
 def table_columns(cfg) -> list[Column]:
     """The target table's columns: listed in the config, or read from Doris."""
     if cfg.mapping.schema:
@@ -234,11 +272,19 @@ class SchemaSource:
     ``schema_refresh_s`` (or at once when a writer asks), so an added column is picked up without a
     restart; the batcher only compares ``generation`` and swaps mappers, never waits on Doris."""
 
-    def __init__(self, cfg, fetch=table_columns):
+    def __init__(self, cfg, fetch=table_columns, model=table_model):
+        from . import envelope
         from .mapping import Mapper
         self.cfg = cfg
         self._fetch = fetch
-        self._build = lambda columns: Mapper(columns, cfg.mapping, timezone=cfg.doris.timezone)
+        m = cfg.mapping
+        # how the table merges a key's rows matters only to a mapping that deletes or orders them
+        self.model = model(cfg) if envelope.is_cdc(m) or m.sequence_from is not None else None
+        errors, self.warnings = envelope.fit(m, self.model)
+        if errors:
+            raise SchemaError(f"{cfg.doris.database}.{cfg.doris.table}: " + "; ".join(errors))
+        self._build = lambda columns: Mapper(columns, m, timezone=cfg.doris.timezone,
+                                             model=self.model)
         self._lock = threading.Lock()
         self._columns = fetch(cfg)
         self._mapper = self._build(self._columns)

@@ -48,17 +48,22 @@ CHUNK_BYTES = 256 * 1024        # body pieces are joined into sends of about thi
 # never let Doris drop rows: with max_filter_ratio above 0 Doris loads a batch without the rows it
 # rejects but names at most 50 of them, so the writer could not account for the rest.
 _RESERVED = frozenset(("authorization", "content-length", "transfer-encoding", "expect", "label",
-                       "host", "max_filter_ratio"))
+                       "host", "max_filter_ratio", "group_commit"))
 
 
-def load_headers(doris_cfg, headers: dict[str, str], label: str) -> dict[str, str]:
+def load_headers(doris_cfg, headers: dict[str, str], label: str | None) -> dict[str, str]:
     """The Stream Load headers of a load, as they go on the wire (without credentials and
-    Content-Length): the mapper's, the load timeout, the label and ``max_filter_ratio: 0``."""
+    Content-Length): the mapper's, the load timeout, the label and ``max_filter_ratio: 0``.
+    ``label`` None is a group-commit load: ``group_commit`` instead of a label, because Doris
+    does not group-commit a load that carries one."""
     hdrs = {"timeout": str(max(1, int(doris_cfg.load_timeout_s)))}
     for k, v in (headers or {}).items():
         if k.lower() not in _RESERVED:
             hdrs[k] = v
-    hdrs["label"] = label
+    if label is None:
+        hdrs["group_commit"] = doris_cfg.group_commit
+    else:
+        hdrs["label"] = label
     hdrs["max_filter_ratio"] = "0"
     return hdrs
 
@@ -276,6 +281,7 @@ class StreamLoader:
         self._discovered_until = 0.0      # monotonic time until which _discovered is trusted
         self._local = threading.local()   # .deadline: the _Deadline of this thread's load
         self.deadline_s = cfg.load_timeout_s + self.DEADLINE_MARGIN_S
+        self.group_commit = cfg.group_commit != "off"   # loads carry no label: at-least-once
         read = cfg.load_timeout_s + self.READ_TIMEOUT_MARGIN_S
         self._load_timeout = urllib3.Timeout(connect=cfg.connect_timeout_s, read=read)
         self._short_timeout = urllib3.Timeout(connect=cfg.connect_timeout_s,
@@ -292,14 +298,15 @@ class StreamLoader:
     # -- public API ---------------------------------------------------------------------------
     def load(self, db: str, table: str, label: str, lines: list[bytes], nbytes: int,
              headers: dict[str, str]) -> LoadResponse:
-        """One Stream Load of the given body under ``label``. Raises TransportError when the
+        """One Stream Load of the given body under ``label`` (with doris.group_commit: without
+        one, ``label`` then only names the load in errors). Raises TransportError when the
         outcome is unknown (retry with the same label), DorisFatalError on a redirect we refuse."""
         actual = sum(map(len, lines))
         if actual != nbytes:
             raise ValueError(f"batch {label}: nbytes={nbytes} but the lines hold {actual} bytes; "
                              "refusing to send a body whose Content-Length would be wrong")
         path = f"/api/{quote(db, safe='')}/{quote(table, safe='')}/_stream_load"
-        hdrs = self._load_headers(label, nbytes, headers)
+        hdrs = self._load_headers(None if self.group_commit else label, nbytes, headers)
         with self._deadline():
             return self._load(path, hdrs, lines, nbytes)
 

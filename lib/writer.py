@@ -13,6 +13,10 @@ one stands alone; where Doris rejects every row it dead-letters the batch after 
 lines and their Kafka records travel together as pairs through every split. Dead letters are made
 durable before the batch is confirmed, so no commit ever passes a row that is neither in Doris
 nor in the dead-letter output.
+
+With ``doris.group_commit`` (at-least-once only) the loader sends no label: the batch's label
+then only names the load in logs, a retry after an unknown outcome may load the rows twice, and
+the label-window accounting is skipped.
 """
 from __future__ import annotations
 
@@ -140,6 +144,8 @@ class WriterThread(threading.Thread):
         self.sink.flush()      # durable before the offsets covering them may be committed
         self.tracker.confirm(batch.seq)
         self.accounting.dead_lettered(len(batch.dead))
+        if batch.skipped:
+            self.accounting.skipped(batch.skipped)
         self.health.progress()
         if self.on_loaded is not None:
             self.on_loaded(batch, time.time())
@@ -202,8 +208,8 @@ class WriterThread(threading.Thread):
             finally:
                 self.health.load_finished(self.name)
             self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
-            if body is not None:
-                self._label_used(batch.db)
+            if body is not None and not self.loader.group_commit:
+                self._label_used(batch.db)    # group commit: Doris labels it, nothing to dedupe
             kind = outcome.kind
             if kind == load_result.SUCCESS:
                 self.health.doris_ok()

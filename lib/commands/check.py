@@ -18,7 +18,8 @@ from .. import load_result
 from ..config import HostPort
 from ..errors import ConfigError, SchemaError, SinkerError
 from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
-from ..schema import SchemaSource, connect
+from .. import envelope
+from ..schema import SchemaSource, connect, table_model
 from ..stream_load import StreamLoader
 from .dry_run import dry_run
 
@@ -153,8 +154,19 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
         finally:
             conn.close()
 
+    def change_data():
+        model = table_model(cfg)
+        errors, warnings = envelope.fit(cfg.mapping, model)
+        if errors:
+            raise Misfit("; ".join(errors))
+        state["model"] = model
+        if model is None:
+            return "the columns come from mapping.schema: the table's model is not checked"
+        text = f"{model.keys_type} KEY table, sequence column {model.sequence_col or 'none'}"
+        return f"{text}; warning: {' '.join(warnings)}" if warnings else text
+
     def table_exists():
-        src = SchemaSource(cfg)
+        src = SchemaSource(cfg, model=lambda _cfg: state.get("model"))
         state["schema"] = src
         return f"{cfg.doris.database}.{cfg.doris.table}: {len(src.columns)} columns"
 
@@ -199,7 +211,9 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
         return _writable_file(dl.path)
 
     why_skipped = {"consumer": "no Kafka broker answered", "tps": "the topics check failed",
-                   "location": "the FE check failed", "schema": "the table check failed"}
+                   "location": "the FE check failed", "schema": "the table check failed",
+                   "model": "the change-data check failed"}
+    cdc = envelope.is_cdc(cfg.mapping) or cfg.mapping.sequence_from is not None
     for name, fn, needs in [
             ("kafka brokers", kafka_brokers, ()),
             ("topics and partitions", kafka_topics, ("consumer",)),
@@ -207,7 +221,8 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
             ("Doris FE HTTP + auth", fe_http, ()),
             ("Doris BE reachable", be_reachable, () if cfg.doris.be_hosts else ("location",)),
             ("Doris query port", query_port, ()),
-            ("table exists", table_exists, ()),
+            *([("change data fits the table", change_data, ())] if cdc else []),
+            ("table exists", table_exists, ("model",) if cdc else ()),
             ("mapped columns exist", mapped_columns, ("schema",)),
             ("schema fits messages", sample_messages, ("schema", "tps")),
             ("dead-letter output", dead_letter_output,

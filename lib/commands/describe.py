@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .. import envelope
 from ..mapping import Mapper
 
 NOT_LOADABLE = {"HLL", "BITMAP", "QUANTILE_STATE"}
@@ -23,20 +24,29 @@ class ColumnRow:
     when_missing: str
 
 
-def describe(columns, mapping) -> tuple[list[ColumnRow], list[str]]:
-    """Pure: (Doris columns, mapping config) → rows for the table and warnings."""
-    mapper = Mapper(columns, mapping)
+def describe(columns, mapping, model=None) -> tuple[list[ColumnRow], list[str]]:
+    """Pure: (Doris columns, mapping config, the table's envelope.TableModel if read) → rows
+    for the table and warnings (a change-data mapping the table cannot take is one too)."""
+    errors, warnings = envelope.fit(mapping, model)
+    if errors:      # the Mapper would refuse to build: say why instead
+        return [], [f"error: {e}" for e in errors] + warnings
+    mapper = Mapper(columns, mapping, model=model)
     sources = {s.column: s for s in mapping.columns}
     names = {c.name for c in columns}
-    rows, warnings = [], []
+    rows = []
+    inside = "after." if mapping.envelope == "debezium" else ""   # Debezium: paths are in after
     for c in columns:
         s = sources.get(c.name)
-        if s is None:
-            source = f"field {c.name}"
+        if c.name == mapper.sequence_column:
+            s = mapping.sequence_from
+            where = "event" if mapping.envelope == "debezium" else "field"
+            source = ("kafka offset" if s.kafka else f"{where} {'.'.join(s.path)}") + " (sequence)"
+        elif s is None:
+            source = f"field {inside}{c.name}"
         elif s.kafka:
             source = f"kafka {s.kafka}"
         else:
-            source = "path " + ".".join(s.path)
+            source = f"path {inside}{'.'.join(s.path)}"
         missing = mapper.when_missing(c.name)
         if c.type.base in NOT_LOADABLE:
             warnings.append(f"column {c.name}: type {c.type.raw} cannot be loaded from JSON/CSV; "

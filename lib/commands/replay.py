@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from .. import labels
+from ..config import with_labels
 from ..errors import AlreadyRunning, ConfigError, Interrupted, TopicNotFound
 from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 
@@ -389,7 +390,8 @@ def run_replay(cfg, plan: ReplayPlan, config_path: str, *, lock_dir=None,
                  ", ".join(f"p{tp.partition}:{plan.start[tp]}..{plan.end[tp] - 1}"
                            for tp in plan.partitions))
         bounds = ReplayBounds(plan, _earlier_or_none(cfg, plan))
-        pipeline = Pipeline(cfg, label_prefix=LABEL_PREFIX, replay=bounds)
+        # labelled loads, also with doris.group_commit: a re-run of the plan must load nothing twice
+        pipeline = Pipeline(with_labels(cfg), label_prefix=LABEL_PREFIX, replay=bounds)
         pipeline.install_signal_handlers()
         reporter = _Progress(plan, pipeline, on_progress)
         reporter.start()

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from .. import labels
 from ..batcher import Batch
 from ..dead_letter import category
+from ..config import with_labels
 from ..dead_letter_sinks import FileSink
 from ..errors import ConfigError
 
@@ -171,7 +172,7 @@ def resend(cfg, path: str, mapper, *, only_table: str | None, dry_run: bool = Fa
     sink = _Collect()
     tracker = OffsetTracker()
     own_loader = loader is None
-    loader = loader or StreamLoader(cfg.doris)
+    loader = loader or StreamLoader(with_labels(cfg).doris)   # labels keep a re-run from loading twice
     writer = WriterThread(0, cfg.writer, queue.Queue(), loader, sink, tracker, Observers.create(),
                           Shutdown(), load_timeout_s=cfg.doris.load_timeout_s)
     try:

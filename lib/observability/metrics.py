@@ -2,7 +2,7 @@
 
 The accounting invariant, checked by tests and visible on every scrape::
 
-    consumed == loaded + dead_lettered + pending
+    consumed == loaded + dead_lettered + rewound + skipped + pending
 
 ``consumed`` counts messages handed on by the consumer, ``loaded`` rows Doris accepted, and
 ``dead_lettered`` messages written durably to the dead-letter output (mapping failures and rows
@@ -50,7 +50,7 @@ LOAD_PHASES = (
 METRIC_NAMES = frozenset({
     # accounting (see the invariant above)
     "sinker_messages_consumed_total", "sinker_rows_loaded_total", "sinker_dead_letters_total",
-    "sinker_messages_rewound_total", "sinker_messages_pending", "sinker_offset_resets_total",
+    "sinker_messages_rewound_total", "sinker_messages_skipped_total", "sinker_messages_pending", "sinker_offset_resets_total",
     "sinker_batch_cuts_recorded_total", "sinker_label_window_seconds",
     # consumer
     "sinker_consumed_bytes_total", "sinker_poll_seconds",
@@ -93,8 +93,9 @@ def is_known_series(name: str) -> bool:
 
 class Accounting:
     """Thread-safe counters behind the invariant
-    ``consumed == loaded + dead_lettered + rewound + pending``; ``rewound`` counts messages
-    handed on but dropped unloaded at a rebalance (whoever owns the partition reads them again)."""
+    ``consumed == loaded + dead_lettered + rewound + skipped + pending``; ``rewound`` counts
+    messages handed on but dropped unloaded at a rebalance (whoever owns the partition reads them
+    again), ``skipped`` the ones there is nothing to load for (Debezium tombstones)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -103,6 +104,7 @@ class Accounting:
         self._loaded = 0
         self._dead = 0
         self._rewound = 0
+        self._skipped = 0
         self.mirror = None     # multiprocess mode: _AccountingMirror, updated under the lock
 
     def consumed(self, counts: dict) -> None:
@@ -137,14 +139,20 @@ class Accounting:
             if self.mirror is not None:
                 self.mirror.add("rewound", n, self.snapshot_locked()["pending"])
 
+    def skipped(self, n: int) -> None:
+        with self._lock:
+            self._skipped += n
+            if self.mirror is not None:
+                self.mirror.add("skipped", n, self.snapshot_locked()["pending"])
+
     def snapshot(self) -> dict:
         with self._lock:
             return self.snapshot_locked()
 
     def snapshot_locked(self) -> dict:
-        c, lo, d, r = self._consumed, self._loaded, self._dead, self._rewound
-        return {"consumed": c, "loaded": lo, "dead_lettered": d, "rewound": r,
-                "pending": c - lo - d - r}
+        c, lo, d, r, s = self._consumed, self._loaded, self._dead, self._rewound, self._skipped
+        return {"consumed": c, "loaded": lo, "dead_lettered": d, "rewound": r, "skipped": s,
+                "pending": c - lo - d - r - s}
 
 
 class _AccountingCollector:
@@ -168,12 +176,14 @@ class _AccountingCollector:
                 ("sinker_rows_loaded", "loaded", "Rows Doris accepted."),
                 ("sinker_dead_letters", "dead_lettered", "Messages written to the dead-letter output."),
                 ("sinker_messages_rewound", "rewound",
-                 "Messages dropped unloaded at a rebalance, to be read again by the partition's owner.")):
+                 "Messages dropped unloaded at a rebalance, to be read again by the partition's owner."),
+                ("sinker_messages_skipped", "skipped",
+                 "Messages consumed with nothing to load (Debezium tombstones).")):
             m = CounterMetricFamily(name, doc)
             m.add_metric([], snap[key])
             yield m
         g = GaugeMetricFamily("sinker_messages_pending",
-                              "consumed - loaded - dead_lettered - rewound: messages in memory or in flight.")
+                              "consumed - loaded - dead_lettered - rewound - skipped: messages in memory or in flight.")
         g.add_metric([], snap["pending"])
         yield g
 
@@ -190,9 +200,11 @@ class _AccountingMirror:
             "dead_lettered": Counter("sinker_dead_letters",
                                      "Messages written to the dead-letter output.", registry=r),
             "rewound": Counter("sinker_messages_rewound", "Messages dropped unloaded at a "
-                               "rebalance, to be read again by the partition's owner.", registry=r)}
+                               "rebalance, to be read again by the partition's owner.", registry=r),
+            "skipped": Counter("sinker_messages_skipped", "Messages consumed with nothing to "
+                               "load (Debezium tombstones).", registry=r)}
         self.pending = Gauge("sinker_messages_pending", "consumed - loaded - dead_lettered - "
-                             "rewound: messages in memory or in flight.", registry=r,
+                             "rewound - skipped: messages in memory or in flight.", registry=r,
                              multiprocess_mode="livesum")
 
     def consumed(self, counts: dict, pending: int) -> None:

@@ -108,6 +108,9 @@ class Catalog:
         self._sqlname: dict[tuple[str, str], str] = {}
         self._next_table = 1
         self._txns: dict[str, list[Txn]] = {}
+        # sequence-column tables: per (db, table), the sequence of each deleted key (the hidden
+        # delete-signed row Doris keeps); in memory only, like a catalog that is never compacted
+        self._deleted: dict[tuple[str, str], dict[tuple, object]] = {}
         self._txn_by_id: dict[int, Txn] = {}
         self._next_txn = 1000
         self._load_meta()
@@ -234,6 +237,7 @@ class Catalog:
             self._table(db, name)
             sqlname = self._sqlname.pop((db, name))
             del self._dbs[db][name]
+            self._deleted.pop((db, name), None)
             self._conn.execute(f'DROP TABLE "{sqlname}"')
             self._conn.execute("DELETE FROM _emu_meta WHERE db = ? AND name = ?", (db, name))
             self._info_drop(db, name)
@@ -242,6 +246,7 @@ class Catalog:
         with self._lock:
             self._table(db, name)
             self._conn.execute(f'DELETE FROM "{self._sqlname[(db, name)]}"')
+            self._deleted.pop((db, name), None)
 
     def add_column(self, db, table, column: Column, after: str | None = None) -> None:
         """ALTER TABLE ADD COLUMN: rebuilds the sqlite table so SELECT * keeps Doris's column order."""
@@ -351,7 +356,9 @@ class Catalog:
                 stmt = f'INSERT INTO "{sqlname}" VALUES ({marks}) ' + _upsert_clause(td)
             self._conn.execute("BEGIN")
             try:
-                if delete_sign:
+                if seq:
+                    self._write_sequenced(td, sqlname, stmt, seq, rows, delete_sign)
+                elif delete_sign:
                     self._write_with_deletes(td, sqlname, stmt, seq, rows)
                 else:
                     self._conn.executemany(stmt, rows)
@@ -385,6 +392,35 @@ class Catalog:
                 run.append(r[:-1])
         if run:
             self._flush(stmt, delete, run, deleting)
+
+    def _write_sequenced(self, td: TableDef, sqlname: str, stmt: str, seq: str, rows, delete_sign: bool) -> None:
+        """A sequence-column table keeps, per key, the row with the highest sequence value, and a
+        delete is such a row too: a later-loaded change with a lower sequence does not bring a
+        deleted key back. Equal values: the later-loaded row wins. Row by row, in load order."""
+        keys = [i for i, c in enumerate(td.columns) if c.is_key]
+        si = next(i for i, c in enumerate(td.columns) if c.name == seq)
+        where = " AND ".join(f'"{td.columns[i].name}" = ?' for i in keys)
+        select = f'SELECT "{seq}" FROM "{sqlname}" WHERE {where}'
+        delete = f'DELETE FROM "{sqlname}" WHERE {where}'
+        deleted = self._deleted.setdefault((td.db, td.name), {})
+        prev = dict(deleted)                            # restored if the load rolls back
+        try:
+            for r in rows:
+                k, s = tuple(r[i] for i in keys), r[si]
+                if k in deleted and not _sequence_wins(s, deleted[k]):
+                    continue                         # an older change of a deleted key
+                if delete_sign and r[-1]:
+                    stored = self._conn.execute(select, k).fetchone()
+                    if stored is not None and not _sequence_wins(s, stored[0]):
+                        continue                     # an older delete of a newer row
+                    self._conn.execute(delete, k)
+                    deleted[k] = s
+                    continue
+                deleted.pop(k, None)
+                self._conn.execute(stmt, r[:-1] if delete_sign else r)
+        except BaseException:
+            self._deleted[(td.db, td.name)] = prev
+            raise
 
     def _flush(self, stmt: str, delete: str, run: list[tuple], deleting: bool) -> None:
         self._conn.executemany(delete if deleting else stmt, run)
@@ -458,6 +494,18 @@ def _dec_add(a, b, scale):
         return a
     d = EXACT.add(Decimal(str(a)), Decimal(str(b)))
     return format(d.quantize(Decimal(1).scaleb(-scale), context=EXACT), "f")
+
+
+def _sequence_wins(new, old) -> bool:
+    """A row with sequence ``new`` replaces one with ``old``: not lower, and a NULL never wins over a value."""
+    if old is None:
+        return True
+    if new is None:
+        return False
+    try:
+        return Decimal(str(new)) >= Decimal(str(old))
+    except InvalidOperation:
+        return str(new) >= str(old)
 
 
 def _sequence_clause(td: TableDef, sqlname: str, seq: str) -> str:

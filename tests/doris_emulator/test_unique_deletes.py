@@ -114,3 +114,15 @@ def test_group_commit_ignores_label_dedup(emu):
         assert data["Status"] == "Success" and data["GroupCommit"] is True
         assert data["Label"].startswith("group_commit_")
     assert first["Label"] != second["Label"] and len(rows(emu, t)) == 2    # at-least-once: both loaded
+
+
+def test_a_delete_with_a_higher_sequence_outlives_older_changes_loaded_later(emu):
+    t = make(emu, SEQ)
+    ok(emu, t, "1\t5\ta\n")
+    ok(emu, t, "1\t8\t\\N\t1\n2\t3\t\\N\t1\n", columns="k,ver,v,__DORIS_DELETE_SIGN__")  # 2: never written
+    ok(emu, t, "1\t7\tlate\n2\t2\tolder\n")                   # lower sequences than the deletes
+    assert rows(emu, t) == []
+    ok(emu, t, "1\t8\tsame\n2\t4\tnewer\n")                   # equal or higher: written again
+    assert rows(emu, t) == [(1, 8, "same"), (2, 4, "newer")]
+    ok(emu, t, "1\t6\t\\N\t1\n", columns="k,ver,v,__DORIS_DELETE_SIGN__")   # an older delete: ignored
+    assert rows(emu, t) == [(1, 8, "same"), (2, 4, "newer")]

@@ -197,9 +197,11 @@ def test_accounting_invariant_and_metrics():
     acc.loaded(6)
     acc.dead_lettered(1)
     assert acc.snapshot() == {"consumed": 10, "loaded": 6, "dead_lettered": 1, "rewound": 0,
-                              "pending": 3}
-    acc.rewound(2)
-    assert acc.snapshot()["pending"] == 1 and val(m, "sinker_messages_rewound_total") == 2
+                              "skipped": 0, "pending": 3}
+    acc.rewound(1)
+    acc.skipped(1)
+    assert acc.snapshot()["pending"] == 1 and val(m, "sinker_messages_rewound_total") == 1
+    assert val(m, "sinker_messages_skipped_total") == 1
     assert val(m, "sinker_messages_consumed_total", topic="t", partition="0") == 4
     assert val(m, "sinker_messages_consumed_total", topic="t", partition="1") == 6
     assert val(m, "sinker_rows_loaded_total") == 6
@@ -235,4 +237,4 @@ def test_accounting_is_thread_safe():
     for t in threads:
         t.join()
     assert acc.snapshot() == {"consumed": 120_000, "loaded": 80_000, "dead_lettered": 40_000,
-                              "rewound": 0, "pending": 0}
+                              "rewound": 0, "skipped": 0, "pending": 0}
