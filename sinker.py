@@ -163,7 +163,8 @@ def schema_describe(config_path, table, fmt):
     from sinker_lib.schema import table_columns, table_model
     columns = table_columns(cfg)
     ordered = is_cdc(cfg.mapping) or cfg.mapping.sequence_from is not None
-    rows, warnings = d.describe(columns, cfg.mapping, table_model(cfg) if ordered else None)
+    rows, warnings = d.describe(columns, cfg.mapping, table_model(cfg) if ordered else None,
+                                writers=cfg.writer.workers, group_commit=cfg.doris.group_commit)
     name = f"{cfg.doris.database}.{cfg.doris.table}"
     if fmt == "json":
         import json

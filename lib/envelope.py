@@ -80,9 +80,12 @@ def delete_when(path: tuple[str, ...], equals):
     return split
 
 
-def fit(mapping_cfg, model: TableModel | None) -> tuple[list[str], list[str]]:
+def fit(mapping_cfg, model: TableModel | None, *, writers: int = 1,
+        group_commit: str = "off") -> tuple[list[str], list[str]]:
     """(errors, warnings) for this mapping on a table of this model; None: not known (the
-    columns come from mapping.schema)."""
+    columns come from mapping.schema). ``writers`` and ``group_commit``: without a sequence
+    column the last load wins, so loads of one partition must land in offset order — one
+    writer, labelled loads."""
     errors, warnings = [], []
     if model is None:
         return errors, warnings
@@ -102,12 +105,22 @@ def fit(mapping_cfg, model: TableModel | None) -> tuple[list[str], list[str]]:
         errors.append("the table has a hidden sequence column (function_column.sequence_type): "
                       "set mapping.sequence_column to the column whose value it takes")
     if is_cdc(mapping_cfg) and model.keys_type == "UNIQUE" and not has_sequence:
-        warnings.append(f"mapping.{how} on a table without a sequence column: the last row loaded "
-                        "wins, so changes of one key stay in order only while they come from one "
-                        "partition (sinker loads each partition in offset order); add "
-                        "function_column.sequence_col to the table and set mapping.sequence_from")
-    elif is_cdc(mapping_cfg) and has_sequence and mapping_cfg.sequence_from is None:
-        warnings.append("the table has a sequence column but mapping.sequence_from is not set: "
-                        "each change carries whatever the row holds there; set sequence_from "
-                        "(source.lsn, @kafka.offset or a field) so a late change never wins")
+        unordered = [x for x, on in (
+            (f"writer.workers is {writers} (two batches of one partition can load at once, a "
+             "retried one after a newer one)", writers > 1),
+            (f"doris.group_commit is {group_commit} (Doris groups loads per BE, not in the order "
+             "sent)", group_commit != "off")) if on]
+        if unordered:
+            errors.append(f"mapping.{how} on a table without a sequence column: the last row "
+                          "loaded wins, so the loads of a partition must land in offset order, "
+                          f"and {' and '.join(unordered)}. Add function_column.sequence_col to "
+                          "the table (and set mapping.sequence_from), or set writer.workers: 1 "
+                          "and doris.group_commit: off")
+        else:
+            warnings.append(f"mapping.{how} on a table without a sequence column: the last row "
+                            "loaded wins; one writer loads each partition in offset order, but "
+                            "changes of one key in two partitions, or a partition moving between "
+                            "members under at_least_once, can land out of order; add "
+                            "function_column.sequence_col to the table and set "
+                            "mapping.sequence_from")
     return errors, warnings

@@ -113,6 +113,25 @@ def dumps(v) -> str:
         return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+_NOT_JSON_NUMBERS = frozenset(("NaN", "Infinity", "-Infinity"))
+
+
+def dumps_exact(v) -> str:
+    """Compact JSON text of a value decoded with ``exact=True``: every number as it was written
+    (``1.10``, ``1e3``, 38-digit decimals), where ``dumps`` would print a double's text. NaN and
+    Infinity are not JSON (Doris refuses the line): a Bad here, a dead letter for the caller."""
+    t = type(v)
+    if t is ExactFloat:
+        if v.text in _NOT_JSON_NUMBERS:
+            raise Bad("conversion", f"{v.text} is not a JSON number: Doris cannot read it")
+        return v.text
+    if t is dict:
+        return "{" + ",".join(f"{dumps(k)}:{dumps_exact(x)}" for k, x in v.items()) + "}"
+    if t is list:
+        return "[" + ",".join(map(dumps_exact, v)) + "]"
+    return dumps(v)
+
+
 _float_text = ujson.dumps   # shortest round-trip text like repr(), ~2x faster; "1e-7" where repr says "1e-07"
 
 
@@ -723,10 +742,11 @@ class _Col:
             return ts if type(ts) is int and ts >= 0 else None
         return getattr(rec, k)
 
-    def lookup(self, obj):
-        """The value at this column's path, or _MISSING when a key is absent or the path breaks."""
+    def lookup(self, obj, path=None):
+        """The value at this column's path (or ``path``), or _MISSING when a key is absent or
+        the path breaks."""
         v = obj
-        for k in self.path:
+        for k in self.path if path is None else path:
             if type(v) is not dict:
                 return _MISSING
             v = v.get(k, _MISSING)
@@ -751,8 +771,9 @@ class Mapper:
         self.timezone = timezone
         self.tz = parse_timezone(timezone)
         sources = {s.column: s for s in cfg.columns}
+        self.cdc_mapping = envelope.is_cdc(cfg)
         self.sequence_column = self._sequence_column(model)
-        if self.sequence_column is not None:
+        if self.sequence_column is not None and cfg.sequence_from is not None:
             sources[self.sequence_column] = dataclasses.replace(cfg.sequence_from,
                                                                 column=self.sequence_column)
         cache: dict = {}
@@ -761,13 +782,16 @@ class Mapper:
         self._by_name = {c.name: c for c in self._cols}
         seq = self._by_name.get(self.sequence_column)
         if seq is not None:
-            seq.require(f"no sequence value at {seq.label} (mapping.sequence_from): a change "
-                        "without one cannot be ordered against the others of its key")
+            where = "mapping.sequence_from" if cfg.sequence_from is not None else \
+                "the table's sequence column"
+            seq.require(f"no sequence value at {seq.label} ({where}): a change without one "
+                        "cannot be ordered against the others of its key (a delete without one "
+                        "would lose to the row it deletes)")
         self.cdc = envelope.is_cdc(cfg)
         self._split = None
         if cfg.envelope == "debezium":
             self._split = envelope.debezium
-            if seq is not None and not seq.kafka:
+            if seq is not None and not seq.kafka and cfg.sequence_from is not None:
                 seq.from_event = True
         elif cfg.delete_when is not None:
             self._split = envelope.delete_when(cfg.delete_when.path, cfg.delete_when.equals)
@@ -782,7 +806,7 @@ class Mapper:
         self._body = [c for c in self._cols if not c.auto]
         self.body_columns = [c.name for c in self._body]
         # json: the columns whose value the config places (others Doris maps by key name)
-        self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,)]
+        self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,) or c.required]
         self._headers = self._make_headers()
         if self.format == "csv":
             self._fast = self._compile()
@@ -825,11 +849,26 @@ class Mapper:
         return out[0] if out else None
 
     def _sequence_column(self, model) -> str | None:
-        """The column sequence_from fills: mapping.sequence_column, else the table's declared
-        function_column.sequence_col."""
+        """The table's sequence column (mapping.sequence_column, else its declared
+        function_column.sequence_col), whose value orders a key's changes: filled by
+        sequence_from when set, else taken from the row like any column — from ``after`` for an
+        upsert, from ``before`` for a delete, and a change without it is a dead letter. None
+        for a mapping that neither deletes nor sets sequence_from."""
+        declared = model.sequence_col if model is not None else None
+        name = self.cfg.sequence_column
+        if name is not None and declared is not None and name != declared:
+            raise ConfigError(f"mapping.sequence_column {name!r} is not the table's sequence "
+                              f"column {declared!r} (function_column.sequence_col): Doris orders "
+                              f"rows by {declared}; name it, or remove mapping.sequence_column")
         if self.cfg.sequence_from is None:
-            return None
-        name = self.cfg.sequence_column or (model.sequence_col if model is not None else None)
+            name = name or declared
+            if name is None or not self.cdc_mapping:
+                return None
+            if name not in {c.name for c in self.columns}:
+                raise ConfigError(f"the table's sequence column {name!r} is not among its "
+                                  f"columns ({', '.join(c.name for c in self.columns)})")
+            return name
+        name = name or declared
         if name is None:
             why = ("the columns come from mapping.schema, so sinker cannot read the table's "
                    "function_column.sequence_col" if model is None else
@@ -1050,8 +1089,9 @@ class Mapper:
         if not extras:
             return v + b"\n"
         if any(k in obj for k in extras):
+            obj = self._object(v, exact=True)      # written again: every number as it was sent
             obj.update(extras)
-            return dumps(obj).encode() + b"\n"
+            return dumps_exact(obj).encode() + b"\n"
         text = ",".join(f"{dumps(k)}:{dumps(x)}" for k, x in extras.items()).encode()
         head = v.rstrip()[:-1].rstrip()
         return head + (b"," if obj else b"") + text + b"}\n"
@@ -1074,7 +1114,8 @@ class Mapper:
         return n
 
     def _cdc_line(self, rec, exact: bool = False) -> bytes:
-        obj = self._object(rec.value, exact)
+        # json rows are written again (with the sign): decoded exactly, so numbers keep their text
+        obj = self._object(rec.value, exact or self.format == "json")
         try:
             delete, row, event = self._split(obj)
         except envelope.EnvelopeError as e:
@@ -1108,26 +1149,41 @@ class Mapper:
         seq = self._by_name.get(self.sequence_column)
         if self.format == "json":
             if seq is not None:
-                values[seq.name] = self._json_value(seq, row, rec, event)
+                if seq.kafka:
+                    values[seq.name] = self._json_value(seq, row, rec, event)
+                else:
+                    v = self._delete_seq(seq, row, event)
+                    if v is _MISSING or v is None:
+                        seq.missing(rec)
+                    values[seq.name] = v
             for c in self._cols:
                 if c.name not in values and not c.column.nullable and c.column.default is None \
                         and not c.auto:
                     values[c.name] = c.zero if c.zero is not None else ""
             values[envelope.DELETE_SIGN] = 1
-            return dumps(values).encode() + b"\n"
+            return dumps_exact(values).encode() + b"\n"
         fields = []
         for c in self._body:
             if c.name in values:
                 fields.append(c.full(values[c.name], rec))
             elif c is seq:
-                fields.append(c.from_record(rec) if c.kafka
-                              else c.full(c.lookup(event if c.from_event else row), rec))
+                fields.append(c.from_record(rec) if c.kafka else c.full(self._delete_seq(c, row, event), rec))
             elif c.column.nullable:
                 fields.append(NULL)
             else:
                 fields.append(c.zero if c.zero is not None else "")
         fields.append("1")
         return ("\t".join(fields) + "\n").encode()
+
+    @staticmethod
+    def _delete_seq(c, row, event):
+        """A delete's sequence value: a row field from ``before`` (the deleted row), also when
+        sequence_from names it in ``after`` (null in a delete)."""
+        if not c.from_event:
+            return c.lookup(row)
+        if c.path[:1] == ("after",):
+            return c.lookup(event, ("before",) + c.path[1:])
+        return c.lookup(event)
 
     def _json_value(self, c, row, rec, event):
         if c.kafka:
@@ -1142,14 +1198,14 @@ class Mapper:
 
     def _json_row(self, row, rec, event, sign: int) -> bytes:
         """An upsert as one JSON object: the row's keys, the configured sources, the sign.
-        The row is written again (not passed through), so numbers take ujson's text."""
+        The row is written again (not passed through), every number as it was sent."""
         obj = dict(row)
         for c in self._extras:
             v = self._json_value(c, row, rec, event)
             if v is not None or c.kafka:
                 obj[c.name] = v
         obj[envelope.DELETE_SIGN] = sign
-        text = dumps(obj)
+        text = dumps_exact(obj)
         try:
             return text.encode() + b"\n"
         except UnicodeEncodeError:

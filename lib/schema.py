@@ -223,13 +223,15 @@ def _read_columns(conn, db: str, table: str) -> list[Column]:
 
 
 _KEYS_RE = re.compile(r"\b(UNIQUE|DUPLICATE|AGGREGATE)\s+KEY\s*\(", re.I)
+_QUOTED_RE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
 _PROP_RE = re.compile(r'"(function_column\.sequence_(?:col|type))"\s*=\s*"([^"]*)"', re.I)
 
 
 def model_from_ddl(ddl: str):
     """The TableModel SHOW CREATE TABLE's text describes (no keys clause: DUPLICATE, Doris's default)."""
     from .envelope import TableModel
-    m = _KEYS_RE.search(ddl)
+    # the keys clause outside quotes: a column's COMMENT may say "UNIQUE KEY (...)" too
+    m = _KEYS_RE.search(_QUOTED_RE.sub("''", ddl))
     keys = m.group(1).upper() if m else "DUPLICATE"
     props = {k.lower(): v for k, v in _PROP_RE.findall(ddl)}
     return TableModel(keys, props.get("function_column.sequence_col") or None,
@@ -280,7 +282,8 @@ class SchemaSource:
         m = cfg.mapping
         # how the table merges a key's rows matters only to a mapping that deletes or orders them
         self.model = model(cfg) if envelope.is_cdc(m) or m.sequence_from is not None else None
-        errors, self.warnings = envelope.fit(m, self.model)
+        errors, self.warnings = envelope.fit(m, self.model, writers=cfg.writer.workers,
+                                             group_commit=cfg.doris.group_commit)
         if errors:
             raise SchemaError(f"{cfg.doris.database}.{cfg.doris.table}: " + "; ".join(errors))
         self._build = lambda columns: Mapper(columns, m, timezone=cfg.doris.timezone,

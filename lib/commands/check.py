@@ -156,7 +156,8 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
 
     def change_data():
         model = table_model(cfg)
-        errors, warnings = envelope.fit(cfg.mapping, model)
+        errors, warnings = envelope.fit(cfg.mapping, model, writers=cfg.writer.workers,
+                                        group_commit=cfg.doris.group_commit)
         if errors:
             raise Misfit("; ".join(errors))
         state["model"] = model

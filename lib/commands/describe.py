@@ -24,10 +24,11 @@ class ColumnRow:
     when_missing: str
 
 
-def describe(columns, mapping, model=None) -> tuple[list[ColumnRow], list[str]]:
+def describe(columns, mapping, model=None, *, writers: int = 1,
+             group_commit: str = "off") -> tuple[list[ColumnRow], list[str]]:
     """Pure: (Doris columns, mapping config, the table's envelope.TableModel if read) → rows
     for the table and warnings (a change-data mapping the table cannot take is one too)."""
-    errors, warnings = envelope.fit(mapping, model)
+    errors, warnings = envelope.fit(mapping, model, writers=writers, group_commit=group_commit)
     if errors:      # the Mapper would refuse to build: say why instead
         return [], [f"error: {e}" for e in errors] + warnings
     mapper = Mapper(columns, mapping, model=model)

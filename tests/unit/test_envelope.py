@@ -191,11 +191,18 @@ def test_a_mapping_that_deletes_needs_a_unique_key_table():
     assert "mapping.delete_when" in errors[0]
 
 
-def test_ordering_warnings():
-    _, warnings = envelope.fit(mapping(envelope="debezium"), TableModel("UNIQUE", None))
-    assert "without a sequence column" in warnings[0] and "partition" in warnings[0]
-    _, warnings = envelope.fit(mapping(envelope="debezium"), UNIQUE_SEQ)
-    assert "sequence_from is not set" in warnings[0]
+def test_ordering_rules_without_a_sequence_column():
+    """The last load wins: two writers (a retried batch after a newer one) or group commit
+    (grouped per BE) can land a partition's loads out of order, so they are errors there."""
+    no_seq = TableModel("UNIQUE", None)
+    errors, _ = envelope.fit(mapping(envelope="debezium"), no_seq, writers=2)
+    assert "writer.workers is 2" in errors[0] and "offset order" in errors[0]
+    errors, _ = envelope.fit(mapping(envelope="debezium"), no_seq, group_commit="async_mode")
+    assert "doris.group_commit is async_mode" in errors[0]
+    errors, warnings = envelope.fit(mapping(envelope="debezium"), no_seq, writers=1)
+    assert errors == [] and "two partitions" in warnings[0]
+    # with a sequence column the order of loads does not matter: the row's own value orders it
+    assert envelope.fit(mapping(envelope="debezium"), UNIQUE_SEQ, writers=4) == ([], [])
     assert envelope.fit(mapping(envelope="debezium", sequence_from="source.lsn"), UNIQUE_SEQ) == ([], [])
     errors, _ = envelope.fit(mapping(sequence_from="v"), TableModel("UNIQUE", None))
     assert "no sequence column" in errors[0]
@@ -217,7 +224,10 @@ def test_mapper_rules_for_the_sequence_and_key_columns():
     with pytest.raises(ConfigError, match="mapping.sequence_column"):
         mapper(model=None, sequence_from="source.lsn", envelope="debezium")
     with pytest.raises(ConfigError, match="not a column"):
-        mapper(sequence_from="v", sequence_column="nope")
+        mapper(model=None, sequence_from="v", sequence_column="nope")
+    # the table orders by its declared column: naming another one would order by neither
+    with pytest.raises(ConfigError, match="not the table's sequence column 'ver'"):
+        mapper(sequence_from="v", sequence_column="qty")
     with pytest.raises(ConfigError, match="also listed in mapping.columns"):
         mapper(sequence_from="v", columns={"ver": "other"})
     keyless = [Column(c.name, c.type, c.nullable) for c in COLUMNS]
@@ -319,3 +329,69 @@ def test_upserts_take_the_generated_fast_path(cfg):
 def test_sequence_from_needs_a_sequence_column_on_any_table():
     errors, _ = envelope.fit(mapping(sequence_from="@kafka.offset"), TableModel("DUPLICATE", None))
     assert len(errors) == 1 and "no sequence column" in errors[0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_without_sequence_from_a_change_carries_the_rows_own_sequence_value(fmt):
+    """A sequence table, no sequence_from: an upsert carries after.ver, a delete before.ver
+    (a delete without one would lose to the row it deletes, silently): missing is a dead letter."""
+    m = mapper(fmt, envelope="debezium")
+    out, dead = run(m, [rec(event("u", None, {"id": 1, "name": "a", "qty": 1, "ver": 7})),
+                        rec(event("d", {"id": 1, "name": "a", "ver": 9}, None)),
+                        rec(event("d", {"id": 2}, None)),
+                        rec(event("c", None, {"id": 3, "name": "c"}))])
+    assert [d.reason.split(":")[0] for d in dead] == ["missing", "missing"]
+    assert "sequence" in dead[0].reason
+    if fmt == "csv":
+        assert out == [b"1\ta\t1\t7\t0\n", b"1\t\t\\N\t9\t1\n"]
+    else:
+        assert [json.loads(x)["ver"] for x in out] == [7, 9]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_sequence_from_a_row_field_in_after_is_read_from_before_for_a_delete(fmt):
+    m = mapper(fmt, envelope="debezium", sequence_from="after.ver")
+    out, dead = run(m, [rec(event("u", None, {"id": 1, "name": "a", "ver": 7})),
+                        rec(event("d", {"id": 1, "ver": 8}, None))])
+    assert dead == []
+    if fmt == "csv":
+        assert [x.split(b"\t")[3] for x in out] == [b"7", b"8"]
+    else:
+        assert [json.loads(x)["ver"] for x in out] == [7, 8]
+
+
+def test_json_sequence_named_like_its_column_is_still_required():
+    m = mapper("json", delete_when={"field": "op", "equals": "D"}, sequence_from="ver")
+    out, dead = run(m, [rec({"op": "U", "id": 1, "name": "a"}), rec({"op": "U", "id": 2, "name": "b", "ver": 3})])
+    assert [d.offset for d in dead] == [0] and len(out) == 1
+
+
+def test_json_rows_written_again_keep_every_number_as_sent():
+    """CDC json rows are written again with the sign: numbers keep their text (a 38-digit
+    decimal, 1.10, 1e3), NaN is a dead letter rather than a line Doris cannot read."""
+    table = COLUMNS + [Column("amount", parse_type("decimal(38,10)")), Column("doc", parse_type("json"))]
+    m = mapper("json", table=table, envelope="debezium", sequence_from="source.lsn")
+    raw = (b'{"op":"c","before":null,"source":{"lsn":5},"after":{"id":12345678901234567890,'
+           b'"name":"n","amount":1234567890123456789012345678.1234567890,"qty":1e3,'
+           b'"doc":{"x":1.10,"y":[1e3,0.30000000000000004]}}}')
+    nan = raw.replace(b"1e3,0.3", b"NaN,0.3")
+    out, dead = run(m, [Rec("cdc", 0, 0, 0, None, raw), Rec("cdc", 0, 1, 0, None, nan)])
+    assert out == [b'{"id":12345678901234567890,"name":"n","amount":1234567890123456789012345678.1234567890,'
+                   b'"qty":1e3,"doc":{"x":1.10,"y":[1e3,0.30000000000000004]},"ver":5,'
+                   b'"__DORIS_DELETE_SIGN__":0}\n']
+    assert [d.offset for d in dead] == [1] and "NaN" in dead[0].reason
+
+
+def test_plain_json_written_again_for_a_configured_column_keeps_every_number_as_sent():
+    """format json passes a message through unless a configured source replaces a key it has:
+    then the object is written again, with every number as it was sent."""
+    m = Mapper(COLUMNS, mapping(format="json", columns={"qty": "@kafka.offset"}))
+    out, dead = run(m, [Rec("t", 0, 7, 0, None, b'{"id":1,"name":"a","qty":99,"ver":1.10e0,"x":[1e3]}')])
+    assert dead == [] and out == [b'{"id":1,"name":"a","qty":7,"ver":1.10e0,"x":[1e3]}\n']
+
+
+def test_the_model_is_read_from_the_keys_clause_not_from_a_comment():
+    ddl = ('CREATE TABLE `t` (\n  `id` bigint NOT NULL COMMENT "UNIQUE KEY (id) upstream",\n'
+           "  `n` int COMMENT 'it''s a UNIQUE KEY(x) too'\n) ENGINE=OLAP\nDUPLICATE KEY(`id`)\n"
+           'PROPERTIES ("replication_num" = "1");')
+    assert model_from_ddl(ddl).keys_type == "DUPLICATE"
