@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from . import labels
 from .config import BatchConfig
+from .records import fields
 
 log = logging.getLogger("sinker.batcher")
 
@@ -77,12 +78,13 @@ class Batch:
         self.rows += len(self.lines) - n_lines
         self.sources.append(records)
         key = (topic, partition)
+        f = fields(records[0])
         first = self.ranges.get(key)
         if first is None:
-            self.first_ts[key] = records[0].timestamp
-            self.ranges[key] = (records[0].offset, records[-1].offset)
+            self.first_ts[key] = f.timestamp(records[0])
+            self.ranges[key] = (f.offset(records[0]), f.offset(records[-1]))
         else:
-            self.ranges[key] = (first[0], records[-1].offset)
+            self.ranges[key] = (first[0], f.offset(records[-1]))
 
 
 def label_salt(batch: Batch) -> str:
@@ -108,22 +110,23 @@ def aligned_slices(records: list, size: int) -> list[tuple[int, int, int, bool]]
     offsets always gives the same cuts, whatever the poll sizes: replay's idempotence rests on it."""
     out = []
     start, n = 0, len(records)
+    offset = fields(records[0]).offset if records else None
     while start < n:
-        chunk = records[start].offset // size
+        chunk = offset(records[start]) // size
         limit = (chunk + 1) * size          # first offset of the next chunk
         end = start + 1
-        if records[-1].offset < limit:
+        if offset(records[-1]) < limit:
             end = n
         else:
             lo, hi = start + 1, n
             while lo < hi:                   # first record at or past the next chunk
                 mid = (lo + hi) // 2
-                if records[mid].offset < limit:
+                if offset(records[mid]) < limit:
                     lo = mid + 1
                 else:
                     hi = mid
             end = lo
-        out.append((chunk, start, end, records[end - 1].offset == limit - 1))
+        out.append((chunk, start, end, offset(records[end - 1]) == limit - 1))
         start = end
     return out
 
@@ -206,12 +209,13 @@ class PartitionBatches:
             key = (tp.topic, tp.partition)
             start, n = 0, len(records)
             expected = self.expected.get(key)
+            offset = fields(records[0]).offset if records else None
             while expected and start < n:
                 last = expected[0][1]
-                end = bisect.bisect_right(records, last, lo=start, key=_offset)
+                end = bisect.bisect_right(records, last, lo=start, key=offset)
                 if end > start:
                     self._batch(tp).add(tp.topic, tp.partition, records[start:end])
-                if end < n or records[end - 1].offset == last:     # the recorded end is reached
+                if end < n or offset(records[end - 1]) == last:     # the recorded end is reached
                     b = self.open.pop(tp, None)
                     if b is not None:
                         sealed.append((b, "recorded"))
@@ -254,15 +258,6 @@ class PartitionBatches:
             for tp in [tp for tp in self.open if (tp.topic, tp.partition) == (key[0], key[1])]:
                 dropped += self.open.pop(tp).records
         return [], dropped
-
-
-def _offset(record) -> int:
-    return record.offset
-
-
-def _value_bytes(record) -> int:
-    value = record.value
-    return 0 if value is None else len(value)
 
 
 class AlignedBatches:
@@ -311,8 +306,10 @@ class AlignedBatches:
         if self.max_bytes is None:
             return None
         total = current[2]
+        value = fields(records[start]).value
         for i in range(start, end):
-            total += _value_bytes(records[i])
+            v = value(records[i])
+            total += 0 if v is None else len(v)
             if total >= self.max_bytes:
                 return i + 1
         current[2] = total

@@ -21,7 +21,8 @@ from collections import deque
 from . import commit_metadata
 from .batcher import Rebalanced
 from .config import KafkaConfig
-from .kafka_client import KafkaReader, TopicPartition, check_crc32c
+from .kafka_client import KafkaReader, TopicPartition, check_crc32c, open_reader
+from .records import fields
 
 log = logging.getLogger("sinker.consumer")
 
@@ -40,7 +41,7 @@ class ConsumerThread(threading.Thread):
     """Poll → queue; pause when the queue is full; commit what the tracker releases."""
 
     def __init__(self, cfg: KafkaConfig, out: queue.Queue, tracker, obs, shutdown, *,
-                 bounds=None, record_cuts: bool = False, reader_factory=KafkaReader):
+                 bounds=None, record_cuts: bool = False, reader_factory=open_reader):
         super().__init__(name="consumer", daemon=True)
         self.cfg = cfg
         self.out = out
@@ -100,7 +101,7 @@ class ConsumerThread(threading.Thread):
                     log.warning("closing the Kafka consumer: %s", e)
 
     def _connect(self) -> KafkaReader:
-        check_crc32c()
+        check_crc32c(self.cfg)
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
             r.subscribe(self.cfg.topics)
@@ -155,7 +156,7 @@ class ConsumerThread(threading.Thread):
                     recs = self.bounds.trim(tp, recs)
                 if recs:
                     result[tp] = recs
-                    self.next_offset[tp] = recs[-1].offset + 1
+                    self.next_offset[tp] = fields(recs[-1]).offset(recs[-1]) + 1
                 else:
                     del result[tp]
         if self.bounds is not None:
