@@ -8,8 +8,9 @@ same semantics with librdkafka's API. What differs underneath, and how it is bri
 * Rebalance callbacks run inside ``consume()`` on the consumer thread. They record the event as
   the kafka-python listener does; ``poll()`` also drops records of partitions a rebalance during
   that very call took away, so nothing of a revoked partition is handed on after its revoke.
-* librdkafka forgets pauses when it assigns partitions: the pauses this reader holds are put
-  back inside the assign callback, before any fetch.
+* Pauses end with the partition's revocation, as in kafka-python (librdkafka forgets them when
+  it assigns partitions anyway): the consumer thread pauses what it is given while it holds
+  back, and drops what the poll that assigned a partition read of it.
 * ``seek`` resets librdkafka's position to "unknown" until a record is read: ``position()``
   answers with the offset sought meanwhile. A partition assigned by hand is only assigned at the
   first call that needs it, with the offsets sought until then (a seek right after ``assign()``
@@ -22,8 +23,8 @@ import json
 import logging
 import threading
 import time
-from itertools import groupby
-from operator import itemgetter
+from itertools import groupby, repeat
+from operator import is_not, itemgetter
 
 from confluent_kafka import (OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED, Consumer, KafkaError,
                              KafkaException, Message)
@@ -121,8 +122,8 @@ def _raise_typed(cfg: KafkaConfig, exc: BaseException, what: str):
 
 
 class _Rebalances:
-    """Runs inside ``consume()`` on the consumer thread: record the event, fix the assignment
-    librdkafka takes, and return. The lock is for readers on other threads (metrics)."""
+    """Runs inside ``consume()`` on the consumer thread: record the event and return (the
+    assignment itself is left to confluent-kafka). The lock is for readers on other threads."""
 
     def __init__(self, reader: "ConfluentReader"):
         self.reader = reader
@@ -133,10 +134,6 @@ class _Rebalances:
 
     def on_assign(self, consumer, partitions):
         new = {TopicPartition(p.topic, p.partition) for p in partitions}
-        consumer.assign(partitions)                 # now, so the pauses below apply before a fetch
-        held = [_TP(tp.topic, tp.partition) for tp in self.reader._held if tp in new]
-        if held:
-            consumer.pause(held)
         with self.lock:
             self.reader._assigned = new
             self.assigned = set(new)
@@ -146,6 +143,7 @@ class _Rebalances:
         gone = {TopicPartition(p.topic, p.partition) for p in partitions}
         with self.lock:
             self.reader._assigned = self.reader._assigned - gone
+            self.reader._held -= gone
             for tp in gone:
                 self.reader._sought.pop(tp, None)
             self.revoked.update(gone)
@@ -163,12 +161,12 @@ class _Rebalances:
 class ConfluentReader:
     """lib/kafka_client.py's KafkaReader on librdkafka: same methods, same semantics."""
 
-    def __init__(self, cfg: KafkaConfig, group: bool, factory=Consumer):
+    def __init__(self, cfg: KafkaConfig, group: bool, factory=None):
         self.cfg = cfg
         self.group = group
         self._rebalances = _Rebalances(self)
         self._assigned: set = set()
-        self._held: set = set()                    # paused by us, kept across reassignments
+        self._held: set = set()                    # paused, until resumed or revoked
         self._sought: dict = {}                    # tp -> offset sought, until a record is read
         self._unassigned: dict | None = None       # assign() by hand, not yet given to librdkafka
         self._tps: dict = {}                       # (topic, partition) -> TopicPartition (dict keys)
@@ -180,7 +178,7 @@ class ConfluentReader:
         conf.update(logger=librdkafka_log, error_cb=self._on_error, stats_cb=self._on_stats)
         what = "the Kafka consumer"
         try:
-            self._c = factory(conf)
+            self._c = (factory or Consumer)(conf)
         except (KafkaException, ValueError, TypeError) as e:
             raise ConfigError(f"kafka settings rejected by librdkafka (kafka.client "
                               f"confluent-kafka): {e}") from e
@@ -243,9 +241,6 @@ class ConfluentReader:
             return
         parts, self._unassigned = self._unassigned, None
         self._c.assign([_TP(tp.topic, tp.partition, off) for tp, off in parts.items()])
-        held = [_TP(tp.topic, tp.partition) for tp in self._held if tp in parts]
-        if held:
-            self._c.pause(held)
 
     def seek(self, tp, offset: int) -> None:
         self._sought[tp] = offset
@@ -290,7 +285,7 @@ class ConfluentReader:
         if not msgs:
             return {}
         errors = list(map(Message.error, msgs))
-        if errors.count(None) != len(errors):
+        if any(map(is_not, errors, repeat(None))):     # KafkaError == None raises
             msgs = self._without_errors(msgs, errors)
         if self._rebalances.events != events:
             # a rebalance ran inside consume(): nothing of a partition it took away goes on
