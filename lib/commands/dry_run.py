@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from ..dead_letter import category
 from ..errors import ConfigError
-from ..kafka_client import TopicPartition, open_reader
+from .. import kafka_client
+from ..kafka_client import TopicPartition
 from ..records import fields
 
 log = logging.getLogger("sinker.dry_run")
@@ -33,7 +34,7 @@ class DryRunSummary:
 
 def open_reader(cfg, start: str, with_group: bool):
     """A consumer assigned to every partition of the topics, positioned at `start`."""
-    c = open_reader(cfg.kafka, group=with_group)
+    c = kafka_client.open_reader(cfg.kafka, group=with_group)
     tps = []
     for topic in cfg.kafka.topics:
         parts = c.partitions_for_topic(topic)

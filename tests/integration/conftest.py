@@ -14,7 +14,8 @@ ON_BOTH_CLIENTS = {"test_run_e2e", "test_run_failures", "test_exactly_once", "te
 
 
 def pytest_generate_tests(metafunc):
-    if metafunc.module.__name__.rsplit(".", 1)[-1] in ON_BOTH_CLIENTS:
+    if (metafunc.module.__name__.rsplit(".", 1)[-1] in ON_BOTH_CLIENTS
+            and "kafka_bootstrap" in metafunc.fixturenames):
         metafunc.parametrize("kafka_client", CLIENTS, indirect=True)
 
 
