@@ -104,7 +104,7 @@ class ConsumerThread(threading.Thread):
         check_crc32c(self.cfg)
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
-            r.subscribe(self.cfg.topics)
+            r.subscribe(self.cfg.topics, before_revoke=self._commit_before_revoke)
             return r
         r.assign(self.bounds.partitions)
         for tp, off in self.bounds.start.items():
@@ -172,6 +172,12 @@ class ConsumerThread(threading.Thread):
         self._refresh_end_offsets()
         if self.bounds is None:
             self._watch_partitions()
+
+    def _commit_before_revoke(self, revoked) -> None:
+        """confluent-kafka runs a revoke inside poll(), on this thread, while the partitions are
+        still ours: commit what Doris confirmed now. Without it a member leaving during our
+        drain (a clean stop of the other worker) fences our last confirmed batches uncommitted."""
+        self._commit(force=True)
 
     def _watch_broker(self) -> None:
         """One log line when no broker has answered for BROKER_DOWN_AFTER_S, one when a broker

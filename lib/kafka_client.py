@@ -224,7 +224,9 @@ class KafkaReader:
         return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
 
     # -- membership ----------------------------------------------------------------------------
-    def subscribe(self, topics) -> None:
+    def subscribe(self, topics, before_revoke=None) -> None:
+        """``before_revoke`` is for confluent-kafka only: kafka-python's listener runs on its I/O
+        thread, where the consumer thread's state must not be touched."""
         self._c.subscribe(topics=list(topics), listener=self._rebalances)
 
     def take_rebalance(self) -> tuple[set, set | None]:

@@ -8,6 +8,8 @@ same semantics with librdkafka's API. What differs underneath, and how it is bri
 * Rebalance callbacks run inside ``consume()`` on the consumer thread. They record the event as
   the kafka-python listener does; ``poll()`` also drops records of partitions a rebalance during
   that very call took away, so nothing of a revoked partition is handed on after its revoke.
+  Being on the consumer thread, a revoke (not a loss) first lets the consumer commit what Doris
+  confirmed of the partitions, still ours then (``subscribe(before_revoke=...)``).
 * Pauses end with the partition's revocation, as in kafka-python (librdkafka forgets them when
   it assigns partitions anyway): the consumer thread pauses what it is given while it holds
   back, and drops what the poll that assigned a partition read of it.
@@ -141,6 +143,23 @@ class _Rebalances:
 
     def on_revoke(self, consumer, partitions):
         gone = {TopicPartition(p.topic, p.partition) for p in partitions}
+        self._still_ours(gone)
+        self._record_revoke(gone)
+
+    def on_lost(self, consumer, partitions):
+        """Lost, not revoked: no longer ours, nothing may be committed for them."""
+        self._record_revoke({TopicPartition(p.topic, p.partition) for p in partitions})
+
+    def _still_ours(self, gone: set) -> None:
+        hook = self.reader._before_revoke
+        if hook is None:
+            return
+        try:
+            hook(gone)
+        except Exception as e:  # noqa: BLE001 - must not escape into librdkafka's consume()
+            log.warning("before giving up partitions: %s", e)
+
+    def _record_revoke(self, gone: set) -> None:
         with self.lock:
             self.reader._assigned = self.reader._assigned - gone
             self.reader._held -= gone
@@ -148,8 +167,6 @@ class _Rebalances:
                 self.reader._sought.pop(tp, None)
             self.revoked.update(gone)
             self.events += 1
-
-    on_lost = on_revoke
 
     def take(self):
         with self.lock:
@@ -172,6 +189,7 @@ class ConfluentReader:
         self._tps: dict = {}                       # (topic, partition) -> TopicPartition (dict keys)
         self._partitions: dict = {}                # topic -> partitions at the last metadata read
         self._reachable = True
+        self._before_revoke = None
         self._fatal: KafkaError | None = None
         preflight(cfg, ssl_context(cfg))           # names a refused login or certificate at once
         conf = consumer_config(cfg, group)
@@ -212,7 +230,10 @@ class ConfluentReader:
         return self._reachable
 
     # -- membership ----------------------------------------------------------------------------
-    def subscribe(self, topics) -> None:
+    def subscribe(self, topics, before_revoke=None) -> None:
+        """``before_revoke(partitions)`` runs inside poll(), on this thread, while revoked
+        partitions are still ours (eager protocol): the consumer commits what Doris confirmed."""
+        self._before_revoke = before_revoke
         r = self._rebalances
         self._c.subscribe(list(topics), on_assign=r.on_assign, on_revoke=r.on_revoke,
                           on_lost=r.on_lost)

@@ -200,3 +200,20 @@ def test_records_of_both_clients_map_to_the_same_lines():
     mapper.map_records(theirs, lines_b, [])
     assert lines_a == lines_b and lines_a[0].startswith(b"7\t3\t2023-11-14")
     assert records.identity(ours[0]) == records.identity(theirs[0])
+
+
+def test_a_revoke_lets_the_consumer_commit_first_a_loss_does_not():
+    r, fake = reader()
+    seen = []
+    r.subscribe(["t"], before_revoke=lambda gone: seen.append((gone, r.assignment())))
+    on_assign, on_revoke, on_lost = fake.callbacks
+    fake.during_consume = lambda: on_assign(fake, [CTP("t", 0), CTP("t", 1)])
+    r.poll(100)
+    fake.during_consume = lambda: on_revoke(fake, [CTP("t", 0)])
+    r.poll(100)
+    # called while the partition is still assigned: a commit for it is still the owner's
+    assert seen == [({TopicPartition("t", 0)}, {TopicPartition("t", 0), TopicPartition("t", 1)})]
+    fake.during_consume = lambda: on_lost(fake, [CTP("t", 1)])
+    r.poll(100)
+    assert len(seen) == 1
+    assert r.take_rebalance()[0] == {TopicPartition("t", 0), TopicPartition("t", 1)}
