@@ -25,6 +25,7 @@ from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from . import commit_metadata
 from .config import KafkaConfig
 from .errors import KafkaUnavailable, TopicNotFound
 from .kafka_security import client_error, preflight, ssl_context
@@ -283,8 +284,8 @@ class KafkaReader:
         """Commit ``{TopicPartition: (next offset, metadata)}``; raises on failure (a commit that
         timed out may still have happened: the caller retries the same values). The broker
         refuses the commit of a member that is no longer in the group's generation."""
-        self._c.commit({tp: OffsetAndMetadata(off, meta, -1) for tp, (off, meta) in offsets.items()},
-                       timeout_ms=timeout_ms)
+        self._c.commit({tp: OffsetAndMetadata(off, meta + commit_metadata.STORED_END, -1)
+                        for tp, (off, meta) in offsets.items()}, timeout_ms=timeout_ms)
 
     def committed(self, tp, timeout_ms: int = 5000) -> int | None:
         return self._c.committed(tp, timeout_ms=timeout_ms)

@@ -33,6 +33,7 @@ from confluent_kafka import (OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED, Consum
 from confluent_kafka import TopicPartition as _TP
 from kafka.structs import TopicPartition
 
+from . import commit_metadata
 from .config import KafkaConfig
 from .errors import ConfigError, KafkaRefused, KafkaUnavailable, SinkerError
 from .kafka_security import preflight, ssl_context
@@ -381,9 +382,16 @@ class ConfluentReader:
         return None if found is None else found.offset
 
     def committed_with_metadata(self, tp, timeout_ms: int = 5000) -> tuple[int, str] | None:
-        """(offset, metadata) of the group's last commit, or None when it has none."""
+        """(offset, metadata) of the group's last commit, or None when it has none. Metadata
+        stored without a NUL at its end (see lib/commit_metadata.py) may come back with bytes
+        that are not text: then it is marked unreadable, and the consumer says so."""
         found = self._committed(tp, timeout_ms)
-        return None if found is None else (found.offset, found.metadata or "")
+        if found is None:
+            return None
+        try:
+            return found.offset, found.metadata or ""
+        except UnicodeDecodeError:
+            return found.offset, f"{commit_metadata.PREFIX} <not readable by confluent-kafka>"
 
     def _list_offsets(self, wanted: dict, timeout_ms: int = 10_000) -> dict:
         """One ListOffsets request for ``{tp: timestamp, OFFSET_BEGINNING or OFFSET_END}``

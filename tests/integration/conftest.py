@@ -10,12 +10,14 @@ CLIENTS = ("kafka-python", "confluent-kafka")
 # run, failures, exactly-once, replay, dry-run, check, workers; the security and TLS files stay
 # on the default client (the confluent option mapping has its own tests in test_kafka_security)
 ON_BOTH_CLIENTS = {"test_run_e2e", "test_run_failures", "test_exactly_once", "test_commands",
-                   "test_check", "test_workers", "test_replay_markers", "test_bad_input_e2e"}
+                   "test_check", "test_workers", "test_replay_markers", "test_bad_input_e2e",
+                   "test_kafka_outage"}
+BROKERS = {"kafka_bootstrap", "own_broker"}     # the fixtures of tests that run sinker on Kafka
 
 
 def pytest_generate_tests(metafunc):
     if (metafunc.module.__name__.rsplit(".", 1)[-1] in ON_BOTH_CLIENTS
-            and "kafka_bootstrap" in metafunc.fixturenames):
+            and BROKERS & set(metafunc.fixturenames)):
         metafunc.parametrize("kafka_client", CLIENTS, indirect=True)
 
 

@@ -217,3 +217,42 @@ def test_a_revoke_lets_the_consumer_commit_first_a_loss_does_not():
     r.poll(100)
     assert len(seen) == 1
     assert r.take_rebalance()[0] == {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+
+def test_commit_metadata_is_stored_the_same_from_both_clients_and_reads_back():
+    """confluent-kafka adds a NUL to what it commits and reads metadata as a C string: the
+    kafka-python reader stores the same NUL, and decode takes the text with or without it."""
+    from sinker_lib import commit_metadata
+    from sinker_lib.kafka_client import KafkaReader
+    text = commit_metadata.encode([(0, 533), (534, 1533)])
+    assert commit_metadata.decode(text + "\x00") == commit_metadata.decode(text) == [(0, 533), (534, 1533)]
+    assert commit_metadata.decode(commit_metadata.encode([]) + "\x00") == []
+
+    class Committing:
+        def __init__(self, **opts):
+            self.commits = []
+
+        def commit(self, offsets, timeout_ms):
+            self.commits.append(offsets)
+
+    r = KafkaReader(KafkaConfig(brokers=("b:1",), topics=("t",)), group=True, factory=Committing)
+    r.commit({TopicPartition("t", 0): (534, text)})
+    assert r._c.commits[0][TopicPartition("t", 0)].metadata == text + "\x00"
+
+
+def test_metadata_confluent_kafka_cannot_read_is_said_to_be_unreadable():
+    r, fake = reader()
+
+    class Undecodable:
+        offset, error = 7, None
+
+        @property
+        def metadata(self):
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    fake.committed = lambda parts, timeout: [Undecodable()]
+    from sinker_lib import commit_metadata
+    offset, meta = r.committed_with_metadata(TopicPartition("t", 0))
+    assert offset == 7
+    with pytest.raises(ValueError, match="unreadable"):
+        commit_metadata.decode(meta)
