@@ -3,8 +3,9 @@
 It polls whole batches of records, hands each poll result to the batcher through a bounded queue,
 pauses every assigned partition while that queue is full (and keeps polling so the group keeps
 us), and commits the offsets the OffsetTracker releases: ``last + 1`` of a contiguous prefix of
-batches that Doris confirmed. Rebalance events are recorded by lib/kafka_client.py on the
-client's I/O thread; this thread acts on them after ``poll()`` returns.
+batches that Doris confirmed. Rebalance events are recorded by the reader (kafka-python: on its
+I/O thread; confluent-kafka: inside ``poll()``); this thread acts on them after ``poll()``
+returns.
 
 For ``sinker replay`` it reads fixed partitions instead of joining the group: a ``bounds`` object
 owned by lib/commands/replay.py says where each partition starts and ends, and nothing is
