@@ -1,7 +1,8 @@
 """`make bench`: sinker against the real Kafka broker and the Doris emulator, with references.
 
 Everything is measured in ONE run on the same backlog, so the figures compare as ratios:
-- raw:    kafka-python's poll loop alone — the ceiling for this client;
+- raw:    kafka-python's poll loop alone — the ceiling for this client (and confluent-kafka's
+          consume loop, the ceiling of kafka.client confluent-kafka);
 - naive:  the straightforward implementation a user would write (stdlib json, dicts, csv module,
           one PUT per batch);
 - sinker: csv and json formats, 1 worker, and 2 workers in one group (small profile).
@@ -265,6 +266,11 @@ def main(argv=None) -> int:
                                           "--delivery", "at_least_once"))
                     measure(f"sinker {fmt}, 2 workers", profile, n,
                             lambda: workers(2, base, fmt, profile, n))
+            measure("raw confluent-kafka", profile, n, lambda: child("raw-confluent", *counted))
+            for fmt in ("json", "csv"):
+                measure(f"sinker {fmt}, confluent-kafka", profile, n,
+                        lambda: child("sinker", *counted, "--format", fmt,
+                                      "--client", "confluent-kafka"))
             measure("raw consume (2nd)", profile, n, lambda: child("raw", *counted))
 
         if "latency" in parts:

@@ -62,6 +62,31 @@ def raw(args):
             "runq_wait_s": wait}
 
 
+def raw_confluent(args):
+    """The ceiling of confluent-kafka (librdkafka): its consume loop touching every record."""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"raw-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "max.partition.fetch.bytes": 8 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
+    c.subscribe([args.topic])
+    n = nbytes = 0
+    t0 = cpu0 = None
+    while n < args.messages:
+        msgs = c.consume(args.max_poll_records, 0.5)
+        if msgs and t0 is None:
+            t0, cpu0, wait0 = time.perf_counter(), usage()[0], runq_wait_s()
+        for m in msgs:
+            if m.error() is None:
+                n += 1
+                nbytes += len(m.value())
+    wall = time.perf_counter() - t0
+    cpu, rss = usage()
+    wait = runq_wait_s() - wait0
+    c.close()
+    return {"wall_s": wall, "cpu_s": cpu - cpu0, "rss_mb": rss, "messages": n, "bytes": nbytes,
+            "runq_wait_s": wait}
+
+
 def naive(args):
     """What a user would write first: stdlib json, a dict per row, the csv module, one PUT per
     batch, waiting for each load before reading on."""
@@ -138,6 +163,7 @@ def _gated_consumer_class(gate_dir: str, index: int):
     from pathlib import Path
 
     from sinker_lib import consumer as consumer_mod
+    from sinker_lib.records import fields
     gate = Path(gate_dir)
 
     class GatedConsumer(consumer_mod.ConsumerThread):
@@ -151,7 +177,7 @@ def _gated_consumer_class(gate_dir: str, index: int):
             got = c.poll(timeout_ms=100)      # joins / rebalances
             for tp, recs in got.items():      # fetched before we could pause: read it again later
                 if recs:
-                    c.seek(tp, recs[0].offset)
+                    c.seek(tp, fields(recs[0]).offset(recs[0]))
             self._after_rebalance()
             parts = sorted(c.assignment(), key=lambda tp: tp.partition)
             if parts:
@@ -173,8 +199,9 @@ def sinker(args):
     from sinker_lib import pipeline as pipeline_mod
     from sinker_lib.config import config_from_dict
     from sinker_lib.pipeline import Pipeline
+    from sinker_lib.records import fields
     cfg = config_from_dict({
-        "kafka": {"brokers": [args.bootstrap], "topics": [args.topic],
+        "kafka": {"brokers": [args.bootstrap], "topics": [args.topic], "client": args.client,
                   "group_id": args.group or f"bench-{uuid.uuid4().hex[:6]}", "start_from": "earliest",
                   "max_poll_records": args.max_poll_records, "heartbeat_interval_ms": 1000,
                   "max_partition_fetch_bytes": 8 * 1024 * 1024, "fetch_max_bytes": 64 * 1024 * 1024},
@@ -207,7 +234,7 @@ def sinker(args):
         ack_ms = acked_at * 1000
         with lock:
             for records in batch.sources:
-                latencies.extend(ack_ms - r.timestamp for r in records)
+                latencies.extend(ack_ms - ts for ts in map(fields(records[0]).timestamp, records))
 
     # Labels are a function of (prefix, table, offset ranges): every measured run reads the same
     # backlog, so give each its own prefix, or the emulator would answer "Label Already Exists"
@@ -259,7 +286,8 @@ def sinker(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["raw", "naive", "sinker"])
+    ap.add_argument("kind", choices=["raw", "raw-confluent", "naive", "sinker"])
+    ap.add_argument("--client", default="kafka-python", choices=["kafka-python", "confluent-kafka"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--messages", type=int, required=True)
@@ -279,7 +307,8 @@ def main(argv=None):
     ap.add_argument("--gate", help="directory of the start gate (several workers in one group)")
     ap.add_argument("--worker-index", type=int, default=0)
     args = ap.parse_args(argv)
-    result = {"raw": raw, "naive": naive, "sinker": sinker}[args.kind](args)
+    result = {"raw": raw, "raw-confluent": raw_confluent, "naive": naive,
+              "sinker": sinker}[args.kind](args)
     print(json.dumps(result), flush=True)
 
 

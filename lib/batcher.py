@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from . import labels
 from .config import BatchConfig
+from .records import fields
 
 log = logging.getLogger("sinker.batcher")
 
@@ -90,12 +91,13 @@ class Batch:
         if self.budget is not None:
             self.budget.add(self.held, n, len(records))
         key = (topic, partition)
+        f = fields(records[0])
         first = self.ranges.get(key)
         if first is None:
-            self.first_ts[key] = records[0].timestamp
-            self.ranges[key] = (records[0].offset, records[-1].offset)
+            self.first_ts[key] = f.timestamp(records[0])
+            self.ranges[key] = (f.offset(records[0]), f.offset(records[-1]))
         else:
-            self.ranges[key] = (first[0], records[-1].offset)
+            self.ranges[key] = (first[0], f.offset(records[-1]))
 
 
 def label_salt(batch: Batch) -> str:
@@ -196,12 +198,13 @@ class PartitionBatches:
             key = (tp.topic, tp.partition)
             start, n = 0, len(records)
             expected = self.expected.get(key)
+            offset = fields(records[0]).offset if records else None
             while expected and start < n:
                 last = expected[0][1]
-                end = bisect.bisect_right(records, last, lo=start, key=_offset)
+                end = bisect.bisect_right(records, last, lo=start, key=offset)
                 if end > start:
                     self._batch(tp).add(tp.topic, tp.partition, records[start:end])
-                if end < n or records[end - 1].offset == last:     # the recorded end is reached
+                if end < n or offset(records[end - 1]) == last:     # the recorded end is reached
                     b = self.open.pop(tp, None)
                     if b is not None:
                         sealed.append((b, "recorded"))
@@ -246,15 +249,6 @@ class PartitionBatches:
         return [], dropped
 
 
-def _offset(record) -> int:
-    return record.offset
-
-
-def _value_bytes(record) -> int:
-    value = record.value
-    return 0 if value is None else len(value)
-
-
 class AlignedBatches:
     """``replay``: one batch per partition and chunk of ``size`` offsets, sealed when its chunk's
     last offset arrives — or, for the partition's last chunk, when the consumer says the
@@ -292,11 +286,12 @@ class AlignedBatches:
         for tp, records in poll_result.items():
             key = (tp.topic, tp.partition)
             start, n = 0, len(records)
+            f = fields(records[0]) if records else None
             while start < n:
                 current = self.open.get(tp)
                 if current is None:
-                    current = self.open[tp] = self._open(key, records[start])
-                end, reason = self._slice(records, start, current)
+                    current = self.open[tp] = self._open(key, records[start], f)
+                end, reason = self._slice(records, start, current, f)
                 if end > start:
                     current[0].add(tp.topic, tp.partition, records[start:end])
                 if reason is not None:
@@ -304,13 +299,14 @@ class AlignedBatches:
                 start = end
         return sealed
 
-    def _open(self, key, first_record) -> list:
+    def _open(self, key, first_record, f) -> list:
         """A batch starting at this record, with the offset it stops before: the end of an
         earlier run's batch from this offset, else its chunk's end or the next earlier batch's
         start."""
-        first = first_record.offset
+        first = f.offset(first_record)
         for last, label, _finished in self.earlier.get(key, {}).get(first, ()):
-            if self.label_of is None or self.label_of(key, first, last, first_record) == label:
+            if self.label_of is None or \
+                    self.label_of(key, first, last, f.timestamp(first_record)) == label:
                 return [self.new_batch(), last + 1, 0, "recorded"]
         stop = (first // self.size + 1) * self.size
         starts = self._starts.get(key)
@@ -320,21 +316,22 @@ class AlignedBatches:
                 stop = min(stop, starts[i])
         return [self.new_batch(), stop, 0, "rows"]
 
-    def _slice(self, records, start: int, current: list) -> tuple[int, str | None]:
+    def _slice(self, records, start: int, current: list, f) -> tuple[int, str | None]:
         """How far the open batch takes ``records[start:]``, and why it is sealed there (None:
         it stays open). Records at or past its stop go to the next batch; a record whose value
         bytes bring it to max_bytes is its last (not for an earlier run's batch: that one is
         reproduced exactly)."""
-        stop, n = current[1], len(records)
-        end = n if records[-1].offset < stop else _first_at(records, stop, start)
+        stop, n, offset = current[1], len(records), f.offset
+        end = n if offset(records[-1]) < stop else bisect.bisect_left(records, stop, start, key=offset)
         if self.max_bytes is not None and current[3] != "recorded":
-            total = current[2]
+            total, value = current[2], f.value
             for i in range(start, end):
-                total += _value_bytes(records[i])
+                v = value(records[i])
+                total += 0 if v is None else len(v)
                 if total >= self.max_bytes:
                     return i + 1, "bytes"
             current[2] = total
-        if end < n or (end > start and records[end - 1].offset == stop - 1):
+        if end < n or (end > start and offset(records[end - 1]) == stop - 1):
             return end, current[3]
         return end, None
 
@@ -362,18 +359,6 @@ class AlignedBatches:
 
     def expect(self, key, cuts) -> None:
         """Replay's cuts are aligned offsets and earlier runs' batches, never recorded ones."""
-
-
-def _first_at(records, offset: int, lo: int) -> int:
-    """The index of the first record at or past ``offset`` (records are in offset order)."""
-    hi = len(records)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if records[mid].offset < offset:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def tune_gc() -> None:

@@ -4,11 +4,18 @@ batches, under the same labels (exactly-once). Pure; ``v1 <first>-<last>,...``.
 
 Kafka keeps up to ``offset.metadata.max.bytes`` (4096 by default) per partition; a few batches
 per partition are in flight at a time, about 20 bytes each.
+
+Stored, the text ends with one NUL byte (``STORED_END``), whichever client commits it:
+confluent-kafka 2.16 adds one to every metadata string it commits, and reads committed metadata
+as a C string, so metadata stored without one (kafka-python's, or an older sinker's) comes back
+with whatever bytes follow it in memory. kafka-python's reader adds the NUL itself (the stored
+bytes are then the same from both clients); ``decode`` takes the text with or without it.
 """
 from __future__ import annotations
 
 PREFIX = "sinker v1"
 MAX_BYTES = 4000
+STORED_END = "\x00"
 
 
 def encode(cuts: list[tuple[int, int]]) -> str:
@@ -26,7 +33,7 @@ def decode(text: str | None) -> list[tuple[int, int]]:
     metadata that does not read back (the caller says so: batches may then form differently)."""
     if not text or not text.startswith(PREFIX):
         return []
-    body = text[len(PREFIX):].strip()
+    body = text[len(PREFIX):].removesuffix(STORED_END).strip()
     cuts = []
     for item in body.split(",") if body else ():
         first, sep, last = item.partition("-")

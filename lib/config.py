@@ -70,6 +70,7 @@ def host_port(entry: str, default_port: int) -> HostPort:
 @dataclass(frozen=True)
 class KafkaConfig:
     brokers: tuple[str, ...] = ()           # required (or env SINKER_KAFKA_BROKERS): no guessed default
+    client: str = "kafka-python"            # kafka-python | confluent-kafka (librdkafka: ~7x less CPU)
     topics: tuple[str, ...] = ()
     group_id: str | None = None             # unset: "sinker.<database>.<table>", one group per target
     client_id: str = "sinker"
@@ -253,12 +254,14 @@ DELIVERIES = ("exactly_once", "at_least_once")
 KAFKA_FIELDS = ("topic", "partition", "offset", "timestamp", "key")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # values compared case-insensitively, stored in this case
 _UPPER = {"kafka.security_protocol", "kafka.sasl_mechanism"}
-_LOWER = {"delivery", "kafka.start_from", "mapping.format", "mapping.missing", "dead_letter.type",
-          "logging.level", "logging.format", "logging.output", "mapping.envelope", "doris.group_commit"}
+_LOWER = {"delivery", "kafka.client", "kafka.start_from", "mapping.format", "mapping.missing",
+          "dead_letter.type", "logging.level", "logging.format", "logging.output", "mapping.envelope",
+          "doris.group_commit"}
 ENVELOPES = ("none", "debezium")
 GROUP_COMMIT_MODES = ("off", "sync_mode", "async_mode")
 
@@ -742,6 +745,9 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
          "must not be empty (leave it out to use sinker.<database>.<table>)")
     want("kafka.client_id", bool(k.client_id.strip()), "must not be empty")
     one_of("kafka.start_from", k.start_from, ("earliest", "latest"))
+    one_of("kafka.client", k.client, KAFKA_CLIENTS)
+    if k.client == "confluent-kafka":
+        _check_librdkafka_limits(k, want)
     positive("kafka", k, "max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes",
              "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms",
              "metadata_max_age_ms")
@@ -879,6 +885,26 @@ def _check_kafka_tls(k: KafkaConfig, want) -> None:
          "required with kafka.ssl_keyfile: the client certificate (PEM) that goes with the key")
     want("kafka.ssl_key_password", bool(k.ssl_keyfile) or not k.ssl_key_password,
          "set, but kafka.ssl_keyfile is not: it decrypts the client certificate's key")
+
+
+# librdkafka's ranges for the settings sinker maps onto it (kafka-python takes any positive value)
+_LIBRDKAFKA_MAX = {"session_timeout_ms": 3_600_000, "heartbeat_interval_ms": 3_600_000,
+                   "max_poll_interval_ms": 86_400_000, "request_timeout_ms": 300_000,
+                   "metadata_max_age_ms": 3_600_000, "max_partition_fetch_bytes": 1_000_000_000,
+                   "fetch_max_bytes": 2_147_483_135, "max_poll_records": 1_000_000}
+
+
+def _check_librdkafka_limits(k: KafkaConfig, want) -> None:
+    """What librdkafka refuses and kafka-python accepts: said here, naming the other client."""
+    for n, top in _LIBRDKAFKA_MAX.items():
+        want(f"kafka.{n}", getattr(k, n) <= top, f"must be <= {top} with kafka.client "
+             f"confluent-kafka (librdkafka's limit), got {getattr(k, n)}; lower it or use "
+             "kafka.client kafka-python")
+    want("kafka.request_timeout_ms", k.request_timeout_ms >= 10,
+         "must be >= 10 with kafka.client confluent-kafka (librdkafka's socket.timeout.ms)")
+    want("kafka.max_poll_interval_ms", k.max_poll_interval_ms >= k.session_timeout_ms,
+         f"must be >= kafka.session_timeout_ms ({k.session_timeout_ms}) with kafka.client "
+         "confluent-kafka (librdkafka refuses less); raise it or use kafka.client kafka-python")
 
 
 def _check_schema(m: MappingConfig, bad: set[str], problems: list[str]) -> None:

@@ -3,8 +3,9 @@
 It polls whole batches of records, hands each poll result to the batcher through a bounded queue,
 pauses every assigned partition while that queue is full (and keeps polling so the group keeps
 us), and commits the offsets the OffsetTracker releases: ``last + 1`` of a contiguous prefix of
-batches that Doris confirmed. Rebalance events are recorded by lib/kafka_client.py on the
-client's I/O thread; this thread acts on them after ``poll()`` returns.
+batches that Doris confirmed. Rebalance events are recorded by the reader (kafka-python: on its
+I/O thread; confluent-kafka: inside ``poll()``); this thread acts on them after ``poll()``
+returns.
 
 For ``sinker replay`` it reads fixed partitions instead of joining the group: a ``bounds`` object
 owned by lib/commands/replay.py says where each partition starts and ends, and nothing is
@@ -21,7 +22,8 @@ from collections import deque
 from . import commit_metadata
 from .batcher import Finished, Rebalanced
 from .config import KafkaConfig
-from .kafka_client import KafkaReader, TopicPartition, check_crc32c
+from .kafka_client import KafkaReader, TopicPartition, check_crc32c, open_reader
+from .records import fields
 
 log = logging.getLogger("sinker.consumer")
 
@@ -41,7 +43,7 @@ class ConsumerThread(threading.Thread):
     """Poll → queue; pause when the queue is full; commit what the tracker releases."""
 
     def __init__(self, cfg: KafkaConfig, out: queue.Queue, tracker, obs, shutdown, *,
-                 bounds=None, record_cuts: bool = False, reader_factory=KafkaReader,
+                 bounds=None, record_cuts: bool = False, reader_factory=open_reader,
                  budget=None):
         super().__init__(name="consumer", daemon=True)
         self.cfg = cfg
@@ -109,10 +111,10 @@ class ConsumerThread(threading.Thread):
                     log.warning("closing the Kafka consumer: %s", e)
 
     def _connect(self) -> KafkaReader:
-        check_crc32c()
+        check_crc32c(self.cfg)
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
-            r.subscribe(self.cfg.topics)
+            r.subscribe(self.cfg.topics, before_revoke=self._commit_before_revoke)
             return r
         r.assign(self.bounds.partitions)
         for tp, off in self.bounds.start.items():
@@ -168,8 +170,9 @@ class ConsumerThread(threading.Thread):
                     recs = self.bounds.trim(tp, recs)
                 if recs:
                     result[tp] = recs
-                    self.next_offset[tp] = recs[-1].offset + 1
-                    if tp in self._must_read and recs[-1].offset >= self._must_read[tp]:
+                    last = fields(recs[-1]).offset(recs[-1])
+                    self.next_offset[tp] = last + 1
+                    if tp in self._must_read and last >= self._must_read[tp]:
                         del self._must_read[tp]
                 else:
                     del result[tp]
@@ -209,6 +212,12 @@ class ConsumerThread(threading.Thread):
                            if tp not in self._unpositioned])
             self._budget_paused = set()
             self.obs.metrics.set_paused(len(r.paused()) if self._paused else 0)
+
+    def _commit_before_revoke(self, revoked) -> None:
+        """confluent-kafka runs a revoke inside poll(), on this thread, while the partitions are
+        still ours: commit what Doris confirmed now. Without it a member leaving during our
+        drain (a clean stop of the other worker) fences our last confirmed batches uncommitted."""
+        self._commit(force=True)
 
     def _watch_broker(self) -> None:
         """One log line when no broker has answered for BROKER_DOWN_AFTER_S, one when a broker

@@ -1,16 +1,19 @@
-"""The one seam between sinker and its Kafka client library (kafka-python).
+"""The one seam between sinker and its Kafka client libraries (kafka-python, confluent-kafka).
 
-Everything in lib/ that talks to Kafka goes through here: ``KafkaReader`` for consuming (a group
+Everything in lib/ that talks to Kafka goes through here: ``open_reader`` for consuming (a group
 member for ``run``, a plain reader of assigned partitions for replay, dry-run and check) and
-``open_producer`` for the dead-letter topic. Its surface is kept small on purpose — open, poll a
-batch, pause/resume, commit with metadata, committed and watermark offsets, rebalance events,
-close — so a second client library can stand behind it. Poll results are handed on as the
-library returns them (``{TopicPartition: [record, ...]}``, records with ``offset``, ``timestamp``,
-``key`` and ``value``): no per-record wrapper on the hot path.
+``open_producer`` for the dead-letter topic. The reader's surface is kept small on purpose —
+open, poll a batch, pause/resume, commit with metadata, committed and watermark offsets,
+rebalance events, close — and ``kafka.client`` picks the library behind it: ``KafkaReader`` here
+(kafka-python, the default and the reference) or lib/kafka_client_confluent.py (librdkafka).
+Poll results are handed on as the library returns them (``{TopicPartition: [record, ...]}``,
+TopicPartition being kafka-python's namedtuple on both): no per-record wrapper on the hot path;
+lib/records.py reads either client's records. The dead-letter producer is kafka-python's on both.
 
-A KafkaReader is not thread-safe: only the thread that opened it may call it (the consumer thread
-in ``run``). Rebalance callbacks run on kafka-python's I/O thread; they only record the event,
-and ``take_rebalance()`` hands it to the owning thread after ``poll()`` returns.
+A reader is not thread-safe: only the thread that opened it may call it (the consumer thread
+in ``run``). Rebalance callbacks only record the event (kafka-python runs them on its I/O
+thread, librdkafka inside ``poll()``), and ``take_rebalance()`` hands it to the owning thread
+after ``poll()`` returns.
 """
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from . import commit_metadata
 from .config import KafkaConfig
 from .errors import KafkaUnavailable, TopicNotFound
 from .kafka_security import client_error, preflight, ssl_context
 
-__all__ = ["TopicPartition", "KafkaReader", "client_options", "open_producer",
+__all__ = ["TopicPartition", "KafkaReader", "open_reader", "client_options", "open_producer",
            "topic_max_message_bytes", "check_crc32c"]
 
 log = logging.getLogger("sinker.kafka")
@@ -86,8 +90,18 @@ def missing_topics_message(missing, existing, brokers) -> str:
             "creates topics: fix kafka.topics, or create the topic first")
 
 
-def check_crc32c() -> bool:
+def open_reader(cfg: KafkaConfig, group: bool):
+    """The reader of the configured ``kafka.client``."""
+    if cfg.client == "confluent-kafka":
+        from .kafka_client_confluent import ConfluentReader
+        return ConfluentReader(cfg, group)
+    return KafkaReader(cfg, group)
+
+
+def check_crc32c(cfg: KafkaConfig | None = None) -> bool:
     """kafka-python falls back to a pure-Python CRC that costs ~5x the CPU per message."""
+    if cfg is not None and cfg.client != "kafka-python":
+        return True
     try:
         import crc32c  # noqa: F401
         return True
@@ -140,11 +154,11 @@ def topic_max_message_bytes(cfg: KafkaConfig, topic: str) -> int | None:
         return None
     finally:
         admin.close()
-def require_topics(cfg: KafkaConfig, factory=KafkaConsumer) -> None:
+def require_topics(cfg: KafkaConfig) -> None:
     """Raise TopicNotFound, naming the closest existing topics, unless every configured topic
     exists. A reader of its own lists them: the group member's client must not fetch every
     topic's metadata before it joins (kafka-python then rejoins the group once more)."""
-    reader = KafkaReader(cfg, group=False, factory=factory)
+    reader = open_reader(cfg, group=False)
     try:
         existing = reader.topics()
     except Exception as e:  # noqa: BLE001 - kafka-python's errors vary by version
@@ -211,7 +225,9 @@ class KafkaReader:
         return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
 
     # -- membership ----------------------------------------------------------------------------
-    def subscribe(self, topics) -> None:
+    def subscribe(self, topics, before_revoke=None) -> None:
+        """``before_revoke`` is for confluent-kafka only: kafka-python's listener runs on its I/O
+        thread, where the consumer thread's state must not be touched."""
         self._c.subscribe(topics=list(topics), listener=self._rebalances)
 
     def take_rebalance(self) -> tuple[set, set | None]:
@@ -268,8 +284,8 @@ class KafkaReader:
         """Commit ``{TopicPartition: (next offset, metadata)}``; raises on failure (a commit that
         timed out may still have happened: the caller retries the same values). The broker
         refuses the commit of a member that is no longer in the group's generation."""
-        self._c.commit({tp: OffsetAndMetadata(off, meta, -1) for tp, (off, meta) in offsets.items()},
-                       timeout_ms=timeout_ms)
+        self._c.commit({tp: OffsetAndMetadata(off, meta + commit_metadata.STORED_END, -1)
+                        for tp, (off, meta) in offsets.items()}, timeout_ms=timeout_ms)
 
     def committed(self, tp, timeout_ms: int = 5000) -> int | None:
         return self._c.committed(tp, timeout_ms=timeout_ms)

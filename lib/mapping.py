@@ -34,7 +34,6 @@ import time
 from datetime import date, datetime, timedelta, timezone as _fixed_tz
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from itertools import repeat
-from operator import attrgetter
 from typing import NamedTuple
 
 import ujson
@@ -42,6 +41,7 @@ import ujson
 from . import envelope
 from .dead_letter import DeadLetter
 from .errors import ConfigError
+from .records import fields, identity
 
 NULL = "\\N"
 STRING_LIMIT = 1048576            # Doris's default string_type_length_soft_limit_bytes
@@ -67,7 +67,6 @@ _DATES_MAX = 200_000
 _DEC_CTX = Context(prec=100, rounding=ROUND_HALF_UP)
 _MISSING = object()
 _ONLY_DICT, _ONLY_BYTES = {dict}, {bytes}
-_value_of = attrgetter("value")
 
 
 class Bad(Exception):
@@ -687,7 +686,7 @@ class _Col:
     def _now(self, rec) -> str:
         """CURRENT_TIMESTAMP-like defaults: the record's Kafka timestamp, so re-mapping the same
         record (line_for) gives the same line; the wall clock only if the record has none."""
-        ts = getattr(rec, "timestamp", None)
+        ts = fields(rec).timestamp(rec)
         if type(ts) is not int or ts < 0:
             ts = int(time.time() * 1000)
         return self.ms_time(ts)
@@ -728,8 +727,9 @@ class _Col:
 
     def kafka_value(self, rec):
         k = self.kafka
+        f = fields(rec)
         if k == "key":
-            key = rec.key
+            key = f.key(rec)
             if key is None:
                 return None
             try:
@@ -738,9 +738,9 @@ class _Col:
                 raise Bad("conversion", f"column {self.name}: the Kafka key is not UTF-8 text",
                           self.name) from None
         if k == "timestamp":
-            ts = rec.timestamp
+            ts = f.timestamp(rec)
             return ts if type(ts) is int and ts >= 0 else None
-        return getattr(rec, k)
+        return getattr(f, k)(rec)
 
     def lookup(self, obj, path=None):
         """The value at this column's path (or ``path``), or _MISSING when a key is absent or
@@ -967,10 +967,11 @@ class Mapper:
 
     def _general(self, rec) -> bytes:
         """The reference path for one record: every rule, every error with its reason."""
+        value = fields(rec).value(rec)
         try:
-            return self._row(self._object(rec.value), rec)
+            return self._row(self._object(value), rec)
         except _NeedExact:
-            return self._row(self._object(rec.value, exact=True), rec)
+            return self._row(self._object(value, exact=True), rec)
 
     def _row(self, obj, rec, event=None) -> bytes:
         for c in self._auto:
@@ -995,14 +996,15 @@ class Mapper:
             raise
 
     def _map_csv(self, records, out, dead) -> int:
+        if not records:
+            return 0
         fast, loads, append = self._fast, ujson.loads, out.append
         n = 0
-        for rec in records:
+        for rec, value in zip(records, map(fields(records[0]).value, records)):
             try:
-                line = fast(loads(rec.value), rec)
+                line = fast(loads(value), rec)
             except Bad as b:   # final: the general path would meet the same value first
-                dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                       rec.value, b.reason, b.column))
+                dead.append(DeadLetter(*identity(rec), b.reason, b.column))
                 continue
             except Exception:  # noqa: BLE001 - anything unusual: the general path decides
                 line = None
@@ -1010,8 +1012,7 @@ class Mapper:
                 try:
                     line = self._general(rec)
                 except Bad as b:
-                    dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                           rec.value, b.reason, b.column))
+                    dead.append(DeadLetter(*identity(rec), b.reason, b.column))
                     continue
             append(line)
             n += len(line)
@@ -1020,11 +1021,13 @@ class Mapper:
     # --- json
     def _map_json(self, records, out, dead) -> int:
         loads, append = ujson.loads, out.append
+        if not records:
+            return 0
         plain = not self._extras
-        if plain and records:
+        values = list(map(fields(records[0]).value, records))
+        if plain:
             # The common case for a whole slice at C speed: every value a JSON object on one line.
             # Anything else and the loop below decides record by record, exactly as before.
-            values = list(map(_value_of, records))
             try:
                 ok = set(map(type, values)) == _ONLY_BYTES and \
                     set(map(type, map(loads, values))) == _ONLY_DICT
@@ -1036,8 +1039,7 @@ class Mapper:
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
                     return len(joined) + len(values)
         n = 0
-        for rec in records:
-            v = rec.value
+        for rec, v in zip(records, values):
             line = None
             if plain:
                 try:
@@ -1050,15 +1052,15 @@ class Mapper:
                 try:
                     line = self._json_line(rec)
                 except Bad as b:
-                    dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                           v, b.reason, b.column))
+                    dead.append(DeadLetter(*identity(rec), b.reason, b.column))
                     continue
             append(line)
             n += len(line)
         return n
 
     def _json_line(self, rec) -> bytes:
-        v = bytes(rec.value) if rec.value is not None else None
+        v = fields(rec).value(rec)
+        v = bytes(v) if v is not None else None
         obj = self._object(v)
         if b"\xed" in v:    # ujson takes UTF-8-encoded surrogates (ED A0..BF ..): not UTF-8 for Doris
             try:
@@ -1100,14 +1102,14 @@ class Mapper:
     def _map_cdc(self, records, out, dead) -> int:
         tombstones = self.cfg.envelope == "debezium"
         append, n = out.append, 0
+        value = fields(records[0]).value if records else None
         for rec in records:
-            if rec.value is None and tombstones:
+            if tombstones and value(rec) is None:
                 continue       # consumed, not loaded: the batch counts it as skipped
             try:
                 line = self._cdc_line(rec)
             except Bad as b:
-                dead.append(DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                       rec.value, b.reason, b.column))
+                dead.append(DeadLetter(*identity(rec), b.reason, b.column))
                 continue
             append(line)
             n += len(line)
@@ -1115,7 +1117,7 @@ class Mapper:
 
     def _cdc_line(self, rec, exact: bool = False) -> bytes:
         # json rows are written again (with the sign): decoded exactly, so numbers keep their text
-        obj = self._object(rec.value, exact or self.format == "json")
+        obj = self._object(fields(rec).value(rec), exact or self.format == "json")
         try:
             delete, row, event = self._split(obj)
         except envelope.EnvelopeError as e:

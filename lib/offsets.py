@@ -100,13 +100,20 @@ class OffsetTracker:
     # -- the writers ---------------------------------------------------------------------------
     def wait_recorded(self, seq: int, timeout: float) -> str | None:
         """RECORDED when the batch may be loaded, REVOKED when its partition moved away (do not
-        load it), None when ``timeout`` passed first."""
+        load it), None when ``timeout`` passed first. A batch not recorded when its partitions
+        were fenced never will be (nothing is committed for them): REVOKED at once, not when
+        the rebalance reaches the batcher, which may wait behind this very writer's queue."""
         with self._lock:
             if seq in self._unrecorded:
-                self._recorded_cv.wait_for(lambda: seq not in self._unrecorded, timeout)
-            if seq not in self._keys:
+                self._recorded_cv.wait_for(
+                    lambda: seq not in self._unrecorded or self._fenced_away(seq), timeout)
+            if seq not in self._keys or (seq in self._unrecorded and self._fenced_away(seq)):
                 return REVOKED
             return None if seq in self._unrecorded else RECORDED
+
+    def _fenced_away(self, seq: int) -> bool:
+        keys = self._keys.get(seq)
+        return keys is not None and all(k in self._fenced for k in keys)
 
     def confirm(self, seq: int) -> None:
         """Doris has this batch's rows (and its dead letters are durable). Unknown seqs are ignored."""
@@ -125,6 +132,7 @@ class OffsetTracker:
         """Revoked just now: commit nothing for these partitions until ``rebalance`` ran."""
         with self._lock:
             self._fenced.update((k[0], k[1]) for k in keys)
+            self._recorded_cv.notify_all()      # their unrecorded batches: REVOKED now
 
     def commit_plan(self, owned=None) -> tuple[dict[Key, tuple[int, list]], set[int]]:
         """What to commit now: ``{key: (offset, pending cuts [(first, last), ...])}`` for owned,

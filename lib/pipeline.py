@@ -76,9 +76,9 @@ class Pipeline:
         new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema,
                                               budget=self.budget)
         if replay is not None:
-            def label_of(key, first, last, record):
+            def label_of(key, first, last, first_timestamp):
                 return labels.make_label(label_prefix, full_name, {key: (first, last)},
-                                         salt=batcher_mod.salt_of({key: record.timestamp}))
+                                         salt=batcher_mod.salt_of({key: first_timestamp}))
             full_name = f"{cfg.doris.database}.{cfg.doris.table}"
             cuts = batcher_mod.AlignedBatches(replay.chunk_rows, new_batch, cfg.batch.max_bytes,
                                               earlier=replay.earlier, label_of=label_of,

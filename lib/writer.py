@@ -34,6 +34,7 @@ from .config import WriterConfig
 from .dead_letter import DeadLetter
 from .errors import DorisFatalError, RetriesExhausted, TransportError
 from .offsets import REVOKED
+from .records import identity
 
 log = logging.getLogger("sinker.writer")
 
@@ -370,8 +371,9 @@ class WriterThread(threading.Thread):
             rec = pairs[0][1]
             why = next((r for r, _ in self._rejected(body) or ()), None) or outcome.message
             self._dead_letter(batch, [self._letter(rec, why)])
+            topic, partition, offset, _ts, _value = identity(rec)
             log.warning("batch %s: Doris rejected the row at %s[%d]@%d: %s", batch.label,
-                        rec.topic, rec.partition, rec.offset, why,
+                        topic, partition, offset, why,
                         extra=_fields(batch, batch.label, 1))
             return
         mid = len(pairs) // 2
@@ -380,8 +382,7 @@ class WriterThread(threading.Thread):
 
     @staticmethod
     def _letter(rec, reason: str) -> DeadLetter:
-        return DeadLetter(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.value,
-                          f"doris_rejected: {reason}", None)
+        return DeadLetter(*identity(rec), f"doris_rejected: {reason}", None)
 
     def _dead_letter(self, batch: Batch, dead: list) -> None:
         self.sink.write(dead, batch.full_name)
@@ -400,7 +401,7 @@ class _Revoked(Exception):
 
 
 def _subset_label(batch: Batch, pairs) -> str:
-    return labels.subset_label(batch.label, [(r.topic, r.partition, r.offset) for _, r in pairs])
+    return labels.subset_label(batch.label, [identity(r)[:3] for _, r in pairs])
 
 
 def _int(body, key: str) -> int | None:

@@ -109,7 +109,7 @@ class FakeReader:
         self.reachable = True        # what broker_reachable() answers
 
     # membership
-    def subscribe(self, topics):
+    def subscribe(self, topics, before_revoke=None):
         self.subscribed = list(topics)
 
     def rebalance(self, assigned):

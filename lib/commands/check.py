@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from .. import load_result
 from ..config import HostPort
 from ..errors import ConfigError, SchemaError, SinkerError
-from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
 from .. import envelope
+from ..kafka_client import TopicPartition, missing_topics_message, open_reader
 from ..schema import SchemaSource, connect, table_model
 from ..stream_load import StreamLoader
 from .dry_run import dry_run
@@ -87,7 +87,7 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
     state: dict = {}
 
     def kafka_brokers():
-        c = KafkaReader(cfg.kafka, group=False)
+        c = open_reader(cfg.kafka, group=False)
         state["consumer"] = c
         return f"{len(c.topics())} topics visible at {', '.join(cfg.kafka.brokers)}"
 
@@ -103,7 +103,7 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
         return "; ".join(out)
 
     def kafka_group():
-        c = KafkaReader(cfg.kafka, group=True)   # reads the group's commits; never joins or commits
+        c = open_reader(cfg.kafka, group=True)   # reads the group's commits; never joins or commits
         try:
             committed = {tp: c.committed(TopicPartition(*tp)) for tp in state.get("tps", [])}
         finally:

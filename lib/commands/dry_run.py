@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from ..dead_letter import category
 from ..errors import ConfigError
-from ..kafka_client import KafkaReader, TopicPartition
+from .. import kafka_client
+from ..kafka_client import TopicPartition
+from ..records import fields
 
 log = logging.getLogger("sinker.dry_run")
 
@@ -32,7 +34,7 @@ class DryRunSummary:
 
 def open_reader(cfg, start: str, with_group: bool):
     """A consumer assigned to every partition of the topics, positioned at `start`."""
-    c = KafkaReader(cfg.kafka, group=with_group)
+    c = kafka_client.open_reader(cfg.kafka, group=with_group)
     tps = []
     for topic in cfg.kafka.topics:
         parts = c.partitions_for_topic(topic)
@@ -81,7 +83,7 @@ def dry_run(cfg, mapper, limit: int, start: str, out, wait_s: float = 5.0) -> Dr
                 summary.rows += len(lines)
                 summary.messages += len(records)
                 out.writelines(lines)
-                if start != "latest" and records[-1].offset + 1 >= ends[tp]:
+                if start != "latest" and fields(records[-1]).offset(records[-1]) + 1 >= ends[tp]:
                     pending.discard(tp)
         out.flush()
     finally:

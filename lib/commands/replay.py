@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from .. import labels
 from ..config import with_labels
 from ..errors import AlreadyRunning, ConfigError, Interrupted, TopicNotFound
-from ..kafka_client import KafkaReader, TopicPartition, missing_topics_message
+from ..kafka_client import TopicPartition, missing_topics_message, open_reader
+from ..records import fields
 
 log = logging.getLogger("sinker.replay")
 
@@ -128,9 +129,12 @@ class ReplayBounds:
     def trim(self, tp, records: list) -> list:
         """The records below the partition's end."""
         end = self.end[tp]
-        if not records or records[-1].offset < end:
+        if not records:
             return records
-        return [r for r in records if r.offset < end]
+        offset = fields(records[0]).offset
+        if offset(records[-1]) < end:
+            return records
+        return [r for r in records if offset(r) < end]
 
     def reached(self, tp, position: int) -> bool:
         """Record the partition's read position; True when it is done now."""
@@ -209,7 +213,7 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
             and from_timestamp_ms > to_timestamp_ms:
         raise ConfigError("replay: --from-timestamp is after --to-timestamp (the range is "
                           "reversed): the earlier time comes first")
-    c = KafkaReader(cfg.kafka, group=False)
+    c = open_reader(cfg.kafka, group=False)
     try:
         known = c.partitions_for_topic(topic)
         if not known:
@@ -297,7 +301,7 @@ def plan_as_dict(plan: ReplayPlan) -> dict:
 def group_committed(cfg, plan: ReplayPlan) -> dict:
     """The consumer group's committed offset of each planned partition (None: no commit). Read
     without joining the group: nothing is committed and the group is not rebalanced."""
-    c = KafkaReader(cfg.kafka, group=True)
+    c = open_reader(cfg.kafka, group=True)
     try:
         return {tp: c.committed(tp) for tp in plan.partitions}
     finally:

@@ -185,16 +185,21 @@ class Sampler(logging.Filter):
 
 
 class KafkaConnectionNoise(logging.Filter):
-    """Drops kafka-python's records about lost or refused broker connections. While a broker is
-    away it logs several a second, at ERROR; sinker's consumer says it once when no broker has
-    answered for a while and once when one is back (lib/consumer.py _watch_broker)."""
+    """Drops the Kafka clients' records about lost or refused broker connections (kafka-python's,
+    and librdkafka's through lib/kafka_client_confluent.py). While a broker is away they log
+    several a second, at ERROR; sinker's consumer says it once when no broker has answered for a
+    while and once when one is back (lib/consumer.py _watch_broker)."""
 
     MARKERS = ("KafkaConnectionError", "NodeNotReadyError", "No node available",
                "socket disconnected", "Connection lost", "Connection failed",
-               "Marking the coordinator dead", "ECONNREFUSED", "Connection refused")
+               "Marking the coordinator dead", "ECONNREFUSED", "Connection refused",
+               # librdkafka
+               "Disconnected", "brokers are down", "Failed to resolve", "Receive failed")
+    LIBRDKAFKA = "sinker.kafka.librdkafka"
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name != "kafka" and not record.name.startswith("kafka."):
+        if (record.name != "kafka" and not record.name.startswith("kafka.")
+                and record.name != self.LIBRDKAFKA):
             return True
         try:
             text = record.getMessage()

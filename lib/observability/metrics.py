@@ -19,7 +19,6 @@ import os
 import platform
 import threading
 import time
-from operator import attrgetter, itemgetter
 
 import prometheus_client
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info,
@@ -28,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import __version__
 from ..dead_letter import category as _category
+from ..records import fields
 
 # The *_created series double the series count of every labelled counter and no dashboard uses
 # them. sinker owns its process, so turning them off globally is safe.
@@ -222,20 +222,12 @@ _SECONDS_LOAD = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 60
 _ROWS = (10, 100, 1_000, 10_000, 50_000, 100_000, 500_000, 1_000_000)
 _BYTES = (1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28)
 
-try:   # positional access on kafka-python's namedtuple is twice as fast as the attribute
-    from kafka.consumer.fetcher import ConsumerRecord as _Record
-    _value_by_index = itemgetter(_Record._fields.index("value"))
-except (ImportError, AttributeError, ValueError):
-    _Record, _value_by_index = None, None
-_value_by_name = attrgetter("value")
-
-
 def _records_bytes(records) -> int:
-    get = _value_by_index if type(records[0]) is _Record else _value_by_name
+    get = fields(records[0]).value
     try:
         return sum(map(len, map(get, records)))
-    except TypeError:      # a tombstone (value None) among them, or a record of another type
-        return sum(len(v) for v in map(_value_by_name, records) if v is not None)
+    except TypeError:      # a tombstone (value None) among them
+        return sum(len(v) for v in map(get, records) if v is not None)
 
 
 def _num(body: dict, key: str) -> float | None:

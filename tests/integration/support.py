@@ -21,6 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[2]
 
 
+DEFAULT_CLIENT = "kafka-python"
+kafka_client = DEFAULT_CLIENT      # kafka.client of stack_config(); tests/integration/conftest.py sets it
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
@@ -29,6 +33,7 @@ def stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, **sections)
     """A config dict for the test stack; sections override/extend the defaults."""
     cfg = {
         "kafka": {"brokers": [kafka_bootstrap], "topics": [topic], "group_id": unique("g"),
+                  "client": kafka_client,
                   "start_from": "earliest", "session_timeout_ms": 10000,
                   "heartbeat_interval_ms": 1000},
         "doris": {"fe_hosts": [f"{doris.host}:{doris.fe_http_port}"], "http_port": doris.fe_http_port,

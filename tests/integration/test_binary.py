@@ -46,3 +46,10 @@ def test_binary_help_version_describe_and_dry_run(binary, tmp_path, kafka_bootst
     r = run(binary, "dry-run", "-c", str(path), "--from", "earliest", "--limit", "5", "--wait", "2")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "7\tseven\n"
+    # the bundled librdkafka: the same dry run on kafka.client confluent-kafka
+    cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table)
+    cfg["kafka"]["client"] = "confluent-kafka"
+    path = write_config(tmp_path, cfg, "confluent.yaml")
+    r = run(binary, "dry-run", "-c", str(path), "--from", "earliest", "--limit", "5", "--wait", "2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "7\tseven\n"

@@ -259,3 +259,39 @@ def test_120_rejected_rows_in_one_batch_all_go_to_dead_letters(tmp_path, kafka_b
     assert sorted(d["offset"] for d in dead) == list(range(1, 240, 2))
     assert all(d["category"] == "doris_rejected" for d in dead)
     assert rows_and_distinct(doris, db, table) == (120, 120)
+
+
+def test_kill_9_then_restart_on_the_other_client_loses_and_duplicates_nothing(
+        tmp_path, kafka_bootstrap, doris, kafka_client):
+    """The group, its offsets and the cut points in their metadata are plain Kafka protocol: a
+    group killed on one client and restarted on the other goes on exactly once."""
+    other = {"kafka-python": "confluent-kafka", "confluent-kafka": "kafka-python"}[kafka_client]
+    partitions = 3
+    topic = unique("eo_switch")
+    create_topic(kafka_bootstrap, topic, partitions)
+    db, table = make_table(doris)
+    cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table)
+    switched = dict(cfg, kafka={**cfg["kafka"], "client": other})
+    paths = [path, write_config(tmp_path, switched, "other-client.yaml")]
+    producer = LiveProducer(kafka_bootstrap, topic, partitions)
+    producer.start()
+    doris.faults.set("slow", rate=0.3, delay_s=0.2)      # loads in flight when the kill comes
+    try:
+        for i in range(4):
+            proc = start_process(paths[i % 2], log_path=tmp_path / f"run{i}.log")
+            before = count_rows(doris, db, table)
+            wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
+            proc.kill()
+            proc.wait(30)
+    finally:
+        doris.faults.clear()
+        n = producer.finish()
+    proc = start_process(paths[1], log_path=tmp_path / "final.log")
+    try:
+        wait_all_loaded_once(doris, db, table, n)
+        wait_for(lambda: sum(v or 0 for v in committed_offsets(
+            kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
+            60, 0.5, "everything committed")
+    finally:
+        assert stop_process(proc) == 0, (tmp_path / "final.log").read_text()[-3000:]
+    assert rows_and_distinct(doris, db, table) == (n, n)

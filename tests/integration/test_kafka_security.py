@@ -11,9 +11,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.integration.support import (
     ROOT, InProcess, committed_offsets, count_rows, read_dead_letters, stack_config, start_process,
     stop_process, unique, wait_for, write_config)
+from tests.integration.conftest import CLIENTS
 from tests.stack.kafka import create_topic, produce
 
 DDL = """CREATE TABLE `{db}`.`{table}` (id BIGINT NOT NULL, qty INT NOT NULL)
@@ -80,34 +83,40 @@ def load_with_process(tmp_path, broker, doris, cfg, topic, db, table, n, env) ->
     return out
 
 
-def test_scram_sha_512_over_sasl_ssl_loads_rows(tmp_path, secure_kafka, doris):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_scram_sha_512_over_sasl_ssl_loads_rows(tmp_path, secure_kafka, doris, client):
     cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
-                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512"), n=300)
+                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512", client=client),
+                                 n=300)
     out = load_with_process(tmp_path, secure_kafka, doris, cfg, topic, db, table, 300,
                             env={"SINKER_KAFKA_SASL_PASSWORD": password(secure_kafka)})
     assert password(secure_kafka) not in out
 
 
-def test_plain_over_sasl_plaintext_loads_rows(tmp_path, secure_kafka, doris):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_plain_over_sasl_plaintext_loads_rows(tmp_path, secure_kafka, doris, client):
     cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
-                                 sasl(secure_kafka, "SASL_PLAINTEXT", "PLAIN"), n=200)
+                                 sasl(secure_kafka, "SASL_PLAINTEXT", "PLAIN", client=client), n=200)
     out = load_with_process(tmp_path, secure_kafka, doris, cfg, topic, db, table, 200,
                             env={"SINKER_KAFKA_SASL_PASSWORD": password(secure_kafka)})
     assert password(secure_kafka) not in out
 
 
-def test_client_certificate_over_ssl_loads_rows(tmp_path, secure_kafka, doris):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_client_certificate_over_ssl_loads_rows(tmp_path, secure_kafka, doris, client):
     key_password = secure_kafka.security.pki.client_key_password
-    cfg, topic, db, table = make(doris, secure_kafka, tmp_path, mtls(secure_kafka), n=200)
+    cfg, topic, db, table = make(doris, secure_kafka, tmp_path, mtls(secure_kafka, client=client),
+                                 n=200)
     out = load_with_process(tmp_path, secure_kafka, doris, cfg, topic, db, table, 200,
                             env={"SINKER_KAFKA_SSL_KEY_PASSWORD": key_password})
     assert key_password not in out
 
 
-def test_wrong_password_is_refused_naming_mechanism_and_user(tmp_path, secure_kafka, doris):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_wrong_password_is_refused_naming_mechanism_and_user(tmp_path, secure_kafka, doris, client):
     for listener, mechanism in (("SASL_SSL", "SCRAM-SHA-512"), ("SASL_PLAINTEXT", "PLAIN")):
         cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
-                                     sasl(secure_kafka, listener, mechanism), n=5)
+                                     sasl(secure_kafka, listener, mechanism, client=client), n=5)
         wrong = f"not-{password(secure_kafka)}"
         r = run_cli(write_config(tmp_path, cfg), env={"SINKER_KAFKA_SASL_PASSWORD": wrong})
         # exit 3 is the refusal read from the broker; the 30 s bootstrap timeout would be exit 4
@@ -194,13 +203,16 @@ def test_dead_letter_producer_is_refused_like_the_consumer(tmp_path, secure_kafk
     assert wrong not in r.stdout + r.stderr
 
 
-def test_broker_that_does_not_answer_is_unavailable_not_refused(tmp_path, secure_kafka, doris):
-    """Nothing listens: the preflight steps aside, kafka-python gives up on bootstrapping and that
+@pytest.mark.parametrize("client", CLIENTS)
+def test_broker_that_does_not_answer_is_unavailable_not_refused(tmp_path, secure_kafka, doris,
+                                                                client):
+    """Nothing listens: the preflight steps aside, the client gives up on bootstrapping and that
     is exit 4 (a restart may succeed), not 3 and not an internal error."""
     from tests.stack.kafka import free_port
     dead = f"127.0.0.1:{free_port()}"
     cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
-                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512", brokers=[dead]))
+                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512", brokers=[dead],
+                                      client=client))
     r = run_cli(write_config(tmp_path, cfg), env={"SINKER_KAFKA_SASL_PASSWORD": password(secure_kafka)})
     assert r.returncode == 4, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]

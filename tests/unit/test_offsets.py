@@ -243,3 +243,22 @@ def test_cuts_inherited_from_the_previous_reader_stay_in_every_commit():
     t.add(1, {P0: (200, 299)}, recorded=True)
     t.confirm(1)
     assert t.commit_plan({P0})[0] == {P0: (300, [])}
+
+
+def test_a_batch_unrecorded_when_its_partition_is_fenced_is_revoked_at_once():
+    """Its cuts can no longer be committed: a writer waiting for them must drop it now, not when
+    the rebalance reaches the batcher (which may be blocked on that writer's full queue)."""
+    from sinker_lib.offsets import RECORDED, REVOKED
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)}, recorded=False)
+    t.add(1, {P1: (0, 9)}, recorded=False)
+    assert t.wait_recorded(0, 0) is None
+    waited = []
+    waiter = threading.Thread(target=lambda: waited.append(t.wait_recorded(0, 30)))
+    waiter.start()
+    t.fence([P0])
+    waiter.join(30)
+    assert waited == [REVOKED]
+    assert t.wait_recorded(1, 0) is None                  # another partition's batch still waits
+    t.mark_committed({P1: 0}, recorded={1})
+    assert t.wait_recorded(1, 0) == RECORDED
