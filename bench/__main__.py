@@ -267,17 +267,22 @@ def main(argv=None) -> int:
                     measure(f"sinker {fmt}, 2 workers", profile, n,
                             lambda: workers(2, base, fmt, profile, n))
             measure("raw confluent-kafka", profile, n, lambda: child("raw-confluent", *counted))
+            confluent = [*base, "--client", "confluent-kafka"]
             for fmt in ("json", "csv"):
                 measure(f"sinker {fmt}, confluent-kafka", profile, n,
                         lambda: child("sinker", *counted, "--format", fmt,
                                       "--client", "confluent-kafka"))
+                if profile == "small":
+                    measure(f"sinker {fmt}, confluent-kafka, 2 workers", profile, n,
+                            lambda: workers(2, confluent, fmt, profile, n))
             measure("raw consume (2nd)", profile, n, lambda: child("raw", *counted))
 
         if "latency" in parts:
             # steady rate: the Java producer paces, one sinker worker loads as it arrives
             results["latency"] = {}
             n = args.latency_rate * args.latency_seconds
-            for fmt in ("csv", "json"):
+            for fmt, client in (("csv", "kafka-python"), ("json", "kafka-python"),
+                                ("csv", "confluent-kafka"), ("json", "confluent-kafka")):
                 topic = f"bench_latency_{fmt}_{uuid.uuid4().hex[:8]}"
                 create_topic(broker.bootstrap, topic, args.partitions)
                 gate = Gate(1, args.partitions)
@@ -286,7 +291,7 @@ def main(argv=None) -> int:
                 try:
                     ps = start_workers(1, gate, [*common, "--topic", topic, "--table", "small",
                                                  "--format", fmt, "--latency", "--interval", "1.0",
-                                                 "--batch-rows", "100000"])
+                                                 "--batch-rows", "100000", "--client", client])
                     procs.extend(ps)
                     gate.wait_assigned(ps)
                     gate.open()
@@ -302,15 +307,16 @@ def main(argv=None) -> int:
                     wall = out["t_last"] - out["t_first"]
                 finally:
                     gate.close()
-                lat = {"rate": args.latency_rate, "seconds": args.latency_seconds,
+                lat = {"format": fmt, "client": client,
+                       "rate": args.latency_rate, "seconds": args.latency_seconds,
                        "produced": sent["sent"], "produce_s": sent["seconds"],
                        "achieved_msg_per_s": sent["sent"] / sent["seconds"],
                        "cpu_pct": 100 * out["cpu_s"] / wall, "rss_mb": out["rss_mb"],
                        "broker_cpu_pct": 100 * (proc_cpu_s(broker.pid) - b0) / wall,
                        "emulator_cpu_pct": 100 * (proc_cpu_s(emu.pid) - e0) / wall,
                        **out.get("latency_ms", {})}
-                results["latency"][fmt] = lat
-                print(f"latency at {lat['achieved_msg_per_s']:,.0f} msg/s ({fmt}, small): "
+                results["latency"][f"{fmt}, {client}"] = lat
+                print(f"latency at {lat['achieved_msg_per_s']:,.0f} msg/s ({fmt}, {client}, small): "
                       + ", ".join(f"{k} {lat[k]:,.0f} ms" for k in ("p50", "p90", "p99", "max")
                                   if k in lat)
                       + f"; sinker cpu {lat['cpu_pct']:.0f}%", flush=True)
@@ -406,14 +412,72 @@ def report(results):
                   f"(target >= 0.90: {'met' if ratio >= 0.9 else 'missed'}, margin {ratio - 0.9:+.2f})")
     lat = results.get("latency") or {}
     if lat:
-        print("\n| format | rate msg/s | p50 ms | p90 ms | p99 ms | max ms | sinker CPU % |")
+        print("\n| format, client | rate msg/s | p50 ms | p90 ms | p99 ms | max ms | sinker CPU % |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for fmt, x in lat.items():
             print(f"| {fmt} | {x['achieved_msg_per_s']:,.0f} | {x.get('p50', 0):,.0f} | "
                   f"{x.get('p90', 0):,.0f} | {x.get('p99', 0):,.0f} | {x.get('max', 0):,.0f} | "
                   f"{x['cpu_pct']:.0f} |")
+    targets = check_targets(results)
+    if targets:
+        print("\n| target (issue 14) | measured | wanted | met | margin |")
+        print("|---|---:|---:|---|---:|")
+        for t in targets:
+            print(f"| {t['target']} | {t['measured']:,.2f} | {t['op']} {t['wanted']:,.2f} | "
+                  f"{'met' if t['met'] else 'missed'} | {t['margin']:+.0%} |")
     m = results["machine"]
     print(f"\nload average: before {m['loadavg_before']}, after {m.get('loadavg_after')}")
+
+
+def check_targets(results) -> list[dict]:
+    """Each of issue 14's targets that this run measured: the figure, the bound, met or missed,
+    and the margin as a fraction of the bound (+: room left, -: short by). Stored in results."""
+    by = {(r["name"], r["profile"]): r for r in results["runs"]}
+    raw = {"kafka-python": [by.get((f"raw consume ({k})", "small")) for k in ("1st", "2nd")],
+           "confluent-kafka": [by.get(("raw confluent-kafka", "small"))]}
+    raw = {c: sum(r["msg_per_s"] for r in rs) / len(rs) for c, rs in raw.items() if all(rs)}
+    out = []
+
+    def want(target, measured, wanted, op=">="):
+        if measured is None:
+            return
+        met = measured >= wanted if op == ">=" else measured < wanted
+        margin = (measured - wanted) / wanted if op == ">=" else (wanted - measured) / wanted
+        out.append({"target": target, "measured": measured, "wanted": wanted, "op": op,
+                    "met": met, "margin": margin})
+
+    def run(name, profile="small", key="msg_per_s"):
+        r = by.get((name, profile))
+        return r[key] if r else None
+
+    want("small json, confluent-kafka, msg/s", run("sinker json, confluent-kafka"), 200_000)
+    if "confluent-kafka" in raw and run("sinker json, confluent-kafka"):
+        want("small json, confluent-kafka, x raw confluent loop",
+             run("sinker json, confluent-kafka") / raw["confluent-kafka"], 0.5)
+    want("small csv, confluent-kafka, msg/s", run("sinker csv, confluent-kafka"), 130_000)
+    for fmt, bound in (("json", 1.0), ("csv", 0.75)):
+        if "kafka-python" in raw and run(f"sinker {fmt}"):
+            want(f"small {fmt}, kafka-python, x raw kafka-python loop",
+                 run(f"sinker {fmt}") / raw["kafka-python"], bound)
+    want("large json, confluent-kafka, MB/s", run("sinker json, confluent-kafka", "large", "mb_per_s"), 60)
+    want("large csv, confluent-kafka, MB/s", run("sinker csv, confluent-kafka", "large", "mb_per_s"), 25)
+    for fmt in ("json", "csv"):
+        for client, suffix in (("kafka-python", ""), ("confluent-kafka", ", confluent-kafka")):
+            one, two = run(f"sinker {fmt}{suffix}"), run(f"sinker {fmt}{suffix}, 2 workers")
+            if one and two:
+                want(f"2 workers vs 1, {fmt}, {client}", two / one, 1.8)
+        eo, alo = run(f"sinker {fmt}"), run(f"sinker {fmt}, at-least-once")
+        if eo and alo:
+            want(f"exactly-once vs at-least-once, {fmt}", eo / alo, 0.9)
+    for r in results["runs"]:
+        if r["name"].startswith("sinker") and "2 workers" not in r["name"]:
+            bound = 300 if r["profile"] == "small" else 500
+            want(f"peak RSS MB, {r['profile']}, {r['name']}", r["rss_mb"], bound, "<")
+    for name, x in (results.get("latency") or {}).items():
+        if "p99" in x:
+            want(f"P99 produce -> visible ms at {x['rate']:,} msg/s, {name}", x["p99"], 2000, "<")
+    results["targets"] = out
+    return out
 
 
 def _ratio(x):
