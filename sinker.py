@@ -276,8 +276,8 @@ def dead_letters_resend(config_path, path, table, dry_run):
     if summary.failed_path:
         click.echo(f"rows that failed again: {summary.failed_path} (fix them and resend that file)")
     if any(s.kafka == "key" for s in cfg.mapping.columns) and not dry_run:
-        click.echo("note: dead-letter files keep no Kafka key: @kafka.key columns loaded NULL "
-                   "unless the lines carry key or key_b64",
+        click.echo("note: @kafka.key columns load the key the dead letter kept (key or key_b64); "
+                   "lines without one (written by an older sinker, or edited) load NULL",
                    err=True)
     sys.exit(5 if summary.failed else 0)
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from . import __version__
+from .records import fields
 
 
 class DeadLetter(NamedTuple):
@@ -27,6 +28,7 @@ class DeadLetter(NamedTuple):
     value: bytes | None        # the original message bytes
     reason: str
     column: str | None = None  # the column whose value failed, when one did
+    key: bytes | None = None   # the Kafka key (dead-letters resend restores @kafka.key columns)
 
 
 def category(reason: str) -> str:
@@ -35,8 +37,15 @@ def category(reason: str) -> str:
     return head.strip() if sep else "other"
 
 
+def of(record, reason: str, column: str | None = None) -> DeadLetter:
+    """The dead letter of one Kafka record (of either client: lib/records.py)."""
+    f = fields(record)
+    return DeadLetter(f.topic(record), f.partition(record), f.offset(record), f.timestamp(record),
+                      f.value(record), reason, column, f.key(record))
+
+
 def _fields(dl: DeadLetter, table: str) -> dict:
-    return {
+    rec = {
         "topic": dl.topic,
         "partition": dl.partition,
         "offset": dl.offset,
@@ -46,6 +55,14 @@ def _fields(dl: DeadLetter, table: str) -> dict:
         "category": category(dl.reason),
         "column": dl.column,
     }
+    if dl.key is not None:
+        key = bytes(dl.key)
+        text = _text(key)
+        if text is not None:
+            rec["key"] = text
+        else:
+            rec["key_b64"] = base64.b64encode(key).decode("ascii")
+    return rec
 
 
 def _text(raw: bytes) -> str | None:

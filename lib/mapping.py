@@ -38,10 +38,10 @@ from typing import NamedTuple
 
 import ujson
 
-from . import envelope
+from . import dead_letter, envelope
 from .dead_letter import DeadLetter
 from .errors import ConfigError
-from .records import fields, identity
+from .records import fields
 
 NULL = "\\N"
 STRING_LIMIT = 1048576            # Doris's default string_type_length_soft_limit_bytes
@@ -1004,7 +1004,7 @@ class Mapper:
             try:
                 line = fast(loads(value), rec)
             except Bad as b:   # final: the general path would meet the same value first
-                dead.append(DeadLetter(*identity(rec), b.reason, b.column))
+                dead.append(dead_letter.of(rec, b.reason, b.column))
                 continue
             except Exception:  # noqa: BLE001 - anything unusual: the general path decides
                 line = None
@@ -1012,7 +1012,7 @@ class Mapper:
                 try:
                     line = self._general(rec)
                 except Bad as b:
-                    dead.append(DeadLetter(*identity(rec), b.reason, b.column))
+                    dead.append(dead_letter.of(rec, b.reason, b.column))
                     continue
             append(line)
             n += len(line)
@@ -1052,7 +1052,7 @@ class Mapper:
                 try:
                     line = self._json_line(rec)
                 except Bad as b:
-                    dead.append(DeadLetter(*identity(rec), b.reason, b.column))
+                    dead.append(dead_letter.of(rec, b.reason, b.column))
                     continue
             append(line)
             n += len(line)
@@ -1109,7 +1109,7 @@ class Mapper:
             try:
                 line = self._cdc_line(rec)
             except Bad as b:
-                dead.append(DeadLetter(*identity(rec), b.reason, b.column))
+                dead.append(dead_letter.of(rec, b.reason, b.column))
                 continue
             append(line)
             n += len(line)

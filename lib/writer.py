@@ -28,7 +28,7 @@ import time
 
 from collections import Counter
 
-from . import labels, load_result
+from . import dead_letter, labels, load_result
 from .batcher import STOP, Batch
 from .config import WriterConfig
 from .dead_letter import DeadLetter
@@ -382,7 +382,7 @@ class WriterThread(threading.Thread):
 
     @staticmethod
     def _letter(rec, reason: str) -> DeadLetter:
-        return DeadLetter(*identity(rec), f"doris_rejected: {reason}", None)
+        return dead_letter.of(rec, f"doris_rejected: {reason}")
 
     def _dead_letter(self, batch: Batch, dead: list) -> None:
         self.sink.write(dead, batch.full_name)

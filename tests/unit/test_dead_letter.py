@@ -197,3 +197,16 @@ def test_truncated_binary_value_keeps_a_base64_prefix():
     rec = json.loads(truncated_json(dl, "db.t", 3000, "spill.jsonl"))
     assert "value" not in rec and raw.startswith(original_value(rec))
     assert len(original_value(rec)) > 1000 and rec["value_bytes"] == len(raw)
+
+
+def test_a_dead_letter_keeps_the_kafka_key_for_resend():
+    """dead-letters resend restores @kafka.key columns from the record: text, or base64."""
+    from tests.fakes import Rec
+    from sinker_lib.dead_letter import of
+    text = of(Rec("events", 2, 9, 5, b"user-7", b"{"), "invalid_json: x")
+    binary = of(Rec("events", 2, 10, 5, b"\xff\x00", b"{"), "invalid_json: x")
+    none = of(Rec("events", 2, 11, 5, None, b"{"), "invalid_json: x")
+    assert (text.topic, text.partition, text.offset, text.value, text.key) == ("events", 2, 9, b"{", b"user-7")
+    assert json.loads(to_json(text, "db.t"))["key"] == "user-7"
+    assert base64.b64decode(json.loads(to_json(binary, "db.t"))["key_b64"]) == b"\xff\x00"
+    assert "key" not in json.loads(to_json(none, "db.t")) and "key_b64" not in json.loads(to_json(none, "db.t"))
