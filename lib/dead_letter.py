@@ -55,14 +55,20 @@ def _fields(dl: DeadLetter, table: str) -> dict:
         "category": category(dl.reason),
         "column": dl.column,
     }
-    if dl.key is not None:
-        key = bytes(dl.key)
-        text = _text(key)
-        if text is not None:
-            rec["key"] = text
-        else:
-            rec["key_b64"] = base64.b64encode(key).decode("ascii")
+    _put_bytes(rec, "key", dl.key)
     return rec
+
+
+def _put_bytes(rec: dict, name: str, raw) -> None:
+    """``name`` (text) when the bytes are valid UTF-8, else ``name_b64``; neither for None."""
+    if raw is None:
+        return
+    raw = bytes(raw)
+    text = _text(raw)
+    if text is not None:
+        rec[name] = text
+    else:
+        rec[f"{name}_b64"] = base64.b64encode(raw).decode("ascii")
 
 
 def _text(raw: bytes) -> str | None:
@@ -86,13 +92,7 @@ def to_json(dl: DeadLetter, table: str) -> bytes:
     when the bytes are valid UTF-8, else ``value_b64``; neither when the message had no value.
     """
     rec = _fields(dl, table)
-    if dl.value is not None:
-        raw = bytes(dl.value)
-        text = _text(raw)
-        if text is not None:
-            rec["value"] = text
-        else:
-            rec["value_b64"] = base64.b64encode(raw).decode("ascii")
+    _put_bytes(rec, "value", dl.value)
     return _finish(rec)
 
 
