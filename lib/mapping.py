@@ -771,7 +771,7 @@ class Mapper:
         self.timezone = timezone
         self.tz = parse_timezone(timezone)
         sources = {s.column: s for s in cfg.columns}
-        self.cdc_mapping = envelope.is_cdc(cfg)
+        self.cdc = envelope.is_cdc(cfg)       # deletes rows (envelope / delete_when)
         self.sequence_column = self._sequence_column(model)
         if self.sequence_column is not None and cfg.sequence_from is not None:
             sources[self.sequence_column] = dataclasses.replace(cfg.sequence_from,
@@ -787,7 +787,6 @@ class Mapper:
             seq.require(f"no sequence value at {seq.label} ({where}): a change without one "
                         "cannot be ordered against the others of its key (a delete without one "
                         "would lose to the row it deletes)")
-        self.cdc = envelope.is_cdc(cfg)
         self._split = None
         if cfg.envelope == "debezium":
             self._split = envelope.debezium
@@ -862,7 +861,7 @@ class Mapper:
                               f"rows by {declared}; name it, or remove mapping.sequence_column")
         if self.cfg.sequence_from is None:
             name = name or declared
-            if name is None or not self.cdc_mapping:
+            if name is None or not self.cdc:
                 return None
             if name not in {c.name for c in self.columns}:
                 raise ConfigError(f"the table's sequence column {name!r} is not among its "

@@ -102,12 +102,14 @@ def earlier_loads(cfg, plan: ReplayPlan, connect=None) -> EarlierLoads:
 
 def labels_carry_offsets(cfg, plan: ReplayPlan) -> bool:
     """Labels past 128 characters lose their readable offsets (make_label cuts them): earlier
-    runs' batches cannot be read back from such labels."""
+    runs' batches cannot be read back from such labels. Tried on the widest label this plan makes."""
     table = f"{cfg.doris.database}.{cfg.doris.table}"
     widest = max((max(plan.end[tp], 1) for tp in plan.partitions), default=1)
-    return all(len(labels.range_head(LABEL_PREFIX, table, tp.topic, tp.partition))
-               + 2 * len(str(widest)) + 2 + labels.SHORT_HASH <= labels.MAX_LEN
-               for tp in plan.partitions)
+    for tp in plan.partitions:
+        label = labels.make_label(LABEL_PREFIX, table, {(tp.topic, tp.partition): (widest, widest)})
+        if labels.parse_range(label, labels.range_head(LABEL_PREFIX, table, tp.topic, tp.partition)) is None:
+            return False
+    return True
 
 
 class ReplayBounds:

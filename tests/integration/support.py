@@ -141,6 +141,14 @@ def read_dead_letters(path) -> list[dict]:
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 
 
+def wait_committed(bootstrap, group, topic, partitions, n: int, timeout: float = 60,
+                   what: str = "every offset committed") -> None:
+    """The group's committed offsets of the topic's partitions add up to ``n`` (the topic's
+    partitions start at offset 0, so that is every message below them)."""
+    wait_for(lambda: sum(v or 0 for v in committed_offsets(bootstrap, group, topic, partitions).values())
+             == n, timeout, 0.3, what)
+
+
 def read_topic(bootstrap, topic, count: int, timeout: float = 30) -> list:
     """The first ``count`` records of a one-partition topic, read from the beginning."""
     from kafka import KafkaConsumer, TopicPartition

@@ -11,7 +11,7 @@ import random
 
 from tests.integration.support import (
     InProcess, committed_offsets, count_rows, create_table, read_dead_letters, stack_config,
-    start_process, stop_process, unique, wait_for, write_config)
+    start_process, stop_process, unique, wait_committed, wait_for, write_config)
 from tests.stack.kafka import create_topic, produce
 
 UNIQUE_SEQ = """
@@ -145,9 +145,7 @@ def test_delete_when_in_json_bodies(tmp_path, kafka_bootstrap, doris):
                                 "sequence_from": "@kafka.offset"},
                        batch={"max_rows": 8, "max_interval_s": 0.2})
     with InProcess(cfg) as run:
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2).values()) == len(rows),
-            60, 0.3, "every message committed")
+        wait_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2, len(rows), 60, "every message committed")
         result = run.stop()
     assert result.exit_code == 0, result.error
     assert table_state(doris, db, table) == expected(alive)
@@ -167,9 +165,7 @@ def test_group_commit_at_least_once_loads_everything_without_labels(tmp_path, ka
                        batch={"max_rows": 50, "max_interval_s": 0.2})
     cfg["doris"]["group_commit"] = "async_mode"
     with InProcess(cfg) as run:
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2).values()) == n,
-            60, 0.3, "every message committed")
+        wait_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2, n, 60, "every message committed")
         result = run.stop()
     assert result.exit_code == 0, result.error
     distinct = doris.query(f"SELECT COUNT(DISTINCT id) FROM `{db}`.`{table}`")[0][0]

@@ -12,8 +12,9 @@ import threading
 import time
 
 from tests.integration.support import (
-    create_table, InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
-    stack_config, start_process, status_section, stop_process, unique, wait_for, write_config)
+    InProcess, committed_offsets, count_rows, create_table, read_dead_letters, scrape,
+    scrape_when_up, stack_config, start_process, status_section, stop_process, unique,
+    wait_committed, wait_for, write_config)
 from tests.stack.kafka import create_topic, produce
 
 DDL = """
@@ -79,6 +80,18 @@ def wait_all_loaded_once(doris, db, table, n, timeout=180):
     assert total == n, f"{total - n} rows loaded twice"
 
 
+
+def final_run_loads_everything_once(path, tmp_path, doris, db, table, n, bootstrap, group, topic,
+                                    partitions):
+    """After the chaos, one clean run: every row in Doris once, every offset committed, a clean exit."""
+    proc = start_process(path, log_path=tmp_path / "final.log")
+    try:
+        wait_all_loaded_once(doris, db, table, n)
+        wait_committed(bootstrap, group, topic, partitions, n, 60, "everything committed")
+    finally:
+        assert stop_process(proc) == 0, (tmp_path / "final.log").read_text()[-3000:]
+    assert rows_and_distinct(doris, db, table) == (n, n)
+
 def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
         tmp_path, kafka_bootstrap, doris):
     partitions = 3
@@ -106,15 +119,8 @@ def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
     finally:
         doris.faults.clear()
         n = producer.finish()
-    proc = start_process(path, log_path=tmp_path / "final.log")
-    try:
-        wait_all_loaded_once(doris, db, table, n)
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-            60, 0.5, "everything committed")
-    finally:
-        assert stop_process(proc) == 0, (tmp_path / "final.log").read_text()[-3000:]
-    assert rows_and_distinct(doris, db, table) == (n, n)
+    final_run_loads_everything_once(path, tmp_path, doris, db, table, n, kafka_bootstrap,
+                                    cfg["kafka"]["group_id"], topic, partitions)
 
 
 def test_members_joining_leaving_and_freezing_lose_and_duplicate_nothing(
@@ -286,12 +292,5 @@ def test_kill_9_then_restart_on_the_other_client_loses_and_duplicates_nothing(
     finally:
         doris.faults.clear()
         n = producer.finish()
-    proc = start_process(paths[1], log_path=tmp_path / "final.log")
-    try:
-        wait_all_loaded_once(doris, db, table, n)
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-            60, 0.5, "everything committed")
-    finally:
-        assert stop_process(proc) == 0, (tmp_path / "final.log").read_text()[-3000:]
-    assert rows_and_distinct(doris, db, table) == (n, n)
+    final_run_loads_everything_once(paths[1], tmp_path, doris, db, table, n, kafka_bootstrap,
+                                    cfg["kafka"]["group_id"], topic, partitions)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT as REPO
 from tests.integration.support import (
-    ROOT, InProcess, committed_offsets, count_rows, get_json, stack_config, unique, wait_for,
+    ROOT, InProcess, count_rows, get_json, stack_config, unique, wait_committed, wait_for,
     write_config)
 from tests.stack.kafka import create_topic, produce
 
@@ -94,9 +94,7 @@ def test_broker_outage_mid_run_is_logged_once_unready_and_loading_resumes(tmp_pa
             own_broker.start()
             produce(bootstrap, topic, values[n // 2:], partition=lambda i: i % 2)
             wait_for(lambda: count_rows(doris, db, t) == n, 120, 0.5, "the second half loaded")
-            wait_for(lambda: sum(v or 0 for v in committed_offsets(
-                bootstrap, cfg["kafka"]["group_id"], topic, 2).values()) == n, 90, 0.5,
-                "everything committed")
+            wait_committed(bootstrap, cfg["kafka"]["group_id"], topic, 2, n, 90, "everything committed")
             wait_for(lambda: get_json(port, "/ready")[0] == 200, 60, 0.5, "ready again")
             result = run.stop()
         finally:

@@ -12,8 +12,9 @@ from sinker_lib.dead_letter import category
 from sinker_lib.observability.metrics import is_known_series
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
-    create_table, InProcess, committed_offsets, count_rows, get, get_json, read_dead_letters, scrape,
-    stack_config, start_process, stop_process, unique, wait_for, write_config)
+    InProcess, committed_offsets, count_rows, create_table, get, get_json, read_dead_letters,
+    scrape, stack_config, start_process, stop_process, unique, wait_committed, wait_for,
+    write_config)
 
 DDL = """
 CREATE TABLE `{db}`.`{table}` (
@@ -103,8 +104,7 @@ def test_metrics_match_doris_rows_and_dead_letters(tmp_path, kafka_bootstrap, do
             doris.faults.clear()
 
             wait_for(lambda: count_rows(doris, db, table) >= n, 120, 0.3, "all good rows")
-            wait_for(lambda: sum(v or 0 for v in committed_offsets(
-                kafka_bootstrap, group, topic, partitions).values()) == total, 60, 0.3, "offsets committed")
+            wait_committed(kafka_bootstrap, group, topic, partitions, total, 60, "offsets committed")
             # -- after: every counter equals what Doris holds and what the dead-letter file holds
             ends = {str(p): float(c) for p, c in sizes.items()}
             after = wait_for(lambda: (lambda s: s if s.value("sinker_consumer_lag") == 0

@@ -13,8 +13,9 @@ import pytest
 
 from tests.stack.kafka import create_topic, produce
 from tests.integration.support import (
-    create_table, ROOT, InProcess, committed_offsets, count_rows, read_dead_letters, scrape, scrape_when_up,
-    stack_config, start_process, status_section, stop_process, unique, wait_for, write_config)
+    ROOT, InProcess, committed_offsets, count_rows, create_table, read_dead_letters, scrape,
+    scrape_when_up, stack_config, start_process, status_section, stop_process, unique,
+    wait_committed, wait_for, write_config)
 
 ALL_TYPES_DDL = """
 CREATE TABLE `{db}`.`{table}` (
@@ -136,9 +137,7 @@ def assert_rows_exact(doris, db, table, n, partitions):
 def wait_loaded_and_committed(doris, db, table, kafka_bootstrap, cfg, topic, partitions, n, timeout):
     """Every row is in the table and the group committed every offset."""
     wait_for(lambda: count_rows(doris, db, table) >= n, timeout, 0.5, "all rows loaded")
-    wait_for(lambda: sum(v or 0 for v in committed_offsets(
-        kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-        60, 0.5, "offsets committed")
+    wait_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions, n, 60, "offsets committed")
 
 
 def test_100k_messages_every_type_land_once_exactly(tmp_path, kafka_bootstrap, doris):
@@ -206,9 +205,7 @@ def test_doris_down_no_commits_then_full_catch_up(tmp_path, kafka_bootstrap, dor
     with InProcess(cfg) as run:
         produce_numbered(kafka_bootstrap, topic, n // 2, partitions)
         wait_for(lambda: count_rows(doris, db, table) == n // 2, 120, 0.5, "first half loaded")
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(kafka_bootstrap, group, topic,
-                                                                partitions).values()) == n // 2,
-                 60, 0.5, "first half committed")
+        wait_committed(kafka_bootstrap, group, topic, partitions, n // 2, 60, "first half committed")
         doris.take_down()
         try:
             before = committed_offsets(kafka_bootstrap, group, topic, partitions)
@@ -224,9 +221,7 @@ def test_doris_down_no_commits_then_full_catch_up(tmp_path, kafka_bootstrap, dor
             doris.bring_up()
         assert during == before, "offsets were committed while Doris was down"
         wait_for(lambda: count_rows(doris, db, table) >= n, 120, 0.5, "catch-up")
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(kafka_bootstrap, group, topic,
-                                                                partitions).values()) == n,
-                 60, 0.5, "all committed")
+        wait_committed(kafka_bootstrap, group, topic, partitions, n, 60, "all committed")
         result = run.stop()
     assert result.exit_code == 0, result.error
     assert count_rows(doris, db, table) == n
@@ -259,9 +254,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(tmp_path, kafka_bootstrap,
     proc = start_process(path, log_path=tmp_path / "run2.log")
     try:
         wait_for(lambda: count_rows(doris, db, table) >= n, 180, 0.5, "all rows after restart")
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions).values()) == n,
-            60, 0.5, "all committed")
+        wait_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions, n, 60, "all committed")
     finally:
         code = stop_process(proc)
     assert code == 0, (tmp_path / "run2.log").read_text()[-3000:]

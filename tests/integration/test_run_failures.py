@@ -13,7 +13,8 @@ import pytest
 from sinker_lib.lifecycle import SAME_SIGNAL_S
 from tests.integration.support import (
     ROOT, InProcess, committed_offsets, count_rows, nothing_consumed, read_dead_letters,
-    scrape_when_up, stack_config, start_process, status_section, unique, wait_for, write_config)
+    scrape_when_up, stack_config, start_process, status_section, unique, wait_committed, wait_for,
+    write_config)
 from tests.stack.kafka import create_topic, produce
 
 DDL = """CREATE TABLE `{db}`.`{table}` (id BIGINT NOT NULL, qty INT NOT NULL, name VARCHAR(8) NULL)
@@ -112,9 +113,7 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path, kafka_bootstrap, kafk
                 (json.dumps({"id": i, "qty": i}).encode() for i in range(n // 2, n)),
                 partition=lambda i: i % 2)
         wait_for(lambda: count_rows(doris, db, table) >= n, 120, 0.5, "all rows after the restart")
-        wait_for(lambda: sum(v or 0 for v in committed_offsets(
-            kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2).values()) == n, 90, 0.5,
-            "offsets committed after the restart")
+        wait_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, 2, n, 90, "offsets committed after the restart")
         result = run.stop()
     assert result.exit_code == 0, result.error
     assert distinct_ids(doris, db, table) == n
