@@ -150,37 +150,44 @@ def schema():
 
 @schema.command("describe", context_settings=CONTEXT)
 @config_option
-@click.option("--table", "table", metavar="DB.TABLE", help="Describe this table instead of doris.table.")
+@click.option("--table", "table", metavar="DB.TABLE",
+              help="Describe this table only (one of the routes' tables; with a config of one "
+                   "table, any table).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handle_errors
 def schema_describe(config_path, table, fmt):
-    """Each column's Doris type, nullability, key and default, beside how sinker fills it."""
-    overrides = _table_override(table)
-    cfg = load(config_path, overrides)
+    """Each column's Doris type, nullability, key and default, beside how sinker fills it
+    (every table of the config's routes, or the one --table names)."""
+    cfg = load(config_path)
     from sinker_lib.commands import describe as d
+    from sinker_lib.config import one_table, target_configs
     from sinker_lib.envelope import is_cdc
     from sinker_lib.schema import table_columns, table_model
-    columns = table_columns(cfg)
-    ordered = is_cdc(cfg.mapping) or cfg.mapping.sequence_from is not None
-    rows, warnings = d.describe(columns, cfg.mapping, table_model(cfg) if ordered else None,
-                                writers=cfg.writer.workers, group_commit=cfg.doris.group_commit)
-    name = f"{cfg.doris.database}.{cfg.doris.table}"
+    described = []
+    for tc in [one_table(cfg, table, "schema describe")] if table else target_configs(cfg):
+        ordered = is_cdc(tc.mapping) or tc.mapping.sequence_from is not None
+        rows, warnings = d.describe(table_columns(tc), tc.mapping,
+                                    table_model(tc) if ordered else None,
+                                    writers=tc.writer.workers, group_commit=tc.doris.group_commit)
+        described.append((f"{tc.doris.database}.{tc.doris.table}", tc.mapping.format, rows, warnings))
     if fmt == "json":
         import json
-        click.echo(json.dumps(d.as_json(rows, warnings, name), indent=2))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-        t = Table(title=f"{name} ({cfg.mapping.format})")
+        docs = [d.as_json(rows, warnings, name) for name, _f, rows, warnings in described]
+        click.echo(json.dumps(docs[0] if len(docs) == 1 else {"tables": docs}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    # piped output is not cut to 80 columns: keep whole rows for grep and scripts
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    for name, fmt_name, rows, warnings in described:
+        t = Table(title=f"{name} ({fmt_name})")
         for col in ("column", "doris type", "null", "key", "default", "filled from", "converter",
                     "when missing"):
             t.add_column(col)
         for r in rows:
             t.add_row(r.name, r.type, "yes" if r.nullable else "no", "yes" if r.key else "",
                       "" if r.default is None else r.default, r.source, r.converter, r.when_missing)
-        # piped output is not cut to 80 columns: keep whole rows for grep and scripts
-        console = Console() if sys.stdout.isatty() else Console(width=200)
         console.print(t)
         for w in warnings:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -257,7 +264,8 @@ def dead_letters_resend(config_path, path, table, dry_run):
     (12 hours by default). Rows that fail again go to FILE's name with .failed.jsonl (rewritten
     by every run); exit 5 when there are any.
     """
-    cfg = load(config_path, _table_override(table), with_log=True)
+    from sinker_lib.config import one_table
+    cfg = one_table(load(config_path, with_log=True), table, "dead-letters resend")
     from sinker_lib.commands import resend as r
     from sinker_lib.schema import SchemaSource
     mapper = SchemaSource(cfg).mapper()
@@ -302,14 +310,17 @@ def _table_override(table):
               help="Write the body here instead of stdout.")
 @click.option("--wait", "wait_s", type=float, default=5.0, show_default=True,
               help="Stop after this many seconds without new messages.")
+@click.option("--table", "table", metavar="DB.TABLE",
+              help="The table whose body to show (required when the routes load several).")
 @handle_errors
-def dry_run_cmd(config_path, limit, start, output, wait_s):
+def dry_run_cmd(config_path, limit, start, output, wait_s, table):
     """Map up to N messages exactly as `run` would and print the Stream Load body.
 
     Never commits offsets and never writes to Doris. A summary goes to stderr; the exit status
     is 5 when any message would go to the dead-letter output.
     """
-    cfg = load(config_path)
+    from sinker_lib.config import one_table
+    cfg = one_table(load(config_path), table, "dry-run")
     from sinker_lib.commands.dry_run import dry_run
     from sinker_lib.dead_letter import category
     from sinker_lib.schema import SchemaSource
@@ -321,7 +332,8 @@ def dry_run_cmd(config_path, limit, start, output, wait_s):
         if output:
             out.close()
     err = click.get_text_stream("stderr")
-    err.write(f"dry-run: {summary.messages} messages read, {summary.rows} rows mapped "
+    other = f", {summary.other_tables} routed to other tables" if summary.other_tables else ""
+    err.write(f"dry-run: {summary.messages} messages read{other}, {summary.rows} rows mapped "
               f"({summary.bytes} bytes), {len(summary.dead)} would go to the dead-letter output\n")
     err.write(_curl_lines(cfg, summary.headers, output or "body." + cfg.mapping.format))
     for reason, n in summary.reasons().most_common():
@@ -381,8 +393,10 @@ def replay(config_path, from_offset, from_timestamp, to_offset, to_timestamp, pa
         raise click.UsageError("give exactly one of --from-offset and --from-timestamp")
     if to_offset is not None and to_timestamp is not None:
         raise click.UsageError("give at most one of --to-offset and --to-timestamp")
-    cfg = load(config_path, {**(_table_override(table) or {}), "server.listen": listen or ""},
-               with_log=True, log_stream=sys.stderr if fmt == "json" or plan_only else None)
+    from sinker_lib.config import one_table
+    cfg = one_table(load(config_path, {"server.listen": listen or ""}, with_log=True,
+                         log_stream=sys.stderr if fmt == "json" or plan_only else None),
+                    table, "replay")
     from sinker_lib.commands import replay as r
     parts = None
     if partitions:

@@ -48,10 +48,11 @@ class Batch:
     """One Stream Load's worth of rows; the unit of retry, labelling and offset confirmation."""
     __slots__ = ("seq", "db", "table", "label", "lines", "nbytes", "rows", "ranges", "dead",
                  "sources", "opened_at", "sealed_at", "reason", "headers", "mapper", "first_ts",
-                 "needs_record", "held", "budget", "skipped", "__weakref__")
+                 "needs_record", "held", "budget", "skipped", "target", "__weakref__")
 
-    def __init__(self, db: str, table: str, mapper, opened_at: float, budget=None):
+    def __init__(self, db: str, table: str, mapper, opened_at: float, budget=None, target=None):
         self.seq = -1
+        self.target = target         # lib/routing.py's Target (None: the one table of the config)
         self.db = db
         self.table = table
         self.label = ""
@@ -74,7 +75,7 @@ class Batch:
 
     @property
     def full_name(self) -> str:
-        return f"{self.db}.{self.table}"
+        return f"{self.db}.{self.table}" if self.table else ""
 
     @property
     def records(self) -> int:
@@ -120,44 +121,84 @@ def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
     return None
 
 
-def batch_factory(db: str, table: str, schema, clock=time.monotonic, budget=None):
+def batch_factory(db: str, table: str, schema, clock=time.monotonic, budget=None, target=None):
     """New batches map with the schema's current mapper (picked up at every new batch)."""
-    return lambda: Batch(db, table, schema.mapper(), clock(), budget)
+    return lambda: Batch(db, table, schema.mapper(), clock(), budget, target)
+
+
+class OneTable:
+    """The routing of a config with one table and no field rule: every record to target 0."""
+
+    single = True
+
+    def __init__(self, cfg: BatchConfig):
+        self.batch_cfgs = [cfg]
+
+    @staticmethod
+    def split(_topic, records):
+        return ((0, records),)
+
+
+class Routed:
+    """What the batch cutters need of routing: the split (lib/routing.py's Router), a new batch
+    for a target, and each target's batch config (its seal thresholds)."""
+
+    def __init__(self, router, new_batches: list):
+        self.split = router.split
+        self.single = router.single
+        self.new_batches = new_batches          # target index -> callable() -> Batch
+        self.batch_cfgs = [t.batch for t in router.targets]
 
 
 class OpenBatch:
-    """At-least-once ``run``: one batch open across partitions, sealed by rows, bytes or age."""
+    """At-least-once ``run``: one batch open per table across partitions, sealed by rows, bytes or
+    age. With several tables, each open batch ``hold``s the partitions it has records of, so no
+    commit passes them while another table's batch covering later offsets is confirmed first."""
 
     record_cuts = False
 
-    def __init__(self, cfg: BatchConfig, new_batch):
+    def __init__(self, cfg: BatchConfig, new_batch, routes=None, hold=None):
         self.cfg = cfg
-        self.new_batch = new_batch
-        self.batch: Batch | None = None
+        self.routes = routes or OneTable(cfg)
+        self.new_batch = new_batch if routes is None else None
+        self.hold = None if self.routes.single else hold     # tracker.hold
+        self.open: dict[int, Batch] = {}                     # target index -> its open batch
+
+    def _new(self, t: int) -> Batch:
+        return self.new_batch() if self.new_batch is not None else self.routes.new_batches[t]()
 
     def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
         sealed = []
         for tp, records in poll_result.items():
-            if self.batch is None:
-                self.batch = self.new_batch()
-            self.batch.add(tp.topic, tp.partition, records)
-            reason = seal_reason(self.batch, self.cfg, now)
-            if reason:
-                sealed.append((self.batch, reason))
-                self.batch = None
+            for t, recs in self.routes.split(tp.topic, records):
+                b = self.open.get(t)
+                if b is None:
+                    b = self.open[t] = self._new(t)
+                if self.hold is not None and (tp.topic, tp.partition) not in b.ranges:
+                    self.hold(b, (tp.topic, tp.partition), fields(recs[0]).offset(recs[0]))
+                b.add(tp.topic, tp.partition, recs)
+                reason = seal_reason(b, self.routes.batch_cfgs[t], now)
+                if reason:
+                    sealed.append((self.open.pop(t), reason))
         return sealed
 
     def due(self, now: float) -> list[tuple[Batch, str]]:
-        reason = seal_reason(self.batch, self.cfg, now) if self.batch is not None else None
-        return self.seal_all(reason) if reason else []
+        sealed = []
+        for t in list(self.open):
+            reason = seal_reason(self.open[t], self.routes.batch_cfgs[t], now)
+            if reason:
+                sealed.append((self.open.pop(t), reason))
+        return sealed
 
     def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
-        b, self.batch = self.batch, None
-        return [(b, reason)] if b is not None else []
+        sealed = [(self.open[t], reason) for t in sorted(self.open)]
+        self.open.clear()
+        return sealed
 
     def deadline(self) -> float | None:
-        b = self.batch
-        return b.opened_at + self.cfg.max_interval_s if b is not None and b.sources else None
+        times = [b.opened_at + self.routes.batch_cfgs[t].max_interval_s
+                 for t, b in self.open.items() if b.sources]
+        return min(times) if times else None
 
     def on_rebalance(self, revoked) -> tuple[list, int]:
         """Seal what is open, so it is registered before the revoked partitions are forgotten:
@@ -168,29 +209,75 @@ class OpenBatch:
         """At-least-once keeps no cut points."""
 
 
+class Chunk:
+    """Exactly-once: one partition's records from one cut to the next, one batch per table they
+    route to. Its tables' batches are sealed together and each carries the chunk's range and
+    first timestamp, so the partition's next reader, cutting the same chunk where the commit
+    metadata says, forms every table's batch again under the same label."""
+    __slots__ = ("parts", "opened_at", "first", "last", "first_ts", "records")
+
+    def __init__(self, opened_at: float):
+        self.parts: dict[int, Batch] = {}   # target index -> batch
+        self.opened_at = opened_at
+        self.first = self.last = self.first_ts = None
+        self.records = 0
+
+    def add(self, routes, new, tp, records) -> None:
+        f = fields(records[0])
+        if self.first is None:
+            self.first, self.first_ts = f.offset(records[0]), f.timestamp(records[0])
+        self.last = f.offset(records[-1])
+        self.records += len(records)
+        for t, recs in routes.split(tp.topic, records):
+            b = self.parts.get(t)
+            if b is None:
+                b = self.parts[t] = new(t)
+            b.add(tp.topic, tp.partition, recs)
+
+    def reason(self, routes, now: float) -> str | None:
+        for t, b in self.parts.items():
+            reason = seal_reason(b, routes.batch_cfgs[t], now)
+            if reason:
+                return reason
+        return None
+
+    def seal(self, tp, reason: str) -> list[tuple[Batch, str]]:
+        key = (tp.topic, tp.partition)
+        out = []
+        for t in sorted(self.parts):
+            b = self.parts[t]
+            b.ranges, b.first_ts = {key: (self.first, self.last)}, {key: self.first_ts}
+            out.append((b, reason))
+        return out
+
+
 class PartitionBatches:
-    """Exactly-once: one batch per partition, cut first where the partition's commit metadata
-    says (the cuts its previous reader recorded before loading), then by rows, bytes or age.
-    A batch whose cut is recorded is never sealed anywhere else — not by age, not at shutdown —
-    so its label is the one the previous reader may already have loaded."""
+    """Exactly-once: one chunk per partition (a batch per table it routes to), cut first where the
+    partition's commit metadata says (the cuts its previous reader recorded before loading), then
+    by rows, bytes or age of any of its tables' batches. A chunk whose cut is recorded is never
+    sealed anywhere else — not by age, not at shutdown — so its labels are the ones the previous
+    reader may already have loaded."""
 
     record_cuts = True
 
-    def __init__(self, cfg: BatchConfig, new_batch):
+    def __init__(self, cfg: BatchConfig, new_batch, routes=None, clock=time.monotonic):
         self.cfg = cfg
-        self.new_batch = new_batch
-        self.open: dict = {}                 # TopicPartition -> Batch
+        self.routes = routes or OneTable(cfg)
+        self._new = (lambda _t: new_batch()) if routes is None else \
+            (lambda t: self.routes.new_batches[t]())
+        self.clock = clock
+        self.open: dict = {}                 # TopicPartition -> Chunk
         self.expected: dict = {}             # (topic, partition) -> deque of recorded (first, last)
 
     def expect(self, key, cuts) -> None:
         if cuts:
             self.expected[key] = deque(cuts)
 
-    def _batch(self, tp) -> Batch:
-        b = self.open.get(tp)
-        if b is None:
-            b = self.open[tp] = self.new_batch()
-        return b
+    def _chunk(self, tp) -> Chunk:
+        c = self.open.get(tp)
+        if c is None:
+            c = self.open[tp] = Chunk(self.clock())
+        return c
 
     def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:
         sealed = []
@@ -203,21 +290,21 @@ class PartitionBatches:
                 last = expected[0][1]
                 end = bisect.bisect_right(records, last, lo=start, key=offset)
                 if end > start:
-                    self._batch(tp).add(tp.topic, tp.partition, records[start:end])
+                    self._chunk(tp).add(self.routes, self._new, tp, records[start:end])
                 if end < n or offset(records[end - 1]) == last:     # the recorded end is reached
-                    b = self.open.pop(tp, None)
-                    if b is not None:
-                        sealed.append((b, "recorded"))
+                    c = self.open.pop(tp, None)
+                    if c is not None:
+                        sealed += c.seal(tp, "recorded")
                     expected.popleft()
                 start = end
             if not expected:
                 self.expected.pop(key, None)
             if start < n:
-                b = self._batch(tp)
-                b.add(tp.topic, tp.partition, records[start:] if start else records)
-                reason = seal_reason(b, self.cfg, now)
+                c = self._chunk(tp)
+                c.add(self.routes, self._new, tp, records[start:] if start else records)
+                reason = c.reason(self.routes, now)
                 if reason:
-                    sealed.append((self.open.pop(tp), reason))
+                    sealed += self.open.pop(tp).seal(tp, reason)
         return sealed
 
     def _free(self):
@@ -226,21 +313,22 @@ class PartitionBatches:
     def due(self, now: float) -> list[tuple[Batch, str]]:
         sealed = []
         for tp in self._free():
-            reason = seal_reason(self.open[tp], self.cfg, now)
+            reason = self.open[tp].reason(self.routes, now)
             if reason:
-                sealed.append((self.open.pop(tp), reason))
+                sealed += self.open.pop(tp).seal(tp, reason)
         return sealed
 
     def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
-        """Every open batch whose end is ours to choose (a recorded one waits for its end)."""
-        return [(self.open.pop(tp), reason) for tp in sorted(self._free())]
+        """Every open chunk whose end is ours to choose (a recorded one waits for its end)."""
+        return [x for tp in sorted(self._free()) for x in self.open.pop(tp).seal(tp, reason)]
 
     def deadline(self) -> float | None:
-        times = [self.open[tp].opened_at for tp in self._free() if self.open[tp].sources]
-        return min(times) + self.cfg.max_interval_s if times else None
+        times = [b.opened_at + self.routes.batch_cfgs[t].max_interval_s
+                 for tp in self._free() for t, b in self.open[tp].parts.items() if b.sources]
+        return min(times) if times else None
 
     def on_rebalance(self, revoked) -> tuple[list, int]:
-        """Drop the open batches of revoked partitions: their next reader reads them again."""
+        """Drop the open chunks of revoked partitions: their next reader reads them again."""
         dropped = 0
         for key in revoked:
             self.expected.pop((key[0], key[1]), None)
@@ -445,8 +533,9 @@ class BatcherThread(threading.Thread):
             b.sealed_at = self.clock()
             b.reason = reason
             b.label = labels.make_label(self.label_prefix, b.full_name, b.ranges, salt=label_salt(b))
-            b.needs_record = self.cuts.record_cuts
+            b.needs_record = self.cuts.record_cuts and (b.target is None or b.target.exactly_once)
             # a batch cut where the previous reader recorded it is in the metadata already
-            self.tracker.add(b.seq, b.ranges, recorded=not b.needs_record or reason == "recorded")
+            self.tracker.add(b.seq, b.ranges, recorded=not b.needs_record or reason == "recorded",
+                             owner=b)
             self.obs.metrics.observe_seal(b)
             self.outq.put(b)   # blocks while writers are busy: backpressure reaches the consumer

@@ -130,8 +130,9 @@ class ColumnSource:
 
 
 @dataclass(frozen=True)
-class DeleteWhen:
-    """``mapping.delete_when``: a message whose field at ``path`` equals ``equals`` deletes its key."""
+class FieldEquals:
+    """A message whose field at ``path`` equals ``equals``: ``mapping.delete_when`` (it deletes
+    its key) and a route's ``where`` (it goes to that route's table)."""
     path: tuple[str, ...]
     equals: str | int | bool
 
@@ -156,7 +157,7 @@ class MappingConfig:
     schema_refresh_s: float = 60.0             # how often to look for added columns
     bool_as_int: bool = False                  # csv: load true/false into number columns as 1/0
     envelope: str = "none"                     # none | debezium (op/before/after, deletes by key)
-    delete_when: DeleteWhen | None = None      # {field: op, equals: D}: that message deletes its key
+    delete_when: FieldEquals | None = None      # {field: op, equals: D}: that message deletes its key
     sequence_from: ColumnSource | None = None  # source.lsn | @kafka.offset | a field: the sequence column's value
     sequence_column: str | None = None         # unset: the table's function_column.sequence_col
 
@@ -212,6 +213,23 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class Route:
+    """One entry of ``routes:`` (or the single-table config, which is one route): which messages
+    (its topics, then ``where`` or ``table_from``) go to which table, mapped and batched how."""
+    topics: tuple[str, ...]
+    database: str
+    tables: tuple[str, ...]                    # one table; with table_from, the allow-list
+    mapping: MappingConfig
+    batch: BatchConfig
+    delivery: str
+    group_commit: str
+    topics_pattern: str | None = None
+    where: FieldEquals | None = None           # only messages whose field equals the value
+    table_from: tuple[str, ...] = ()           # the field path that names the table
+    on_table_error: str = "stop"               # stop | dead_letter: a load its table refuses
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     doris: DorisConfig = field(default_factory=DorisConfig)
@@ -223,10 +241,60 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown_timeout_s: float = 30.0
     delivery: str = "exactly_once"              # exactly_once | at_least_once
+    routes: tuple[Route, ...] = ()              # derived from the sections above when not given
+    unmatched: str = "dead_letter"              # dead_letter (reason no_route) | skip (counted)
 
     @property
     def exactly_once(self) -> bool:
+        """Some table is loaded exactly once: the process records its batches' cuts in Kafka."""
+        if self.routes:
+            return any(r.delivery == "exactly_once" for r in self.routes)
         return self.delivery == "exactly_once"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Every target table, "database.table", in route order."""
+        out = []
+        for r in self.routes:
+            out.extend(f"{r.database}.{t}" for t in r.tables if f"{r.database}.{t}" not in out)
+        return tuple(out)
+
+
+def target_config(cfg: Config, route: Route, table: str) -> Config:
+    """The whole config as one table's load sees it: that route's database, table, mapping,
+    batch and delivery. Every per-table piece (schema, mapper, check, describe) takes one."""
+    return dataclasses.replace(
+        cfg, kafka=dataclasses.replace(cfg.kafka, topics=route.topics),
+        doris=dataclasses.replace(cfg.doris, database=route.database, table=table,
+                                  group_commit=route.group_commit),
+        mapping=route.mapping, batch=route.batch, delivery=route.delivery, routes=(route,))
+
+
+def target_configs(cfg: Config) -> list[Config]:
+    """One config per target table, in route order (a table_from route: one per allowed table)."""
+    return [target_config(cfg, r, t) for r in cfg.routes for t in r.tables]
+
+
+def one_table(cfg: Config, name: str | None, what: str) -> Config:
+    """The config of the table a command works on (``--table DB.TABLE``): one of the routes'
+    tables, the only one when ``name`` is None, or — for a config of one table and one route
+    without a field rule — any table, loaded with that config's mapping."""
+    targets = target_configs(cfg)
+    if name is None:
+        if len(targets) == 1:
+            return targets[0]
+        raise ConfigError(f"{what} works on one table, and the config's routes load "
+                          f"{len(targets)} ({', '.join(cfg.tables)}): pick one with --table DB.TABLE")
+    for t in targets:
+        if f"{t.doris.database}.{t.doris.table}" == name:
+            return t
+    db, _, table = name.partition(".")
+    r = cfg.routes[0]
+    if len(cfg.routes) == 1 and r.where is None and not r.table_from \
+            and _IDENT.match(db) and _IDENT.match(table):
+        return target_config(cfg, dataclasses.replace(r, database=db, tables=(table,)), table)
+    raise ConfigError(f"--table {name}: expected DB.TABLE, one of the config's tables "
+                      f"({', '.join(cfg.tables)})")
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -235,7 +303,13 @@ SECTIONS: dict[str, type] = {
     "writer": WriterConfig, "dead_letter": DeadLetterConfig, "server": ServerConfig,
     "logging": LoggingConfig,
 }
-TOP_LEVEL: dict[str, type] = {"shutdown_timeout_s": float, "delivery": str}
+TOP_LEVEL: dict[str, type] = {"shutdown_timeout_s": float, "delivery": str, "unmatched": str}
+ROUTE_KEYS = ("topics", "topics_pattern", "where", "table_from", "database", "table", "tables",
+              "mapping", "batch", "delivery", "group_commit", "on_table_error")
+ON_TABLE_ERROR = ("stop", "dead_letter")
+UNMATCHED = ("dead_letter", "skip")
+_ROUTE_NAMES = {"doris.group_commit": "group_commit", "doris.table": "table",
+                "doris.database": "database"}
 
 ENV_VARS: dict[str, tuple[str, str]] = {
     "SINKER_DORIS_USER": ("doris", "user"),
@@ -259,7 +333,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # values compared case-insensitively, stored in this case
 _UPPER = {"kafka.security_protocol", "kafka.sasl_mechanism"}
-_LOWER = {"delivery", "kafka.client", "kafka.start_from", "mapping.format", "mapping.missing",
+_LOWER = {"delivery", "unmatched", "kafka.client", "kafka.start_from", "mapping.format", "mapping.missing",
           "dead_letter.type", "logging.level", "logging.format", "logging.output", "mapping.envelope",
           "doris.group_commit"}
 ENVELOPES = ("none", "debezium")
@@ -353,6 +427,23 @@ def config_from_dict(d: dict, env: Mapping | None = None, overrides: dict | None
         _apply_env(data, env)
     for key, value in (overrides or {}).items():
         _apply_override(data, key, value, problems)
+    routes = data.pop("routes", None)
+    cfg = _build(data, problems, "routes" if routes is not None else "single")
+    if not problems:
+        if routes is None:
+            cfg = dataclasses.replace(cfg, routes=(_only_route(cfg),))
+        else:
+            cfg = _with_routes(cfg, _routes(routes, data, problems), problems)
+    if problems:
+        err = ConfigError("\n".join(problems))
+        err.problems = problems
+        raise err
+    return _derive_group_id(cfg)
+
+
+def _build(data: dict, problems: list[str], mode: str) -> Config:
+    """``mode``: single (one table), routes (the sections under a routes: list, whose routes
+    name topics and tables), route (one route's own config: topics may be a pattern instead)."""
     bad: set[str] = set()
     kwargs = {}
     for key, value in data.items():
@@ -367,14 +458,137 @@ def config_from_dict(d: dict, env: Mapping | None = None, overrides: dict | None
             else:
                 bad.add(key)
         else:
-            problems.append(_unknown(key, key, [*SECTIONS, *sorted(TOP_LEVEL)]))
-    cfg = _derive_group_id(Config(**kwargs))
-    _check(cfg, bad, problems)
-    if problems:
-        err = ConfigError("\n".join(problems))
-        err.problems = problems
-        raise err
+            problems.append(_unknown(key, key, [*SECTIONS, *sorted(TOP_LEVEL), "routes"]))
+    cfg = Config(**kwargs)
+    _check(cfg, bad, problems, mode)
     return cfg
+
+
+def _only_route(cfg: Config) -> Route:
+    return Route(topics=cfg.kafka.topics, database=cfg.doris.database, tables=(cfg.doris.table,),
+                 mapping=cfg.mapping, batch=cfg.batch, delivery=cfg.delivery,
+                 group_commit=cfg.doris.group_commit)
+
+
+def _routes(value, data: dict, problems: list[str]) -> tuple[Route, ...]:
+    if not isinstance(value, list) or not value:
+        problems.append("routes: expected a list of routes, e.g. [{topics: [orders], table: "
+                        f"orders}}, {{topics: [users], table: users}}], got {_kind(value)}")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        route = _route(f"routes[{i}]", item, data, problems)
+        if route is not None:
+            out.append(route)
+    return tuple(out)
+
+
+def _route(where: str, item, data: dict, problems: list[str]) -> Route | None:
+    if not isinstance(item, dict):
+        problems.append(f"{where}: expected a mapping (topics, table, ...), got {_kind(item)}")
+        return None
+    before = len(problems)
+    for k in item:
+        if k not in ROUTE_KEYS:
+            problems.append(_unknown(f"{where}.{k}", k, ROUTE_KEYS))
+    ok, topics = _coerce(f"{where}.topics", item.get("topics"), tuple[str, ...], problems)
+    pattern = item.get("topics_pattern")
+    if pattern is not None and not isinstance(pattern, str):
+        problems.append(f"{where}.topics_pattern: expected a regular expression string, got "
+                        f"{_kind(pattern)}")
+    if ok and not topics and pattern is None:
+        problems.append(f"{where}: name its topics (topics: [orders]) or topics_pattern")
+    for t in topics or ():
+        if not _TOPIC.match(t):
+            problems.append(f"{where}.topics: {t!r} is not a Kafka topic name (letters, digits, "
+                            "'.', '_', '-')")
+    rule = None
+    if item.get("where") is not None:
+        _ok, rule = _field_equals(f"{where}.where", item["where"], problems, "{field: type, equals: order}")
+    table_from = ()
+    if item.get("table_from") is not None:
+        source = _path_source(f"{where}.table_from", "", item["table_from"], problems)
+        table_from = source.path if source is not None else ()
+    table, tables = item.get("table"), item.get("tables")
+    database = item.get("database") if item.get("database") is not None else \
+        (data.get("doris") or {}).get("database", "")
+    if isinstance(table, str) and table.count(".") == 1:
+        database, table = table.split(".")
+    if item.get("table_from") is not None:
+        ok, tables = _coerce(f"{where}.tables", tables, tuple[str, ...], problems)
+        if ok and not tables:
+            problems.append(f"{where}.tables: required with table_from: the tables its field may "
+                            "name (a message naming another one has no route)")
+        if table is not None:
+            problems.append(f"{where}.table: set with table_from, which names the table: remove "
+                            "one")
+        if rule is not None:
+            problems.append(f"{where}.where: set with table_from: use one of them per route")
+        for t in tables or ():
+            if not _IDENT.match(t):
+                problems.append(f"{where}.tables: {t!r} is not a Doris table name")
+    else:
+        if tables is not None:
+            problems.append(f"{where}.tables: only with table_from; name one table with table")
+        if not isinstance(table, str) or not table:
+            problems.append(f"{where}.table: required: the Doris table to load into (table: "
+                            "orders or table: shop.orders)")
+        tables = (table,) if isinstance(table, str) else ()
+    on_error = item.get("on_table_error", "stop")
+    if on_error not in ON_TABLE_ERROR:
+        problems.append(f"{where}.on_table_error: expected one of {', '.join(ON_TABLE_ERROR)}, "
+                        f"got {on_error!r}")
+    if len(problems) > before or not tables:
+        return None
+    own: list[str] = []
+    cfg = _build(_route_data(where, item, data, database, tables[0], own), own, "route")
+    problems.extend(f"{where}.{_ROUTE_NAMES.get(p.split(':')[0], p.split(':')[0])}:"
+                    f"{p.split(':', 1)[1]}" for p in own)
+    if own:
+        return None
+    return Route(topics=topics, topics_pattern=pattern, database=cfg.doris.database,
+                 tables=tuple(tables), mapping=cfg.mapping, batch=cfg.batch,
+                 delivery=cfg.delivery, group_commit=cfg.doris.group_commit, where=rule,
+                 table_from=table_from, on_table_error=on_error)
+
+
+def _route_data(where: str, item: dict, data: dict, database, table: str, problems) -> dict:
+    """The config one route's table loads with: the sections, with the route's overrides."""
+    out = copy.deepcopy(data)
+    doris = dict(out.get("doris") or {}, database=database, table=table)
+    if item.get("group_commit") is not None:
+        doris["group_commit"] = item["group_commit"]
+    out["doris"] = doris
+    for name in ("mapping", "batch"):
+        own = item.get(name)
+        if own is None:
+            continue
+        if not isinstance(own, dict):
+            problems.append(f"{name}: expected a mapping of keys that override the top-level "
+                            f"{name}, got {_kind(own)}")
+            continue
+        out[name] = {**(out.get(name) or {}), **own}
+    if item.get("delivery") is not None:
+        out["delivery"] = item["delivery"]
+    return out
+
+
+def _with_routes(cfg: Config, routes: tuple[Route, ...], problems: list[str]) -> Config:
+    seen: dict[str, int] = {}
+    for i, r in enumerate(routes):
+        for t in r.tables:
+            name = f"{r.database}.{t}"
+            if name in seen:
+                problems.append(
+                    f"routes[{i}]: table {name} is also a target of routes[{seen[name]}]: give "
+                    "each table one route (list all its topics in that route), so no two batches "
+                    "of one table ever share a label")
+            seen.setdefault(name, i)
+    if len(seen) > 1 and cfg.kafka.group_id is None:
+        problems.append("kafka.group_id: required with routes into more than one table (the "
+                        "group's committed offsets cover all of them), e.g. group_id: sinker.shop")
+    topics = tuple(dict.fromkeys(t for r in routes for t in r.topics))
+    return dataclasses.replace(cfg, routes=routes, kafka=dataclasses.replace(cfg.kafka, topics=topics))
 
 
 def default_group_id(database: str, table: str) -> str:
@@ -384,19 +598,21 @@ def default_group_id(database: str, table: str) -> str:
 
 
 def _derive_group_id(cfg: Config) -> Config:
-    if cfg.kafka.group_id is not None or not (cfg.doris.database and cfg.doris.table):
+    if cfg.kafka.group_id is not None or len(cfg.tables) != 1:
         return cfg
-    kafka = dataclasses.replace(cfg.kafka,
-                                group_id=default_group_id(cfg.doris.database, cfg.doris.table))
+    database, table = cfg.tables[0].split(".")
+    kafka = dataclasses.replace(cfg.kafka, group_id=default_group_id(database, table))
     return dataclasses.replace(cfg, kafka=kafka)
 
 
 def with_labels(cfg: Config) -> Config:
     """The config with doris.group_commit off: replay and dead-letter resend promise that a
     re-run loads nothing twice, which only labelled loads keep (group commit ignores labels)."""
-    if cfg.doris.group_commit == "off":
+    if cfg.doris.group_commit == "off" and all(r.group_commit == "off" for r in cfg.routes):
         return cfg
-    return dataclasses.replace(cfg, doris=dataclasses.replace(cfg.doris, group_commit="off"))
+    return dataclasses.replace(
+        cfg, doris=dataclasses.replace(cfg.doris, group_commit="off"),
+        routes=tuple(dataclasses.replace(r, group_commit="off") for r in cfg.routes))
 
 
 def redacted(cfg: Config) -> dict:
@@ -656,12 +872,15 @@ def _sequence_source(v, problems: list[str]):
 
 
 def _delete_when(v, problems: list[str]):
+    return _field_equals("mapping.delete_when", v, problems, "{field: op, equals: D}")
+
+
+def _field_equals(where: str, v, problems: list[str], example: str):
     if v is None:
         return True, None
-    where = "mapping.delete_when"
     if not isinstance(v, dict) or set(v) != {"field", "equals"}:
-        problems.append(f"{where}: expected {{field: op, equals: D}} (the field that marks a delete "
-                        f"and its value), got {_kind(v) if not isinstance(v, dict) else sorted(v)}")
+        problems.append(f"{where}: expected {example} (a field and its value), got "
+                        f"{_kind(v) if not isinstance(v, dict) else sorted(v)}")
         return False, None
     equals = v["equals"]
     if not isinstance(equals, (str, int, bool)):
@@ -670,7 +889,7 @@ def _delete_when(v, problems: list[str]):
     source = _path_source(f"{where}.field", "", v["field"], problems)
     if source is None:
         return False, None
-    return True, DeleteWhen(source.path, equals)
+    return True, FieldEquals(source.path, equals)
 
 
 def _schema_columns(v, problems: list[str]):
@@ -719,7 +938,7 @@ def _schema_columns(v, problems: list[str]):
 
 
 # -- value checks ---------------------------------------------------------------------------------
-def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
+def _check(cfg: Config, bad: set[str], problems: list[str], mode: str = "single") -> None:
     def want(dotted: str, ok: bool, message: str) -> None:
         if dotted not in bad and dotted.split(".")[0] not in bad and not ok:
             problems.append(f"{dotted}: {message}")
@@ -732,7 +951,10 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
             want(f"{section}.{n}", getattr(obj, n) > 0, f"must be > 0, got {getattr(obj, n)!r}")
 
     k = cfg.kafka
-    want("kafka.topics", bool(k.topics), "required: list the topics to read, e.g. topics: [events]")
+    if mode == "single":
+        want("kafka.topics", bool(k.topics), "required: list the topics to read, e.g. topics: [events]")
+    elif mode == "routes":
+        want("kafka.topics", not k.topics, "set with routes: list each route's topics in the route")
     for t in k.topics:
         want("kafka.topics", bool(_TOPIC.match(t)),
              f"{t!r} is not a Kafka topic name (letters, digits, '.', '_', '-')")
@@ -778,7 +1000,10 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
     want("doris.user", bool(d.user), "must not be empty (or env SINKER_DORIS_USER)")
     for n in ("database", "table"):
         value = getattr(d, n)
-        want(f"doris.{n}", bool(value), f"required: the Doris {n} to load into")
+        if mode != "routes":
+            want(f"doris.{n}", bool(value), f"required: the Doris {n} to load into")
+        elif n == "table":
+            want("doris.table", not value, "set with routes: name each route's table in the route")
         if value:
             want(f"doris.{n}", bool(_IDENT.match(value)),
                  f"{value!r} is not a Doris identifier (a letter, then letters, digits, '_' or '-'); "
@@ -858,6 +1083,7 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
 
     want("shutdown_timeout_s", cfg.shutdown_timeout_s > 0, f"must be > 0, got {cfg.shutdown_timeout_s}")
     one_of("delivery", cfg.delivery, DELIVERIES)
+    one_of("unmatched", cfg.unmatched, UNMATCHED)
     if d.group_commit in GROUP_COMMIT_MODES[1:]:
         want("doris.group_commit", "delivery" in bad or cfg.delivery == "at_least_once",
              f"{d.group_commit} needs delivery: at_least_once: a group-committed load carries no "

@@ -3,9 +3,12 @@ cut points must be recorded in Kafka before a batch may be loaded.
 
 Writers confirm batches in any order (several loads are in flight), but a partition's committed
 offset may only move to ``last + 1`` of the longest run of that partition's batches, in seal
-order, that are all confirmed. A batch may cover several partitions (at-least-once); it holds each
-of them back until it is confirmed. Offsets inside a partition may have gaps (compaction,
-transaction markers): only seal order matters, never offset arithmetic.
+order, that are all confirmed — and never past the first offset of a batch of another table that
+is not confirmed or not even sealed yet (``hold``): with routes, one partition feeds several
+tables' batches, whose ranges overlap. A batch may cover several partitions (at-least-once); it
+holds each of them back until it is confirmed. Offsets inside a partition may have gaps
+(compaction, transaction markers): only seal order and first offsets matter, never offset
+arithmetic.
 
 Exactly-once adds one rule: a batch is loaded only after its cut points (first, last offset) are
 in the partition's commit metadata, so whoever reads the partition next — this process after a
@@ -42,16 +45,31 @@ class OffsetTracker:
         self._fenced: set[Key] = set()               # revoked, rebalance not applied yet
         self._inherited: dict[Key, deque] = {}       # cuts the previous reader recorded, not yet
                                                      # sealed here: kept in every commit's metadata
+        self._held: dict[Key, dict] = {}             # key -> {open batch: its first offset there}
+        self._done: dict[Key, int] = {}              # key -> last + 1 of its confirmed run
+
+    def hold(self, owner, key: Key, first: int) -> None:
+        """An open batch took its first record of ``key`` at ``first``: nothing from there on may
+        be committed until it is sealed (``add`` with ``owner``) and confirmed."""
+        with self._lock:
+            self._held.setdefault(key, {})[owner] = first
 
     # -- the batcher ---------------------------------------------------------------------------
-    def add(self, seq: int, ranges: dict[Key, tuple[int, int]], recorded: bool = True) -> None:
+    def add(self, seq: int, ranges: dict[Key, tuple[int, int]], recorded: bool = True,
+            owner=None) -> None:
         """Register a sealed batch; called in seq order. ``recorded=False``: it may be loaded only
-        once its cuts were committed to Kafka (exactly-once)."""
+        once its cuts were committed to Kafka (exactly-once). ``owner``: what it ``hold``-s."""
         with self._lock:
             self._keys[seq] = tuple(ranges)
             if not recorded:
                 self._unrecorded.add(seq)
             for key, (first, last) in ranges.items():
+                if owner is not None:
+                    held = self._held.get(key)
+                    if held is not None:
+                        held.pop(owner, None)
+                        if not held:
+                            del self._held[key]
                 inherited = self._inherited.get(key)
                 while inherited and inherited[0][1] <= last:     # sealed here now: covered
                     inherited.popleft()
@@ -86,6 +104,8 @@ class OffsetTracker:
                 self._released.pop(key, None)
                 self._committed.pop(key, None)
                 self._inherited.pop(key, None)
+                self._held.pop(key, None)
+                self._done.pop(key, None)
                 self._fenced.discard(key)
             for key, offset in assigned.items():
                 key = (key[0], key[1])
@@ -123,9 +143,19 @@ class OffsetTracker:
                 return
             for key in keys:
                 q = self._queues.get(key)
+                done = start = None
                 while q and q[0][0] not in self._keys:   # head confirmed (or revoked away)
-                    _seq, _first, last = q.popleft()
-                    self._released[key] = last + 1
+                    _seq, first, last = q.popleft()
+                    done = last + 1
+                    start = first if start is None else start
+                if done is None:
+                    continue
+                done = self._done[key] = max(done, self._done.get(key, done))
+                # another table's batch may still hold rows below it (its ranges overlap)
+                below = [first for _s, first, _l in q] + list(self._held.get(key, {}).values())
+                released = min([done, *below])
+                if released > start and released > self._released.get(key, -1):
+                    self._released[key] = released
 
     # -- the consumer --------------------------------------------------------------------------
     def fence(self, keys) -> None:
@@ -194,7 +224,8 @@ class OffsetTracker:
         (markers and aborted records of Kafka transactions, compacted gaps). Without this the
         committed offset would stop short of a trailing transaction marker, and lag never reach 0."""
         with self._lock:
-            if key in self._fenced or self._queues.get(key) or self._inherited.get(key):
+            if key in self._fenced or self._queues.get(key) or self._inherited.get(key) \
+                    or self._held.get(key):
                 return False
             known = [x for x in (self._released.get(key), self._committed.get(key)) if x is not None]
             if not known:

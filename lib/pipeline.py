@@ -27,7 +27,8 @@ from .kafka_client import require_topics
 from .lifecycle import SAME_SIGNAL_S, Shutdown
 from .observability import Observers
 from .offsets import OffsetTracker
-from .schema import SchemaSource
+from .routing import Router
+from .schema import SchemaSet, SchemaSource
 from .stream_load import StreamLoader
 from .worker_process import announce_status, follow_parent, worker_index
 from .writer import WriterThread
@@ -40,6 +41,16 @@ class RunResult:
     exit_code: int
     committed: dict = field(default_factory=dict)
     error: BaseException | None = None
+
+
+class _Fixed:
+    """A schema source of one mapper that never changes (the no-route targets)."""
+
+    def __init__(self, mapper):
+        self._mapper = mapper
+
+    def mapper(self):
+        return self._mapper
 
 
 class Pipeline:
@@ -61,7 +72,9 @@ class Pipeline:
         self.threads: list[threading.Thread] = []
         self.status_server = None
         cfg = self.cfg
-        self.schema = SchemaSource(cfg)
+        self.router = Router(cfg)
+        tables = [t for t in self.router.targets if t.cfg is not None]
+        self.schema = SchemaSet([SchemaSource(t.cfg) for t in tables])
         for w in self.schema.warnings:
             log.warning("%s", w)
         self.loader = StreamLoader(cfg.doris)
@@ -73,8 +86,14 @@ class Pipeline:
         self.metrics.watch_queue("sealed", self.sealed)
         self.budget = Budget(cfg.batch.max_bytes_in_flight)
         self.metrics.watch_budget(self.budget)
-        new_batch = batcher_mod.batch_factory(cfg.doris.database, cfg.doris.table, self.schema,
-                                              budget=self.budget)
+        new_batches = [
+            batcher_mod.batch_factory(t.db, t.table, source, budget=self.budget, target=t)
+            for t, source in zip(tables, self.schema.sources)]
+        for t in self.router.targets[len(tables):]:
+            new_batches.append(batcher_mod.batch_factory(
+                "", "", _Fixed(self.router.unrouted_mappers[t.index]), budget=self.budget, target=t))
+        routes = batcher_mod.Routed(self.router, new_batches)
+        new_batch = new_batches[0]
         if replay is not None:
             def label_of(key, first, last, first_timestamp):
                 return labels.make_label(label_prefix, full_name, {key: (first, last)},
@@ -84,9 +103,9 @@ class Pipeline:
                                               earlier=replay.earlier, label_of=label_of,
                                               on_drop=self._replay_dropped)
         elif cfg.exactly_once:
-            cuts = batcher_mod.PartitionBatches(cfg.batch, new_batch)
+            cuts = batcher_mod.PartitionBatches(cfg.batch, None, routes)
         else:
-            cuts = batcher_mod.OpenBatch(cfg.batch, new_batch)
+            cuts = batcher_mod.OpenBatch(cfg.batch, None, routes, hold=self.tracker.hold)
         self.consumer = ConsumerThread(cfg.kafka, self.polled, self.tracker, self.obs,
                                        self.shutdown, bounds=replay, record_cuts=cuts.record_cuts,
                                        budget=self.budget)
@@ -138,7 +157,7 @@ class Pipeline:
             {"worker": worker_index(), "last_error": self.health.last_error(),
              "batches_waiting_for_cut": self.tracker.unrecorded_count(),
              "batches_pending": self.tracker.pending_count(),
-             "table": f"{self.cfg.doris.database}.{self.cfg.doris.table}"})
+             "table": ", ".join(self.cfg.tables)})
 
     # -- signals --------------------------------------------------------------------------------
     def install_signal_handlers(self):
@@ -238,7 +257,7 @@ class Pipeline:
         f = progress_fields(before, now, seconds)
         log.info("progress: %.1f rows/s (%d rows, %d loads in %.0fs), lag %d, %d dead letters in all",
                  f["rows_per_s"], f["rows"], f["loads"], seconds, f["lag"], f["dead_letters"],
-                 extra={**f, "table": f"{self.cfg.doris.database}.{self.cfg.doris.table}"})
+                 extra={**f, "table": ", ".join(self.cfg.tables)})
 
     def _drain(self):
         """Graceful stop: seal and load what is in flight, then commit (bounded by the timeout)."""

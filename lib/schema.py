@@ -344,3 +344,28 @@ class SchemaSource:
             self._wake.clear()
             if not self._stop.is_set():
                 self.refresh()
+
+
+class SchemaSet:
+    """The SchemaSource of every target table, as the batcher and the writers see them: the
+    batcher seals on any table's change (``generation``), a writer's schema error refreshes all."""
+
+    def __init__(self, sources: list[SchemaSource]):
+        self.sources = sources
+        self.warnings = [w for s in sources for w in s.warnings]
+
+    @property
+    def generation(self) -> int:
+        return sum(s.generation for s in self.sources)
+
+    def request_refresh(self) -> None:
+        for s in self.sources:
+            s.request_refresh()
+
+    def start(self) -> None:
+        for s in self.sources:
+            s.start()
+
+    def stop(self) -> None:
+        for s in self.sources:
+            s.stop()

@@ -51,7 +51,8 @@ _RESERVED = frozenset(("authorization", "content-length", "transfer-encoding", "
                        "host", "max_filter_ratio", "group_commit"))
 
 
-def load_headers(doris_cfg, headers: dict[str, str], label: str | None) -> dict[str, str]:
+def load_headers(doris_cfg, headers: dict[str, str], label: str | None,
+                 group_commit: str | None = None) -> dict[str, str]:
     """The Stream Load headers of a load, as they go on the wire (without credentials and
     Content-Length): the mapper's, the load timeout, the label and ``max_filter_ratio: 0``.
     ``label`` None is a group-commit load: ``group_commit`` instead of a label, because Doris
@@ -61,7 +62,7 @@ def load_headers(doris_cfg, headers: dict[str, str], label: str | None) -> dict[
         if k.lower() not in _RESERVED:
             hdrs[k] = v
     if label is None:
-        hdrs["group_commit"] = doris_cfg.group_commit
+        hdrs["group_commit"] = group_commit or doris_cfg.group_commit
     else:
         hdrs["label"] = label
     hdrs["max_filter_ratio"] = "0"
@@ -281,7 +282,6 @@ class StreamLoader:
         self._discovered_until = 0.0      # monotonic time until which _discovered is trusted
         self._local = threading.local()   # .deadline: the _Deadline of this thread's load
         self.deadline_s = cfg.load_timeout_s + self.DEADLINE_MARGIN_S
-        self.group_commit = cfg.group_commit != "off"   # loads carry no label: at-least-once
         read = cfg.load_timeout_s + self.READ_TIMEOUT_MARGIN_S
         self._load_timeout = urllib3.Timeout(connect=cfg.connect_timeout_s, read=read)
         self._short_timeout = urllib3.Timeout(connect=cfg.connect_timeout_s,
@@ -297,7 +297,7 @@ class StreamLoader:
 
     # -- public API ---------------------------------------------------------------------------
     def load(self, db: str, table: str, label: str, lines: list[bytes], nbytes: int,
-             headers: dict[str, str]) -> LoadResponse:
+             headers: dict[str, str], group_commit: str | None = None) -> LoadResponse:
         """One Stream Load of the given body under ``label`` (with doris.group_commit: without
         one, ``label`` then only names the load in errors). Raises TransportError when the
         outcome is unknown (retry with the same label), DorisFatalError on a redirect we refuse."""
@@ -306,7 +306,8 @@ class StreamLoader:
             raise ValueError(f"batch {label}: nbytes={nbytes} but the lines hold {actual} bytes; "
                              "refusing to send a body whose Content-Length would be wrong")
         path = f"/api/{quote(db, safe='')}/{quote(table, safe='')}/_stream_load"
-        hdrs = self._load_headers(None if self.group_commit else label, nbytes, headers)
+        mode = self.cfg.group_commit if group_commit is None else group_commit
+        hdrs = self._load_headers(None if mode != "off" else label, nbytes, headers, mode)
         with self._deadline():
             return self._load(path, hdrs, lines, nbytes)
 
@@ -389,8 +390,9 @@ class StreamLoader:
         self._http.clear()
 
     # -- loading paths ------------------------------------------------------------------------
-    def _load_headers(self, label: str, nbytes: int, headers: dict[str, str]) -> dict[str, str]:
-        hdrs = {"Expect": "100-continue", **load_headers(self.cfg, headers, label)}
+    def _load_headers(self, label: str, nbytes: int, headers: dict[str, str],
+                      group_commit: str | None = None) -> dict[str, str]:
+        hdrs = {"Expect": "100-continue", **load_headers(self.cfg, headers, label, group_commit)}
         hdrs["Authorization"] = self._auth
         hdrs["Content-Length"] = str(nbytes)
         return hdrs

@@ -38,8 +38,8 @@ from .records import identity
 
 log = logging.getLogger("sinker.writer")
 
-
-
+# Refusals that concern one table, not Doris as a whole: a route may dead-letter them
+TABLE_ERRORS = frozenset(("table_not_found", "column_not_found"))
 
 
 def backoff_s(attempt: int, cfg: WriterConfig, busy: bool = False, rng=random.random) -> float:
@@ -200,7 +200,8 @@ class WriterThread(threading.Thread):
             t0 = time.monotonic()
             self.health.load_started(self.name, label, self.loader.deadline_s)
             try:
-                resp = self.loader.load(batch.db, batch.table, label, lines, nbytes, batch.headers)
+                resp = self.loader.load(batch.db, batch.table, label, lines, nbytes, batch.headers,
+                                        _group_commit(batch))
                 outcome = load_result.classify(resp.http_status, resp.body, None)
                 body = resp.body
             except TransportError as e:
@@ -209,7 +210,7 @@ class WriterThread(threading.Thread):
             finally:
                 self.health.load_finished(self.name)
             self.metrics.observe_load(batch.full_name, outcome.reason, body, time.monotonic() - t0)
-            if body is not None and not self.loader.group_commit:
+            if body is not None and _group_commit(batch) in (None, "off"):
                 self._label_used(batch.db)    # group commit: Doris labels it, nothing to dedupe
             kind = outcome.kind
             if kind == load_result.SUCCESS:
@@ -249,6 +250,10 @@ class WriterThread(threading.Thread):
                     schema_refreshed = True
                     self.on_schema_error()
                     continue
+                if outcome.reason in TABLE_ERRORS and batch.target is not None \
+                        and batch.target.on_table_error == "dead_letter":
+                    self._table_refused(batch, label, pairs, outcome)
+                    return
                 raise DorisFatalError(
                     f"Doris refused batch {label} for {batch.full_name}: {outcome.message} "
                     f"({outcome.reason}). {_fatal_hint(outcome.reason)}")
@@ -380,6 +385,17 @@ class WriterThread(threading.Thread):
         for part in (pairs[:mid], pairs[mid:]):
             self._load_part(batch, _subset_label(batch, part), [x for x, _ in part], part)
 
+    def _table_refused(self, batch: Batch, label: str, pairs, outcome) -> None:
+        """``on_table_error: dead_letter``: the table refuses every load (dropped, a column
+        gone), so these rows go to the dead-letter output and the other tables keep flowing."""
+        pairs = pairs if pairs is not None else self._pair_lines(batch)
+        reason = f"table_error: {outcome.reason}: {outcome.message}"[:500]
+        self._dead_letter(batch, [dead_letter.of(rec, reason, None) for _, rec in pairs])
+        log.error("batch %s: %s refused the load (%s: %s); its %d rows went to the dead-letter "
+                  "output (on_table_error: dead_letter). %s", label, batch.full_name,
+                  outcome.reason, outcome.message, len(pairs), _fatal_hint(outcome.reason),
+                  extra=_fields(batch, label, len(pairs)))
+
     @staticmethod
     def _letter(rec, reason: str) -> DeadLetter:
         return dead_letter.of(rec, f"doris_rejected: {reason}")
@@ -402,6 +418,12 @@ class _Revoked(Exception):
 
 def _subset_label(batch: Batch, pairs) -> str:
     return labels.subset_label(batch.label, [identity(r)[:3] for _, r in pairs])
+
+
+def _group_commit(batch: Batch) -> str | None:
+    """The batch's table's doris.group_commit (None: the loader's own, a config of one table)."""
+    t = batch.target
+    return t.cfg.doris.group_commit if t is not None and t.cfg is not None else None
 
 
 def _int(body, key: str) -> int | None:

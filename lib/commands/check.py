@@ -12,10 +12,11 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 from .. import load_result
-from ..config import HostPort
+from ..config import HostPort, target_configs
 from ..errors import ConfigError, SchemaError, SinkerError
 from .. import envelope
 from ..kafka_client import TopicPartition, missing_topics_message, open_reader
@@ -118,7 +119,8 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
         try:
             for fe in cfg.doris.fe_addresses:
                 try:
-                    resp, location = loader.probe_fe(fe, cfg.doris.database, cfg.doris.table)
+                    first = target_configs(cfg)[0].doris
+                    resp, location = loader.probe_fe(fe, first.database, first.table)
                 except SinkerError as e:
                     errors.append(f"{fe}: {e}")
                     continue
@@ -154,53 +156,54 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
         finally:
             conn.close()
 
-    def change_data():
-        model = table_model(cfg)
-        errors, warnings = envelope.fit(cfg.mapping, model, writers=cfg.writer.workers,
-                                        group_commit=cfg.doris.group_commit)
+    def change_data(tc):
+        model = table_model(tc)
+        errors, warnings = envelope.fit(tc.mapping, model, writers=tc.writer.workers,
+                                        group_commit=tc.doris.group_commit)
         if errors:
             raise Misfit("; ".join(errors))
-        state["model"] = model
+        state[("model", _name(tc))] = model
         if model is None:
             return "the columns come from mapping.schema: the table's model is not checked"
         text = f"{model.keys_type} KEY table, sequence column {model.sequence_col or 'none'}"
         return f"{text}; warning: {' '.join(warnings)}" if warnings else text
 
-    def table_exists():
-        src = SchemaSource(cfg, model=lambda _cfg: state.get("model"))
-        state["schema"] = src
-        return f"{cfg.doris.database}.{cfg.doris.table}: {len(src.columns)} columns"
+    def table_exists(tc):
+        src = SchemaSource(tc, model=lambda _cfg: state.get(("model", _name(tc))))
+        state[("schema", _name(tc))] = src
+        return f"{_name(tc)}: {len(src.columns)} columns"
 
-    def mapped_columns():
-        names = {c.name for c in state["schema"].columns}
-        missing = [s.column for s in cfg.mapping.columns if s.column not in names]
+    def mapped_columns(tc):
+        names = {c.name for c in state[("schema", _name(tc))].columns}
+        missing = [s.column for s in tc.mapping.columns if s.column not in names]
         if missing:
             raise Misfit(f"mapping.columns names {', '.join(map(repr, missing))}, which "
-                         f"{cfg.doris.database}.{cfg.doris.table} does not have (columns: "
+                         f"{_name(tc)} does not have (columns: "
                          f"{', '.join(sorted(names))}): add the column or fix mapping.columns")
-        if not cfg.mapping.columns:
+        if not tc.mapping.columns:
             return "mapping.columns is empty: each column takes the JSON field of its name"
-        return f"all {len(cfg.mapping.columns)} entries of mapping.columns are columns of the table"
+        return f"all {len(tc.mapping.columns)} entries of mapping.columns are columns of the table"
 
-    def sample_messages():
+    def sample_messages(tc):
         import io
-        summary = dry_run(cfg, state["schema"].mapper(), sample, "committed", io.BytesIO(),
-                          wait_s=2.0)
-        if not summary.messages:
+        summary = dry_run(tc, state[("schema", _name(tc))].mapper(), sample, "committed",
+                          io.BytesIO(), wait_s=2.0)
+        mine = summary.messages - summary.other_tables
+        if not mine:
             return "no messages to sample after the group's committed offsets"
         bad = len(summary.dead)
-        text = f"{summary.messages} sampled, {summary.messages - bad} map"
+        text = f"{mine} sampled, {mine - bad} map"
         if not bad:
             return text + " cleanly"
         counts = ", ".join(f"{r}: {n}" for r, n in summary.reasons().most_common())
         first = summary.dead[0]
         text += (f", {bad} would be dead letters ({counts}); e.g. partition {first.partition} "
                  f"offset {first.offset}: {first.reason}")
-        if bad / summary.messages > max_bad_ratio:
-            raise Misfit(f"{text}. That is {bad / summary.messages:.1%}, above --max-bad-ratio "
+        if bad / mine > max_bad_ratio:
+            raise Misfit(f"{text}. That is {bad / mine:.1%}, above --max-bad-ratio "
                          f"{max_bad_ratio:g}: fix the mapping or the table (sinker schema describe, "
                          "sinker dry-run)")
-        return f"{text}; {bad / summary.messages:.1%} is within --max-bad-ratio {max_bad_ratio:g}"
+        return f"{text}; {bad / mine:.1%} is within --max-bad-ratio {max_bad_ratio:g}"
 
     def dead_letter_output():
         dl = cfg.dead_letter
@@ -214,28 +217,38 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
     why_skipped = {"consumer": "no Kafka broker answered", "tps": "the topics check failed",
                    "location": "the FE check failed", "schema": "the table check failed",
                    "model": "the change-data check failed"}
-    cdc = envelope.is_cdc(cfg.mapping) or cfg.mapping.sequence_from is not None
-    for name, fn, needs in [
-            ("kafka brokers", kafka_brokers, ()),
+    tables = target_configs(cfg)
+    plan = [("kafka brokers", kafka_brokers, ()),
             ("topics and partitions", kafka_topics, ("consumer",)),
             ("consumer group", kafka_group, ("consumer",)),
             ("Doris FE HTTP + auth", fe_http, ()),
             ("Doris BE reachable", be_reachable, () if cfg.doris.be_hosts else ("location",)),
-            ("Doris query port", query_port, ()),
-            *([("change data fits the table", change_data, ())] if cdc else []),
-            ("table exists", table_exists, ("model",) if cdc else ()),
-            ("mapped columns exist", mapped_columns, ("schema",)),
-            ("schema fits messages", sample_messages, ("schema", "tps")),
-            ("dead-letter output", dead_letter_output,
-             ("consumer",) if cfg.dead_letter.type == "kafka" else ())]:
+            ("Doris query port", query_port, ())]
+    for tc in tables:
+        name = _name(tc)
+        of = f" ({name})" if len(tables) > 1 else ""
+        cdc = envelope.is_cdc(tc.mapping) or tc.mapping.sequence_from is not None
+        plan += [
+            *([(f"change data fits the table{of}", partial(change_data, tc), ())] if cdc else []),
+            (f"table exists{of}", partial(table_exists, tc), (("model", name),) if cdc else ()),
+            (f"mapped columns exist{of}", partial(mapped_columns, tc), (("schema", name),)),
+            (f"schema fits messages{of}", partial(sample_messages, tc), (("schema", name), "tps"))]
+    plan.append(("dead-letter output", dead_letter_output,
+                 ("consumer",) if cfg.dead_letter.type == "kafka" else ()))
+    for name, fn, needs in plan:
         missing = [n for n in needs if n not in state]
         if missing:
-            steps.append(Step(name, False, f"skipped: {why_skipped[missing[0]]}", skipped=True))
+            why = why_skipped[missing[0] if isinstance(missing[0], str) else missing[0][0]]
+            steps.append(Step(name, False, f"skipped: {why}", skipped=True))
             continue
         steps.append(_timed(name, fn))
     if "consumer" in state:
         state["consumer"].close()
     return steps
+
+
+def _name(cfg) -> str:
+    return f"{cfg.doris.database}.{cfg.doris.table}"
 
 
 def _writable_file(path: str) -> str:

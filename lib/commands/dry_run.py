@@ -23,6 +23,7 @@ log = logging.getLogger("sinker.dry_run")
 @dataclass
 class DryRunSummary:
     messages: int = 0
+    other_tables: int = 0        # read, but routed to another table (or no_route: skip)
     rows: int = 0
     bytes: int = 0
     dead: list = field(default_factory=list)
@@ -61,7 +62,14 @@ def open_reader(cfg, start: str, with_group: bool):
 
 
 def dry_run(cfg, mapper, limit: int, start: str, out, wait_s: float = 5.0) -> DryRunSummary:
-    """Map up to `limit` messages; write the exact Stream Load body to the binary stream `out`."""
+    """Map up to `limit` messages; write the exact Stream Load body to the binary stream `out`.
+    ``cfg`` is one table's config (lib/config.py's one_table): messages its route sends
+    elsewhere are counted, not mapped; those it cannot read are dead letters, as in ``run``."""
+    from ..routing import Router
+    router = Router(cfg)
+    table = f"{cfg.doris.database}.{cfg.doris.table}"
+    ours = next(t.index for t in router.targets if t.full_name == table)
+    unreadable = router.unrouted_mappers[router.unreadable.index]
     c, tps = open_reader(cfg, start, with_group=(start == "committed"))
     summary = DryRunSummary(headers=mapper.headers())
     try:
@@ -79,7 +87,13 @@ def dry_run(cfg, mapper, limit: int, start: str, out, wait_s: float = 5.0) -> Dr
                 if not records:
                     continue
                 lines: list[bytes] = []
-                summary.bytes += mapper.map_records(records, lines, summary.dead)
+                for t, recs in router.split(tp.topic, records):
+                    if t == ours:
+                        summary.bytes += mapper.map_records(recs, lines, summary.dead)
+                    elif t == router.unreadable.index:
+                        unreadable.map_records(recs, lines, summary.dead)
+                    else:
+                        summary.other_tables += len(recs)
                 summary.rows += len(lines)
                 summary.messages += len(records)
                 out.writelines(lines)

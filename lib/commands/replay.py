@@ -210,6 +210,15 @@ def compute_plan(topic, partitions, beginning, ends, *, from_offset=None, from_t
 def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_timestamp_ms=None,
                 to_offset=None, to_timestamp_ms=None) -> ReplayPlan:
     """Ask Kafka for the partitions and offsets, then fix the plan (end offsets never move)."""
+    route = cfg.routes[0]
+    if route.where is not None or route.table_from:
+        raise ConfigError(f"replay loads whole topics into one table, and the route of "
+                          f"{cfg.doris.database}.{cfg.doris.table} picks its messages by a field "
+                          "(where / table_from): replay a route without a field rule, or reset "
+                          "the group's offsets and let `sinker run` read the range again")
+    if topic is None and not cfg.kafka.topics:
+        raise ConfigError("replay needs a topic name: this route reads topics_pattern; give "
+                          "--topic")
     topic = topic or cfg.kafka.topics[0]
     if from_timestamp_ms is not None and to_timestamp_ms is not None \
             and from_timestamp_ms > to_timestamp_ms:

@@ -19,7 +19,7 @@ class RecordingTracker:
     def __init__(self):
         self.added = []
 
-    def add(self, seq, ranges, recorded=True):
+    def add(self, seq, ranges, recorded=True, owner=None):
         self.added.append((seq, dict(ranges)))
 
 

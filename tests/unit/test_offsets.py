@@ -262,3 +262,62 @@ def test_a_batch_unrecorded_when_its_partition_is_fenced_is_revoked_at_once():
     assert t.wait_recorded(1, 0) is None                  # another partition's batch still waits
     t.mark_committed({P1: 0}, recorded={1})
     assert t.wait_recorded(1, 0) == RECORDED
+
+
+# -- many tables: one partition's records in several tables' batches --------------------------
+def test_tables_of_one_chunk_release_only_when_all_are_confirmed():
+    """Exactly-once seals one batch per table of a partition's chunk, each with the chunk's
+    range: the first one confirmed must not release the chunk while another table's waits."""
+    t = OffsetTracker()
+    t.add(0, {P0: (0, 9)})      # table a
+    t.add(1, {P0: (0, 9)})      # table b, same chunk
+    t.add(2, {P0: (10, 19)})    # table a, next chunk
+    t.confirm(0)
+    assert t.committable() == {}
+    t.confirm(2)
+    assert t.committable() == {}
+    t.confirm(1)
+    assert t.committable() == {P0: 20}
+
+
+def test_an_open_batch_of_another_table_holds_the_partition():
+    """At-least-once: table b's open batch took offset 3 while table a's batch over 0..9 was
+    sealed and confirmed; committing 10 would lose offset 3 at a crash."""
+    t = OffsetTracker()
+    open_b = object()
+    t.hold(open_b, P0, 3)
+    t.add(0, {P0: (0, 9)})                  # table a
+    t.confirm(0)
+    assert t.committable() == {P0: 3}        # what is below b's first record is safe
+    t.add(1, {P0: (3, 12)}, owner=open_b)    # b sealed: its range replaces the hold
+    assert t.committable() == {P0: 3}
+    t.confirm(1)
+    assert t.committable() == {P0: 13}
+
+
+def test_a_later_batch_of_another_table_with_lower_offsets_holds_back():
+    """Seal order is not offset order across tables: b's batch sealed after a's starts lower."""
+    t = OffsetTracker()
+    t.add(0, {P0: (5, 20)})     # table a
+    t.add(1, {P0: (2, 18)})     # table b
+    t.confirm(0)
+    assert t.committable() == {}
+    t.confirm(1)
+    assert t.committable() == {P0: 21}
+
+
+def test_holds_of_revoked_partitions_are_forgotten():
+    t = OffsetTracker()
+    t.hold(object(), P0, 4)
+    t.revoke([P0])
+    t.rebalance([], {P0: 4})
+    t.add(0, {P0: (4, 9)})
+    t.confirm(0)
+    assert t.committable() == {P0: 10}
+
+
+def test_idle_advance_waits_for_held_partitions():
+    t = OffsetTracker()
+    t.rebalance([], {P0: 0})
+    t.hold(object(), P0, 0)
+    assert not t.advance_idle(P0, None, 5)

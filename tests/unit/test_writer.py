@@ -37,13 +37,12 @@ class FakeDoris:
     """Refuses any load that contains a line in `bad`; `script` gives canned answers first."""
 
     deadline_s = 660.0                # StreamLoader: load_timeout_s + its deadline margin
-    group_commit = False              # StreamLoader: doris.group_commit is off
 
     def __init__(self, bad=(), error_url=False, script=()):
         self.bad, self.error_url, self.script = set(bad), error_url, list(script)
         self.calls, self.loaded = [], []
 
-    def load(self, db, table, label, lines, nbytes, headers):
+    def load(self, db, table, label, lines, nbytes, headers, group_commit=None):
         assert nbytes == sum(len(x) for x in lines)
         self.calls.append((label, [x.rstrip(b"\n") for x in lines]))
         if self.script:

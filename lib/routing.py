@@ -1,0 +1,154 @@
+"""Routing: which table each message goes to — by its topic, and where a route says so, by a
+field of the message (``where``, ``table_from``). Pure: the batcher hands it each partition's
+slice of a poll result and gets the slice back split by target.
+
+Routes are tried in order and the first that matches takes the message. A topic whose first
+route has no field rule goes to that route's table whole, without looking at a message. A message
+no route takes goes to the ``unmatched`` target: a dead letter with reason ``no_route``, or
+skipped and counted (``unmatched: skip``). A message a field rule cannot read (not a JSON object)
+is always a dead letter: skipping it would lose it without a trace.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import NamedTuple
+
+import ujson
+
+from . import dead_letter
+from .config import BatchConfig, Config, target_config
+from .records import fields
+
+
+class Target(NamedTuple):
+    """Where a batch goes: one table (``cfg`` is the config its load sees), or one of the two
+    outcomes of messages no route takes (``cfg`` None, no table)."""
+    index: int
+    db: str
+    table: str
+    cfg: Config | None
+    batch: BatchConfig
+    on_table_error: str = "stop"
+    exactly_once: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.db}.{self.table}" if self.table else ""
+
+
+NO_ROUTE = "no_route: no route takes this message (see routes: in the config)"
+
+
+class Unrouted:
+    """The mapper of the unmatched and unreadable targets: no rows, only dead letters (or, for
+    ``unmatched: skip``, nothing: the batch counts them as skipped)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode                # no_route | skip | unreadable
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def map_records(self, records, out: list, dead: list) -> int:
+        if self.mode == "skip":
+            return 0
+        for rec in records:
+            reason = NO_ROUTE if self.mode == "no_route" else _unreadable(fields(rec).value(rec))
+            dead.append(dead_letter.of(rec, reason))
+        return 0
+
+
+def _unreadable(value) -> str:
+    if not value:
+        return "empty: message has no value"
+    try:
+        obj = json.loads(value)
+    except (ValueError, RecursionError) as e:
+        return f"invalid_json: {str(e)[:200]}"
+    return f"invalid_json: a route's field rule needs a JSON object, got {type(obj).__name__}"
+
+
+class Router:
+    """``split(topic, records)`` → ``[(target index, records), ...]``, each list in offset order."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.targets: list[Target] = []
+        self._by_route: list[list[int]] = []
+        i = 0
+        for r in cfg.routes:
+            idx = []
+            for t in r.tables:
+                tc = target_config(cfg, r, t)
+                self.targets.append(Target(i, r.database, t, tc, r.batch, r.on_table_error,
+                                           r.delivery == "exactly_once"))
+                idx.append(i)
+                i += 1
+            self._by_route.append(idx)
+        self.unmatched = Target(i, "", "", None, cfg.batch, exactly_once=cfg.exactly_once)
+        self.unreadable = Target(i + 1, "", "", None, cfg.batch, exactly_once=cfg.exactly_once)
+        self.unrouted_mappers = {i: Unrouted("skip" if cfg.unmatched == "skip" else "no_route"),
+                                 i + 1: Unrouted("unreadable")}
+        self.targets += [self.unmatched, self.unreadable]
+        self._plans: dict[str, object] = {}
+        # one table, every message: no split at all (today's single-table config)
+        self.single = len(cfg.routes) == 1 and len(cfg.routes[0].tables) == 1 \
+            and cfg.routes[0].where is None and not cfg.routes[0].table_from \
+            and cfg.routes[0].topics_pattern is None
+
+    def split(self, topic: str, records: list) -> list[tuple[int, list]]:
+        plan = self._plans.get(topic)
+        if plan is None:
+            plan = self._plans[topic] = self._plan(topic)
+        if type(plan) is int:
+            return [(plan, records)]
+        out: dict[int, list] = {}
+        value = fields(records[0]).value
+        for rec in records:
+            t = self._pick(plan, value(rec))
+            got = out.get(t)
+            if got is None:
+                out[t] = [rec]
+            else:
+                got.append(rec)
+        return list(out.items())
+
+    def _plan(self, topic: str):
+        """The routes that read ``topic``, as (rule, path, what) steps; an int: all to one target."""
+        steps = []
+        for r, idx in zip(self.cfg.routes, self._by_route):
+            if topic not in r.topics and not (r.topics_pattern is not None
+                                              and re.fullmatch(r.topics_pattern, topic)):
+                continue
+            if r.where is not None:
+                steps.append(("where", r.where.path, (r.where.equals, idx[0])))
+            elif r.table_from:
+                steps.append(("from", r.table_from, dict(zip(r.tables, idx))))
+            else:
+                if not steps:
+                    return idx[0]
+                steps.append(("all", (), idx[0]))
+                break
+        return steps or self.unmatched.index
+
+    def _pick(self, plan, value) -> int:
+        try:
+            obj = ujson.loads(value)
+        except (ValueError, TypeError, OverflowError):
+            return self.unreadable.index
+        if type(obj) is not dict:
+            return self.unreadable.index
+        for kind, path, what in plan:
+            if kind == "all":
+                return what
+            v = obj
+            for p in path:
+                v = v.get(p) if type(v) is dict else None
+            if kind == "where":
+                equals, t = what
+                if v == equals and type(v) is type(equals):
+                    return t
+            elif type(v) is str and v in what:
+                return what[v]
+        return self.unmatched.index
