@@ -214,11 +214,10 @@ class Chunk:
     route to. Its tables' batches are sealed together and each carries the chunk's range and
     first timestamp, so the partition's next reader, cutting the same chunk where the commit
     metadata says, forms every table's batch again under the same label."""
-    __slots__ = ("parts", "opened_at", "first", "last", "first_ts", "records")
+    __slots__ = ("parts", "first", "last", "first_ts", "records")
 
-    def __init__(self, opened_at: float):
+    def __init__(self):
         self.parts: dict[int, Batch] = {}   # target index -> batch
-        self.opened_at = opened_at
         self.first = self.last = self.first_ts = None
         self.records = 0
 
@@ -260,12 +259,11 @@ class PartitionBatches:
 
     record_cuts = True
 
-    def __init__(self, cfg: BatchConfig, new_batch, routes=None, clock=time.monotonic):
+    def __init__(self, cfg: BatchConfig, new_batch, routes=None):
         self.cfg = cfg
         self.routes = routes or OneTable(cfg)
         self._new = (lambda _t: new_batch()) if routes is None else \
             (lambda t: self.routes.new_batches[t]())
-        self.clock = clock
         self.open: dict = {}                 # TopicPartition -> Chunk
         self.expected: dict = {}             # (topic, partition) -> deque of recorded (first, last)
 
@@ -276,7 +274,7 @@ class PartitionBatches:
     def _chunk(self, tp) -> Chunk:
         c = self.open.get(tp)
         if c is None:
-            c = self.open[tp] = Chunk(self.clock())
+            c = self.open[tp] = Chunk()
         return c
 
     def add(self, poll_result: dict, now: float) -> list[tuple[Batch, str]]:

@@ -202,3 +202,33 @@ def test_a_table_dropped_mid_run(tmp_path, kafka_bootstrap, doris, on_error):
     else:
         assert letters == []
         assert committed_offsets(kafka_bootstrap, group, dropped, 1)[0] == 10
+
+
+def test_check_describe_and_dry_run_cover_every_table(tmp_path, kafka_bootstrap, doris):
+    from tests.integration.test_commands import sinker
+    db = make_tables(doris, "clicks", "views")
+    topic = unique("ev")
+    create_topic(kafka_bootstrap, topic, partitions=1)
+    produce(kafka_bootstrap, topic, [_msg(i, type="click" if i % 3 else "view") for i in range(30)],
+            partition=0)
+    cfg = base_config(tmp_path, kafka_bootstrap, doris, db)
+    cfg["routes"] = [
+        {"topics": [topic], "where": {"field": "type", "equals": "click"}, "table": "clicks"},
+        {"topics": [topic], "where": {"field": "type", "equals": "view"}, "table": "views",
+         "mapping": {"format": "json"}}]
+    path = str(write_config(tmp_path, cfg))
+    r = sinker("check", "-c", path, "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = {s["name"]: s for s in json.loads(r.stdout)}
+    assert steps[f"schema fits messages ({db}.clicks)"]["detail"].startswith("20 sampled, 20 map cleanly")
+    assert steps[f"schema fits messages ({db}.views)"]["detail"].startswith("10 sampled, 10 map cleanly")
+    r = sinker("schema", "describe", "-c", path, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert [t["table"] for t in json.loads(r.stdout)["tables"]] == [f"{db}.clicks", f"{db}.views"]
+    r = sinker("dry-run", "-c", path, "--from", "earliest", "--wait", "1")
+    assert r.returncode == 2 and "pick one with --table" in r.stderr, r.stderr
+    r = sinker("dry-run", "-c", path, "--from", "earliest", "--wait", "1", "--table", f"{db}.views")
+    assert r.returncode == 0, r.stderr
+    body = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["id"] for x in body] == list(range(0, 30, 3))
+    assert "20 routed to other tables" in r.stderr

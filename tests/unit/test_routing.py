@@ -149,7 +149,7 @@ SPLIT = [{"topics": ["e"], "where": {"field": "k", "equals": "a"}, "table": "a"}
 
 def test_exactly_once_chunks_seal_every_tables_batch_with_the_chunks_range():
     cfg = routed(SPLIT, batch={"max_rows": 3})
-    cuts = b.PartitionBatches(cfg.batch, None, _routes(cfg), clock=lambda: 0.0)
+    cuts = b.PartitionBatches(cfg.batch, None, _routes(cfg))
     tp = TopicPartition("e", 0)
     recs = _records("e", [_msg(k="a"), _msg(k="b"), _msg(k="a"), _msg(k="a"), _msg(k="b")])
     sealed = cuts.add({tp: recs}, 0.0)
