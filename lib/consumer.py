@@ -32,6 +32,9 @@ END_OFFSETS_INTERVAL_S = 15.0  # lag metrics refresh
 PARTITION_WATCH_S = 10.0       # how often the topics' partition counts are read from the brokers
 END_OFFSETS_SOON_S = 2.0       # ... and sooner once a commit passed the known end, at most this often
 POLL_TIMEOUT_MS = 200
+# exactly-once: a batch sealed while a poll waits is loaded only after the next commit records its
+# cut, so while the batcher holds open batches polls wait at most this long
+SHORT_POLL_TIMEOUT_MS = 50
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
 UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
 UNASSIGNED_REJOIN_MAX_S = 600.0
@@ -44,7 +47,7 @@ class ConsumerThread(threading.Thread):
 
     def __init__(self, cfg: KafkaConfig, out: queue.Queue, tracker, obs, shutdown, *,
                  bounds=None, record_cuts: bool = False, reader_factory=open_reader,
-                 budget=None):
+                 budget=None, batches_open=None):
         super().__init__(name="consumer", daemon=True)
         self.cfg = cfg
         self.out = out
@@ -53,6 +56,7 @@ class ConsumerThread(threading.Thread):
         self.shutdown = shutdown           # lifecycle.Shutdown: draining = hand on nothing more
         self.bounds = bounds               # replay: fixed partitions and offset ranges, no group
         self.record_cuts = record_cuts     # exactly-once: batch cuts go into the commit metadata
+        self.batches_open = batches_open or (lambda: False)   # the batcher's, read from here
         self.reader_factory = reader_factory
         # lib/budget.py: over it, partitions pause (not in replay: its batches wait for their
         # chunks' records and are bounded by batch.max_bytes per partition instead)
@@ -145,7 +149,9 @@ class ConsumerThread(threading.Thread):
 
         t0 = time.monotonic()
         joining = self._unassigned_since is not None     # owned nothing after the last poll
-        timeout = (50 if self._items or self.tracker.has_unrecorded() else
+        soon = self._items or self.tracker.has_unrecorded() or \
+            (self.record_cuts and self.batches_open())
+        timeout = (SHORT_POLL_TIMEOUT_MS if soon else
                    JOIN_POLL_TIMEOUT_MS if joining else POLL_TIMEOUT_MS)
         result = r.poll(timeout_ms=timeout)
         starts = self._after_rebalance()

@@ -31,6 +31,9 @@ _TABLE = re.compile(r"unknown (database|table)|(database|table)\b[^,;]{0,80}?\b(
 _VERSIONS = re.compile(r"-235\b|too many versions?|too_many_version", re.I)
 _TXN_LIMIT = re.compile(r"running txns?\b.*larger than limit|too many running (txns|transactions)", re.I)
 _TXN_TIMEOUT = re.compile(r"timeout by txn manager", re.I)
+# max_publishing_txn_num_per_table: committed transactions the table has not published yet
+# (Doris's regression test test_txn_limit expects "current committed txns on table")
+_PUBLISHING = re.compile(r"committed txns? on table\b", re.I)
 _SCHEMA_CHANGE = re.compile(r"schema[ _]change", re.I)
 _QUALITY = re.compile(r"too many filtered rows|data_quality_error|column count mismatch|"
                       r"columns? (count|number)s? (mismatch|does not match|doesn't match)|"
@@ -100,6 +103,8 @@ def _classify_fail(message: str, body: dict, text: str) -> Outcome:
         return Outcome(BACKOFF, "too_many_versions", text)
     if _TXN_LIMIT.search(message):
         return Outcome(BACKOFF, "txn_limit", text)
+    if _PUBLISHING.search(message):
+        return Outcome(BACKOFF, "publishing_limit", text)
     if _TXN_TIMEOUT.search(message):
         return Outcome(BACKOFF, "txn_timeout", text)
     if _SCHEMA_CHANGE.search(message):

@@ -108,7 +108,7 @@ class Pipeline:
             cuts = batcher_mod.OpenBatch(cfg.batch, None, routes, hold=self.tracker.hold)
         self.consumer = ConsumerThread(cfg.kafka, self.polled, self.tracker, self.obs,
                                        self.shutdown, bounds=replay, record_cuts=cuts.record_cuts,
-                                       budget=self.budget)
+                                       budget=self.budget, batches_open=lambda: bool(cuts.open))
         self.batcher = batcher_mod.BatcherThread(self.polled, self.sealed, cuts, self.tracker,
                                                  self.obs, self.schema, label_prefix=label_prefix)
         label_window = labels.LabelWindow()      # every writer counts its loads into it

@@ -86,6 +86,8 @@ CASES = [
      lr.BACKOFF, "too_many_versions"),
     ("txn-limit", 200, fail("[ANALYSIS_ERROR]current running txns on db 10002 is 100, larger than "
                             "limit 100"), None, lr.BACKOFF, "txn_limit"),
+    ("publishing-limit", 200, fail("[ANALYSIS_ERROR]current committed txns on table 10086 is 500, "
+                                   "larger than limit 500"), None, lr.BACKOFF, "publishing_limit"),
     ("txn-timeout", 200, fail("[INTERNAL_ERROR]timeout by txn manager"), None, lr.BACKOFF, "txn_timeout"),
     ("schema-change", 200, fail("[INTERNAL_ERROR]table 10086 is blocked on schema change"), None,
      lr.BACKOFF, "schema_change"),
