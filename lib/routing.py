@@ -6,7 +6,8 @@ Routes are tried in order and the first that matches takes the message. A topic 
 route has no field rule goes to that route's table whole, without looking at a message. A message
 no route takes goes to the ``unmatched`` target: a dead letter with reason ``no_route``, or
 skipped and counted (``unmatched: skip``). A message a field rule cannot read (not a JSON object)
-is always a dead letter: skipping it would lose it without a trace.
+is always a dead letter: skipping it would lose it without a trace — except a tombstone (a null
+value) on a topic a Debezium route reads, which is skipped and counted, as that route would.
 """
 from __future__ import annotations
 
@@ -86,11 +87,11 @@ class Router:
                 idx.append(i)
                 i += 1
             self._by_route.append(idx)
-        self.unmatched = Target(i, "", "", None, cfg.batch, exactly_once=cfg.exactly_once)
-        self.unreadable = Target(i + 1, "", "", None, cfg.batch, exactly_once=cfg.exactly_once)
+        self.unmatched, self.unreadable, self.tombstone = (
+            Target(i + k, "", "", None, cfg.batch, exactly_once=cfg.exactly_once) for k in range(3))
         self.unrouted_mappers = {i: Unrouted("skip" if cfg.unmatched == "skip" else "no_route"),
-                                 i + 1: Unrouted("unreadable")}
-        self.targets += [self.unmatched, self.unreadable]
+                                 i + 1: Unrouted("unreadable"), i + 2: Unrouted("skip")}
+        self.targets += [self.unmatched, self.unreadable, self.tombstone]
         self._plans: dict[str, object] = {}
         # one table, every message: no split at all (today's single-table config)
         self.single = len(cfg.routes) == 1 and len(cfg.routes[0].tables) == 1 \
@@ -105,8 +106,10 @@ class Router:
             return [(plan, records)]
         out: dict[int, list] = {}
         value = fields(records[0]).value
+        steps, on_null = plan
         for rec in records:
-            t = self._pick(plan, value(rec))
+            v = value(rec)
+            t = on_null if v is None else self._pick(steps, v)
             got = out.get(t)
             if got is None:
                 out[t] = [rec]
@@ -115,12 +118,16 @@ class Router:
         return list(out.items())
 
     def _plan(self, topic: str):
-        """The routes that read ``topic``, as (rule, path, what) steps; an int: all to one target."""
+        """The routes that read ``topic``, as (rule, path, what) steps and where a null value
+        goes; an int: all to one target."""
         steps = []
+        on_null = self.unreadable.index
         for r, idx in zip(self.cfg.routes, self._by_route):
             if topic not in r.topics and not (r.topics_pattern is not None
                                               and re.fullmatch(r.topics_pattern, topic)):
                 continue
+            if r.mapping.envelope == "debezium":
+                on_null = self.tombstone.index
             if r.where is not None:
                 steps.append(("where", r.where.path, (r.where.equals, idx[0])))
             elif r.table_from:
@@ -130,7 +137,7 @@ class Router:
                     return idx[0]
                 steps.append(("all", (), idx[0]))
                 break
-        return steps or self.unmatched.index
+        return (steps, on_null) if steps else self.unmatched.index
 
     def _pick(self, plan, value) -> int:
         try:
