@@ -181,8 +181,9 @@ class OffsetTracker:
                     continue
                 known = [x for x in (released, committed) if x is not None]
                 offset = max(known) if known else q[0][1]
-                plan[key] = (offset, [(first, last) for _s, first, last in q]
-                             + list(self._inherited.get(key, ())))
+                # the batches of one chunk's tables share its cut: record it once
+                plan[key] = (offset, list(dict.fromkeys(
+                    [(first, last) for _s, first, last in q] + list(self._inherited.get(key, ())))))
                 for seq in unrecorded:
                     waiting[seq] = waiting.get(seq, 0) + 1
             for key, released in self._released.items():

@@ -321,3 +321,18 @@ def test_idle_advance_waits_for_held_partitions():
     t.rebalance([], {P0: 0})
     t.hold(object(), P0, 0)
     assert not t.advance_idle(P0, None, 5)
+
+
+def test_a_chunks_cut_is_recorded_once_for_all_its_tables():
+    """Commit metadata must read back (decode refuses overlapping cuts): the batches of one
+    chunk's tables share one cut, which goes into the metadata once."""
+    from sinker_lib import commit_metadata
+    t = OffsetTracker()
+    t.rebalance([], {P0: 0}, {P0: [(20, 29)]})
+    t.add(0, {P0: (0, 9)}, recorded=False)      # table a
+    t.add(1, {P0: (0, 9)}, recorded=False)      # table b, same chunk
+    t.add(2, {P0: (10, 19)}, recorded=False)    # table a, next chunk
+    plan, seqs = t.commit_plan()
+    offset, cuts = plan[P0]
+    assert cuts == [(0, 9), (10, 19), (20, 29)] and seqs == {0, 1, 2}
+    assert commit_metadata.decode(commit_metadata.encode(cuts)) == cuts
