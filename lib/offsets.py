@@ -146,7 +146,8 @@ class OffsetTracker:
                 done = start = None
                 while q and q[0][0] not in self._keys:   # head confirmed (or revoked away)
                     _seq, first, last = q.popleft()
-                    done = last + 1
+                    # tables' ranges overlap: a later batch may end below an earlier one
+                    done = last + 1 if done is None else max(done, last + 1)
                     start = first if start is None else start
                 if done is None:
                     continue

@@ -336,3 +336,16 @@ def test_a_chunks_cut_is_recorded_once_for_all_its_tables():
     offset, cuts = plan[P0]
     assert cuts == [(0, 9), (10, 19), (20, 29)] and seqs == {0, 1, 2}
     assert commit_metadata.decode(commit_metadata.encode(cuts)) == cuts
+
+
+def test_the_released_offset_is_the_highest_end_of_the_confirmed_run():
+    """Seen on the real broker: four tables' batches of one partition, the last one sealed
+    ending below the others; confirming them all must release past the highest end."""
+    t = OffsetTracker()
+    t.add(2, {P0: (0, 80)})
+    t.add(3, {P0: (1, 81)})
+    t.add(18, {P0: (2, 82)})
+    t.add(19, {P0: (4, 79)})
+    for seq in (18, 19, 2, 3):
+        t.confirm(seq)
+    assert t.committable() == {P0: 83}
