@@ -320,14 +320,15 @@ def dry_run_cmd(config_path, limit, start, output, wait_s, table):
     is 5 when any message would go to the dead-letter output.
     """
     from sinker_lib.config import one_table
-    cfg = one_table(load(config_path), table, "dry-run")
+    whole = load(config_path)
+    cfg = one_table(whole, table, "dry-run")
     from sinker_lib.commands.dry_run import dry_run
     from sinker_lib.dead_letter import category
     from sinker_lib.schema import SchemaSource
     mapper = SchemaSource(cfg).mapper()
     out = open(output, "wb") if output else click.get_binary_stream("stdout")
     try:
-        summary = dry_run(cfg, mapper, limit, start, out, wait_s=wait_s)
+        summary = dry_run(cfg, mapper, limit, start, out, wait_s=wait_s, routes=whole)
     finally:
         if output:
             out.close()

@@ -523,6 +523,9 @@ class BatcherThread(threading.Thread):
             self.cuts.expect(key, cuts)
 
     def _seal(self, sealed: list) -> None:
+        """Register every batch before handing any on: the batches of one chunk (one per table)
+        must all be known to the tracker before a writer can confirm the first of them."""
+        ready = [b for b, _r in sealed if b.sources]
         for b, reason in sealed:
             if not b.sources:
                 continue
@@ -536,4 +539,5 @@ class BatcherThread(threading.Thread):
             self.tracker.add(b.seq, b.ranges, recorded=not b.needs_record or reason == "recorded",
                              owner=b)
             self.obs.metrics.observe_seal(b)
+        for b in ready:
             self.outq.put(b)   # blocks while writers are busy: backpressure reaches the consumer

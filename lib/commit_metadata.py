@@ -40,6 +40,8 @@ def decode(text: str | None) -> list[tuple[int, int]]:
         if not sep or not first.isdigit() or not last.isdigit() or int(first) > int(last):
             raise ValueError(f"unreadable cut {item!r} in commit metadata {text[:200]!r}")
         cuts.append((int(first), int(last)))
+    cuts = list(dict.fromkeys(cuts))      # the same cut twice is one chunk (a development build
+                                          # of routes wrote one per table)
     if any(a[1] >= b[0] for a, b in zip(cuts, cuts[1:])):
         raise ValueError(f"overlapping cuts in commit metadata {text[:200]!r}")
     return cuts

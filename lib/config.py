@@ -292,7 +292,11 @@ def one_table(cfg: Config, name: str | None, what: str) -> Config:
     r = cfg.routes[0]
     if len(cfg.routes) == 1 and r.where is None and not r.table_from \
             and _IDENT.match(db) and _IDENT.match(table):
-        return target_config(cfg, dataclasses.replace(r, database=db, tables=(table,)), table)
+        other = target_config(cfg, dataclasses.replace(r, database=db, tables=(table,)), table)
+        if cfg.kafka.group_id == default_group_id(r.database, r.tables[0]):    # derived, not set
+            other = dataclasses.replace(other, kafka=dataclasses.replace(
+                other.kafka, group_id=default_group_id(db, table)))
+        return other
     raise ConfigError(f"--table {name}: expected DB.TABLE, one of the config's tables "
                       f"({', '.join(cfg.tables)})")
 
@@ -584,9 +588,21 @@ def _with_routes(cfg: Config, routes: tuple[Route, ...], problems: list[str]) ->
                     "each table one route (list all its topics in that route), so no two batches "
                     "of one table ever share a label")
             seen.setdefault(name, i)
+    for i, r in enumerate(routes):
+        if r.where is None and not r.table_from:
+            for j, later in enumerate(routes[i + 1:], i + 1):
+                shared = sorted(set(r.topics) & set(later.topics))
+                if shared:
+                    problems.append(
+                        f"routes[{j}]: never takes a message of {', '.join(shared)}: routes[{i}] "
+                        f"takes every message of it first (routes are tried in order): move it "
+                        f"before, or give routes[{i}] a where")
     if len(seen) > 1 and cfg.kafka.group_id is None:
-        problems.append("kafka.group_id: required with routes into more than one table (the "
-                        "group's committed offsets cover all of them), e.g. group_id: sinker.shop")
+        problems.append(
+            "kafka.group_id: required with routes into more than one table (the group's "
+            "committed offsets cover all of them), e.g. group_id: sinker.shop. A config moving "
+            "from one table to routes keeps its offsets with that table's default group, "
+            f"group_id: {default_group_id(*next(iter(seen)).split('.'))}")
     topics = tuple(dict.fromkeys(t for r in routes for t in r.topics))
     return dataclasses.replace(cfg, routes=routes, kafka=dataclasses.replace(cfg.kafka, topics=topics))
 

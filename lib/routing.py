@@ -52,12 +52,13 @@ class Unrouted:
         return {}
 
     def map_records(self, records, out: list, dead: list) -> int:
-        if self.mode == "skip":
-            return 0
-        for rec in records:
-            reason = NO_ROUTE if self.mode == "no_route" else _unreadable(fields(rec).value(rec))
-            dead.append(dead_letter.of(rec, reason))
-        return 0
+        """The records' value bytes: what the batch holds (its memory budget, its max_bytes)."""
+        value = fields(records[0]).value
+        if self.mode != "skip":
+            for rec in records:
+                reason = NO_ROUTE if self.mode == "no_route" else _unreadable(value(rec))
+                dead.append(dead_letter.of(rec, reason))
+        return sum(len(v) for v in map(value, records) if v is not None)
 
 
 def _unreadable(value) -> str:

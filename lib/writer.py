@@ -38,8 +38,10 @@ from .records import identity
 
 log = logging.getLogger("sinker.writer")
 
-# Refusals that concern one table, not Doris as a whole: a route may dead-letter them
-TABLE_ERRORS = frozenset(("table_not_found", "column_not_found"))
+# Doris's answer that the table is gone: a route may dead-letter its rows (a column it lacks is
+# a schema change, and the batch mapped again after a refresh loads; a bare 404 without Doris's
+# answer may come from a proxy: neither is dead-lettered)
+TABLE_ERRORS = frozenset(("table_not_found",))
 
 
 def backoff_s(attempt: int, cfg: WriterConfig, busy: bool = False, rng=random.random) -> float:
@@ -250,7 +252,7 @@ class WriterThread(threading.Thread):
                     schema_refreshed = True
                     self.on_schema_error()
                     continue
-                if outcome.reason in TABLE_ERRORS and batch.target is not None \
+                if outcome.reason in TABLE_ERRORS and body is not None and batch.target is not None \
                         and batch.target.on_table_error == "dead_letter":
                     self._table_refused(batch, label, pairs, outcome)
                     return

@@ -187,7 +187,7 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
     def sample_messages(tc):
         import io
         summary = dry_run(tc, state[("schema", _name(tc))].mapper(), sample, "committed",
-                          io.BytesIO(), wait_s=2.0)
+                          io.BytesIO(), wait_s=2.0, routes=cfg)
         mine = summary.messages - summary.other_tables
         if not mine:
             return "no messages to sample after the group's committed offsets"

@@ -61,14 +61,19 @@ def open_reader(cfg, start: str, with_group: bool):
     return c, tps
 
 
-def dry_run(cfg, mapper, limit: int, start: str, out, wait_s: float = 5.0) -> DryRunSummary:
+def dry_run(cfg, mapper, limit: int, start: str, out, wait_s: float = 5.0,
+            routes=None) -> DryRunSummary:
     """Map up to `limit` messages; write the exact Stream Load body to the binary stream `out`.
-    ``cfg`` is one table's config (lib/config.py's one_table): messages its route sends
-    elsewhere are counted, not mapped; those it cannot read are dead letters, as in ``run``."""
+    ``cfg`` is one table's config (lib/config.py's one_table) and ``routes`` the whole config:
+    messages its routes send elsewhere (the first route that takes a message wins) are counted,
+    not mapped; those a field rule cannot read are dead letters, as in ``run``."""
     from ..routing import Router
-    router = Router(cfg)
     table = f"{cfg.doris.database}.{cfg.doris.table}"
-    ours = next(t.index for t in router.targets if t.full_name == table)
+    router = Router(routes if routes is not None else cfg)
+    ours = next((t.index for t in router.targets if t.full_name == table), None)
+    if ours is None:        # --table naming a table the config does not route to
+        router = Router(cfg)
+        ours = next(t.index for t in router.targets if t.full_name == table)
     unreadable = router.unrouted_mappers[router.unreadable.index]
     c, tps = open_reader(cfg, start, with_group=(start == "committed"))
     summary = DryRunSummary(headers=mapper.headers())

@@ -349,3 +349,8 @@ def test_the_released_offset_is_the_highest_end_of_the_confirmed_run():
     for seq in (18, 19, 2, 3):
         t.confirm(seq)
     assert t.committable() == {P0: 83}
+
+
+def test_metadata_with_one_cut_per_table_reads_back_as_one_cut():
+    from sinker_lib import commit_metadata
+    assert commit_metadata.decode("sinker v1 0-9,0-9,10-19") == [(0, 9), (10, 19)]

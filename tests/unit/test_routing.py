@@ -196,3 +196,29 @@ def test_tombstones_of_a_debezium_route_are_skipped_not_dead_lettered():
     assert dead == []
     plain = Router(routed([{"topics": ["e"], "where": {"field": "t", "equals": "x"}, "table": "x"}]))
     assert plain.split("e", _records("e", [None]))[0][0] == plain.unreadable.index
+
+
+def test_a_route_behind_one_that_takes_the_whole_topic_is_an_error():
+    got = problems([{"topics": ["e", "f"], "table": "all"},
+                    {"topics": ["e"], "where": {"field": "t", "equals": "x"}, "table": "x"}])
+    assert got == ["routes[1]: never takes a message of e: routes[0] takes every message of it "
+                   "first (routes are tried in order): move it before, or give routes[0] a where"]
+
+
+def test_the_group_error_names_the_group_a_single_table_config_had():
+    with pytest.raises(ConfigError, match="keeps its offsets with that table's default group, "
+                                          "group_id: sinker.s.x"):
+        config_from_dict({"kafka": {"brokers": ["k:9092"]}, "doris": {"database": "s"},
+                          "routes": [{"topics": ["o"], "table": "x"},
+                                     {"topics": ["p"], "table": "y"}]}, env={})
+
+
+def test_table_of_a_single_config_takes_that_tables_default_group():
+    from sinker_lib.config import one_table
+    cfg = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"]},
+                            "doris": {"database": "d", "table": "x"}}, env={})
+    other = one_table(cfg, "d2.y", "replay")
+    assert (other.doris.database, other.doris.table, other.kafka.group_id) == ("d2", "y", "sinker.d2.y")
+    own = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"], "group_id": "mine"},
+                            "doris": {"database": "d", "table": "x"}}, env={})
+    assert one_table(own, "d2.y", "replay").kafka.group_id == "mine"

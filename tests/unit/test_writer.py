@@ -49,6 +49,8 @@ class FakeDoris:
             step = self.script.pop(0)
             if isinstance(step, Exception):
                 raise step
+            if isinstance(step, LoadResponse):
+                return step
             return LoadResponse(200, step, b"")
         bad = [x for x in lines if x.rstrip(b"\n") in self.bad]
         if bad:
@@ -258,3 +260,26 @@ def test_replay_skips_a_batch_an_earlier_run_finished_and_writes_dead_letters_fi
     assert [label for label, _ in doris.calls] == ["replay_new"]
     assert events.log[2:] == [("write", 1), ("flush",), ("flush",), ("confirm", 1)]
     assert w.accounting.snapshot()["loaded"] == 3
+
+
+def test_on_table_error_dead_letter_takes_only_doris_saying_the_table_is_gone():
+    """A route with on_table_error: dead_letter dead-letters a dropped table's rows; a bare 404
+    (a proxy's, no Doris answer) still stops, as any route would."""
+    from sinker_lib.config import BatchConfig
+    from sinker_lib.errors import DorisFatalError
+    from sinker_lib.routing import Target
+    target = Target(0, "db", "t", None, BatchConfig(), on_table_error="dead_letter")
+    gone = {"Status": "Fail", "Message": "[ANALYSIS_ERROR]unknown table, tableName=t"}
+    events = Events()
+    w = writer(FakeDoris(script=[gone]), events)
+    batch = make_batch([b"a", b"b"])
+    batch.target = target
+    w.deliver(batch)
+    assert [d.reason.split(":")[:2] for d in w.sink.dead] == [["table_error", " table_not_found"]] * 2
+    assert events.log[-1] == ("confirm", 0)
+    proxy = LoadResponse(404, None, b"<html>not found</html>")
+    w = writer(FakeDoris(script=[proxy]), Events())
+    batch = make_batch([b"a"])
+    batch.target = target
+    with pytest.raises(DorisFatalError):
+        w.deliver(batch)
