@@ -72,13 +72,16 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 
 
 class WriterThread(threading.Thread):
-    def __init__(self, index: int, cfg: WriterConfig, inq: Governor | None, loader, sink, tracker,
-                 obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
+    def __init__(self, index: int, cfg: WriterConfig, inq: Governor | queue.Queue | None, loader,
+                 sink, tracker, obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
                  sleep=None, on_loaded=None, polled_at=time.monotonic, finished=None,
                  label_window=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
+        # fed by the pipeline's governor: a BACKOFF answer hands the batch back to it; resend feeds
+        # deliver() itself (and tests pass no queue), so those wait out a backoff here
+        self.governor = inq if isinstance(inq, Governor) else None
         self.loader = loader
         self.sink = sink
         self.tracker = tracker
@@ -191,15 +194,15 @@ class WriterThread(threading.Thread):
             self._load_part(batch, batch.label, batch.lines, None)
         finally:
             self.metrics.loads_in_flight(-1)
-        if self.inq is not None:
-            self.inq.loaded(batch.full_name)
+        if self.governor is not None:
+            self.governor.loaded(batch.full_name)
 
     def _load_part(self, batch: Batch, label: str, lines, pairs) -> None:
         """Load these lines of the batch under ``label`` until Doris has them or they are dead
         letters. ``pairs`` are (line, record) for these lines, made on the first rejection.
         Retries reuse the label; rows loaded after a rejection get a label of their own offsets."""
         attempt = 0
-        back = self.inq.handed_back(batch) if self._governed(batch, label) else None
+        back = self.governor.handed_back(batch) if self._governed(batch, label) else None
         if back is not None:     # it waited out its table's backoff in the governor
             attempt, since = back
             if batch.needs_record and not self._still_ours(batch, since):
@@ -286,7 +289,7 @@ class WriterThread(threading.Thread):
                         f"{self.cfg.max_retries} retries; last error: {outcome.message}. Nothing "
                         "past it was committed: a restart re-reads it (same label, so no duplicates).")
                 if kind == load_result.BACKOFF and self._governed(batch, label):
-                    pause = self.inq.hand_back(batch, attempt, outcome.reason,
+                    pause = self.governor.hand_back(batch, attempt, outcome.reason,
                                                lambda n: backoff_s(n, self.cfg, busy=True))
                     log.warning("load %s: %s (%s); %s backs off for %.1fs, then retry %d/%d",
                                 label, outcome.reason, outcome.message, batch.full_name, pause,
@@ -306,7 +309,7 @@ class WriterThread(threading.Thread):
         takes another batch) rather than waiting here: only for the batch's own label, before
         any row of it is a dead letter (a Fail answer: Doris opened no transaction to keep), and
         not in replay, which writes a batch's dead letters before loading it."""
-        return self.inq is not None and self.finished is None and label == batch.label
+        return self.governor is not None and self.finished is None and label == batch.label
 
     def _label_used(self, db: str) -> None:
         """Every answered load is a finished transaction Doris counts towards its label limit."""

@@ -370,3 +370,15 @@ def test_a_backoff_after_rows_were_dead_lettered_waits_in_the_writer():
     assert len(waits) == 1 and w.inq.qsize() == 0
     assert [d.offset for d in w.sink.dead] == [1] and doris.loaded == [b"a"]
     assert events.log[-1] == ("confirm", 0)
+
+
+def test_a_writer_fed_by_a_plain_queue_waits_out_a_backoff_itself():
+    """``dead-letters resend`` hands batches to deliver() with a plain queue: no governor to hand
+    them back to, so the writer pauses and retries under the same label, as before."""
+    events, waits = Events(), []
+    doris = FakeDoris(script=[VERSIONS])
+    w = WriterThread(0, WriterConfig(max_retries=3, busy_backoff_s=5), queue.Queue(), doris,
+                     FakeSink(events), FakeTracker(events), observers(), Shutdown(), sleep=waits.append)
+    w.deliver(make_batch([b"a"]))
+    assert [c[0] for c in doris.calls] == ["sinker_db_t_p0-0-9_abc"] * 2 and len(waits) == 1
+    assert events.log == [("flush",), ("confirm", 0)]
