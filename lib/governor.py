@@ -4,7 +4,7 @@ It replaces the plain queue between the batcher and the writers. A writer gets t
 whose table may load now: the table's previous load started at least ``min_load_interval_s``
 ago (``interval_of(table)``; many small loads into one table are what trips Doris's ``-235 too
 many versions``) and the table is not backing off. A writer whose load Doris refused as
-overloaded (-235, the running-txn limit, ``max_publishing_txn_num_per_table``) hands the batch
+overloaded (a BACKOFF answer of lib/load_result.py: -235, the running-txn limit) hands the batch
 back with ``hand_back`` instead of sleeping: that table backs off (exponentially, reset by its
 next load that gets through) and the writer takes another table's batch meanwhile. One table's
 batches leave in seal order, also after a hand-back.
