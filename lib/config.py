@@ -169,6 +169,7 @@ class BatchConfig:
     max_interval_s: float = 5.0
     queue_size: int = 16                        # poll results waiting for the batcher
     max_bytes_in_flight: int = 256 * 1024 * 1024   # held by open, waiting and loading batches
+    min_load_interval_s: float = 0.0            # per table, between load starts (0: no spacing)
 
 
 @dataclass(frozen=True)
@@ -1058,6 +1059,10 @@ def _check(cfg: Config, bad: set[str], problems: list[str], mode: str = "single"
          f"must be at least twice batch.max_bytes ({2 * cfg.batch.max_bytes}): a batch holds its "
          f"body and its source records; got {cfg.batch.max_bytes_in_flight}. Raise it or lower "
          "batch.max_bytes")
+
+    want("batch.min_load_interval_s", cfg.batch.min_load_interval_s >= 0,
+         f"must be >= 0 (0 loads a table as often as batches are sealed), got "
+         f"{cfg.batch.min_load_interval_s}")
 
     w = cfg.writer
     want("writer.workers", 1 <= w.workers <= 64, f"must be 1..64, got {w.workers}")

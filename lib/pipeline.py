@@ -23,6 +23,7 @@ from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
 from .errors import Interrupted, RetriesExhausted
+from .governor import Governor
 from .kafka_client import require_topics
 from .lifecycle import SAME_SIGNAL_S, Shutdown
 from .observability import Observers
@@ -81,7 +82,10 @@ class Pipeline:
         self.sink = open_sink(cfg.dead_letter, cfg.kafka)
         self.tracker = OffsetTracker()
         self.polled: queue.Queue = queue.Queue(maxsize=cfg.batch.queue_size)
-        self.sealed: queue.Queue = queue.Queue(maxsize=max(2, cfg.writer.workers))
+        intervals = {t.full_name: t.batch.min_load_interval_s for t in self.router.targets}
+        self.sealed = Governor(max(2, cfg.writer.workers),
+                               lambda table: intervals.get(table, cfg.batch.min_load_interval_s),
+                               self.metrics)
         self.metrics.watch_queue("polled", self.polled)
         self.metrics.watch_queue("sealed", self.sealed)
         self.budget = Budget(cfg.batch.max_bytes_in_flight)

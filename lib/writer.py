@@ -4,6 +4,8 @@ Every retry reuses that label, so a retry after an unknown outcome (timeout, res
 load the rows twice: Doris answers ``Label Already Exists`` with the earlier job FINISHED, which
 the classifier counts as success. In exactly-once mode a batch is loaded only once its cut points
 are recorded in Kafka (lib/offsets.py), so a crash or a rebalance re-forms it under the same label.
+A load Doris refuses as overloaded (-235, the transaction limits) goes back to the governor
+(lib/governor.py) under its label: its table backs off while this writer loads other tables.
 
 Rows Doris rejects go to the dead-letter output with Doris's reason, every one of them: sinker
 always loads with ``max_filter_ratio`` 0 (a load with a rejected row loads nothing), names the
@@ -33,6 +35,7 @@ from .batcher import STOP, Batch
 from .config import WriterConfig
 from .dead_letter import DeadLetter
 from .errors import DorisFatalError, RetriesExhausted, TransportError
+from .governor import Governor
 from .offsets import REVOKED
 from .records import identity
 
@@ -71,13 +74,16 @@ def parse_error_row(line: str) -> tuple[str, str | None]:
 
 
 class WriterThread(threading.Thread):
-    def __init__(self, index: int, cfg: WriterConfig, inq: queue.Queue, loader, sink, tracker,
-                 obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
+    def __init__(self, index: int, cfg: WriterConfig, inq: Governor | queue.Queue | None, loader,
+                 sink, tracker, obs, shutdown, *, load_timeout_s: float = 600.0, on_schema_error=None,
                  sleep=None, on_loaded=None, polled_at=time.monotonic, finished=None,
                  label_window=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.cfg = cfg
         self.inq = inq
+        # fed by the pipeline's governor: a BACKOFF answer hands the batch back to it; resend feeds
+        # deliver() itself (and tests pass no queue), so those wait out a backoff here
+        self.governor = inq if isinstance(inq, Governor) else None
         self.loader = loader
         self.sink = sink
         self.tracker = tracker
@@ -113,10 +119,13 @@ class WriterThread(threading.Thread):
 
     # -- one batch ------------------------------------------------------------------------------
     def deliver(self, batch: Batch) -> None:
+        handed_back = False
         try:
             self._deliver(batch)
+        except _HandedBack:
+            handed_back = True     # the governor holds it again, and its memory with it
         finally:
-            if batch.budget is not None:
+            if batch.budget is not None and not handed_back:
                 batch.budget.release(batch)
 
     def _deliver(self, batch: Batch) -> None:
@@ -187,12 +196,19 @@ class WriterThread(threading.Thread):
             self._load_part(batch, batch.label, batch.lines, None)
         finally:
             self.metrics.loads_in_flight(-1)
+        if self.governor is not None:
+            self.governor.loaded(batch.full_name)
 
     def _load_part(self, batch: Batch, label: str, lines, pairs) -> None:
         """Load these lines of the batch under ``label`` until Doris has them or they are dead
         letters. ``pairs`` are (line, record) for these lines, made on the first rejection.
         Retries reuse the label; rows loaded after a rejection get a label of their own offsets."""
         attempt = 0
+        back = self.governor.handed_back(batch) if self._governed(batch, label) else None
+        if back is not None:     # it waited out its table's backoff in the governor
+            attempt, since = back
+            if batch.needs_record and not self._still_ours(batch, since):
+                raise _Revoked(label)
         waited_since = None
         schema_refreshed = False
         while True:
@@ -279,6 +295,13 @@ class WriterThread(threading.Thread):
                         f"could not load batch {label} into {batch.full_name} after "
                         f"{self.cfg.max_retries} retries; last error: {outcome.message}. Nothing "
                         "past it was committed: a restart re-reads it (same label, so no duplicates).")
+                if kind == load_result.BACKOFF and self._governed(batch, label):
+                    pause = self.governor.hand_back(batch, attempt, outcome.reason,
+                                               lambda n: backoff_s(n, self.cfg, busy=True))
+                    log.warning("load %s: %s (%s); %s backs off for %.1fs, then retry %d/%d",
+                                label, outcome.reason, outcome.message, batch.full_name, pause,
+                                attempt, self.cfg.max_retries, extra=_fields(batch, label, batch.rows))
+                    raise _HandedBack(label)
                 delay = backoff_s(attempt, self.cfg, busy=(kind == load_result.BACKOFF))
             log.warning("load %s: %s (%s); retry %d/%d in %.1fs", label, outcome.reason,
                         outcome.message, attempt, self.cfg.max_retries, delay,
@@ -287,6 +310,13 @@ class WriterThread(threading.Thread):
             self._sleep(delay)
             if batch.needs_record and not self._still_ours(batch, waited_from):
                 raise _Revoked(label)
+
+    def _governed(self, batch: Batch, label: str) -> bool:
+        """Whether a BACKOFF answer goes back to the governor (its table backs off, this writer
+        takes another batch) rather than waiting here: only for the batch's own label, before
+        any row of it is a dead letter (a Fail answer: Doris opened no transaction to keep), and
+        not in replay, which writes a batch's dead letters before loading it."""
+        return self.governor is not None and self.finished is None and label == batch.label
 
     def _label_used(self, db: str) -> None:
         """Every answered load is a finished transaction Doris counts towards its label limit."""
@@ -416,6 +446,10 @@ class WriterThread(threading.Thread):
 
 class _Revoked(Exception):
     """The batch's partition moved away while it was being retried: its next reader loads it."""
+
+
+class _HandedBack(Exception):
+    """The batch went back to the governor while its table backs off; a writer takes it again."""
 
 
 def _subset_label(batch: Batch, pairs) -> str:

@@ -65,6 +65,7 @@ METRIC_NAMES = frozenset({
     "sinker_load_retries_total", "sinker_doris_loaded_rows_total", "sinker_doris_filtered_rows_total",
     "sinker_doris_unselected_rows_total", "sinker_doris_load_bytes_total",
     "sinker_doris_load_phase_seconds", "sinker_last_load_success_timestamp_seconds",
+    "sinker_governor_held_seconds_total", "sinker_table_backoff_seconds_total",
     # dead letters
     "sinker_dead_letter_reasons_total", "sinker_mapping_errors_total",
     # build and process
@@ -326,6 +327,14 @@ class Metrics:
                                        buckets=_SECONDS_LOAD, registry=r)
         self.last_load_ok = Gauge("sinker_last_load_success_timestamp_seconds",
                                   "Unix time of the last load Doris confirmed.", ("table",), registry=r, multiprocess_mode="max")
+        self.governor_held = Counter("sinker_governor_held_seconds_total",
+                                     "Seconds sealed batches waited for a writer to take them: for "
+                                     "batch.min_load_interval_s, the table's backoff or a free writer.",
+                                     ("table",), registry=r)
+        self.table_backoff = Counter("sinker_table_backoff_seconds_total",
+                                     "Seconds of backoff imposed on a table after Doris refused a load "
+                                     "as overloaded (-235, transaction limits), by reason.",
+                                     ("table", "reason"), registry=r)
 
         self.dead_reasons = Counter("sinker_dead_letter_reasons_total", "Dead letters by reason category.",
                                     ("table", "category"), registry=r)
@@ -447,6 +456,12 @@ class Metrics:
 
     def observe_retry(self, table: str, reason: str) -> None:
         self.retries.labels(table, reason).inc()
+
+    def observe_governor_held(self, table: str, seconds: float) -> None:
+        self.governor_held.labels(table).inc(max(0.0, seconds))
+
+    def observe_table_backoff(self, table: str, reason: str, seconds: float) -> None:
+        self.table_backoff.labels(table, reason).inc(seconds)
 
     def observe_dead_letters(self, table: str, dead: list) -> None:
         by_cat: dict[str, int] = {}

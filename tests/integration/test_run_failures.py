@@ -100,6 +100,36 @@ def test_retries_exhausted_exit_4_without_committing(tmp_path, kafka_bootstrap, 
     assert count_rows(doris, db, table) == 500
 
 
+def test_overloaded_table_backs_off_in_the_governor_and_loads_every_row_once(tmp_path, kafka_bootstrap,
+                                                                            doris):
+    """Doris answers -235 and the running-txn limit: the batches go back to the governor under
+    their labels (the table backs off, counted per table), then every row loads once."""
+    n, partitions = 600, 2
+    cfg, topic, db, table = make(doris, kafka_bootstrap, tmp_path, n=n, partitions=partitions,
+                                 batch={"max_rows": 100, "max_interval_s": 0.2,
+                                        "min_load_interval_s": 0.05},
+                                 writer={"max_retries": 8, "busy_backoff_s": 0.05,
+                                         "backoff_max_s": 0.2})
+    doris.faults.set("too_many_versions", rate=1.0, count=3)
+    doris.faults.set("txn_limit", rate=1.0, count=2)
+    try:
+        with InProcess(cfg) as run:
+            wait_committed(kafka_bootstrap, cfg["kafka"]["group_id"], topic, partitions, n)
+            result = run.stop()
+        fired = dict(doris.faults.fired)
+    finally:
+        doris.faults.clear()
+    assert result.exit_code == 0, result.error
+    assert fired == {"too_many_versions": 3, "txn_limit": 2}
+    assert count_rows(doris, db, table) == n and distinct_ids(doris, db, table) == n
+    sample = run.pipeline.metrics.registry.get_sample_value
+    # an answer met by a load already under way while the table backs off adds no more backoff
+    assert sum(sample("sinker_table_backoff_seconds_total",
+                      {"table": f"{db}.{table}", "reason": reason}) or 0
+               for reason in ("too_many_versions", "txn_limit")) > 0
+    assert sample("sinker_governor_held_seconds_total", {"table": f"{db}.{table}"}) > 0
+
+
 def test_broker_restart_mid_stream_loses_nothing(tmp_path, kafka_bootstrap, kafka_broker, doris):
     if kafka_broker is None:
         pytest.skip("SINKER_TEST_KAFKA points at a broker these tests do not own")

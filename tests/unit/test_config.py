@@ -63,6 +63,13 @@ def test_lists_become_tuples_and_ints_fill_floats():
     assert cfg.batch.max_interval_s == 2.0 and isinstance(cfg.batch.max_interval_s, float)
 
 
+def test_min_load_interval_is_zero_by_default_and_never_negative():
+    assert build().batch.min_load_interval_s == 0.0
+    assert build({"batch": {"min_load_interval_s": 2}}).batch.min_load_interval_s == 2.0
+    [msg] = problems({"batch": {"min_load_interval_s": -1}})
+    assert msg.startswith("batch.min_load_interval_s: must be >= 0") and "got -1" in msg
+
+
 def test_unknown_key_suggests_the_right_one():
     assert problems({"batch": {"max_row": 10}}) == ["batch.max_row: unknown key (did you mean max_rows?)"]
     assert problems({"kafak": {}}) == ["kafak: unknown key (did you mean kafka?)"]

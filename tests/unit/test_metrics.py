@@ -35,6 +35,8 @@ def exercise(m: Metrics) -> None:
     m.observe_load("db.t", "success", {"NumberLoadedRows": 1, "NumberFilteredRows": 1,
                                        "NumberUnselectedRows": 1, "LoadBytes": 4, "LoadTimeMs": 3}, 0.1)
     m.observe_retry("db.t", "connection")
+    m.observe_governor_held("db.t", 0.5)
+    m.observe_table_backoff("db.t", "too_many_versions", 15.0)
     m.observe_dead_letters("db.t", [DeadLetter("t", 0, 0, None, b"x", "conversion: bad int", "id")])
     m.accounting.consumed({("t", 0): 1})
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 
+import queue
+
 import pytest
 
 from sinker_lib.batcher import Batch
 from sinker_lib.config import WriterConfig
 from sinker_lib.dead_letter import DeadLetter
+from sinker_lib.budget import Budget
 from sinker_lib.errors import DorisFatalError, RetriesExhausted, TransportError
+from sinker_lib.governor import Governor
 from sinker_lib.lifecycle import Shutdown
 from sinker_lib.stream_load import LoadResponse
 from sinker_lib.labels import subset_label
 from sinker_lib.writer import WriterThread, backoff_s, parse_error_row
-from tests.fakes import Rec, observers
+from tests.fakes import Clock, Rec, observers
 
 OK = {"Status": "Success", "Message": "OK", "NumberLoadedRows": 1}
 
@@ -283,3 +287,122 @@ def test_on_table_error_dead_letter_takes_only_doris_saying_the_table_is_gone():
     batch.target = target
     with pytest.raises(DorisFatalError):
         w.deliver(batch)
+
+
+# -- hand-back to the governor ----------------------------------------------------------------------
+VERSIONS = {"Status": "Fail", "Message": "[E-235]too many versions"}
+
+
+class RecordedTracker(FakeTracker):
+    """Exactly-once: every batch's cuts are recorded; ``moved`` partitions were taken away."""
+
+    def __init__(self, events):
+        super().__init__(events)
+        self.moved = False
+
+    def wait_recorded(self, seq, timeout):
+        return "recorded"
+
+    def live(self, seq):
+        return not self.moved
+
+
+def governed(doris, events, clock, tracker=None, **cfg):
+    """A writer whose batches come from a governor on ``clock``; the consumer polls meanwhile."""
+    obs = observers()
+    return WriterThread(0, WriterConfig(**{"max_retries": 3, "busy_backoff_s": 5, **cfg}),
+                        Governor(4, lambda table: 0.0, obs.metrics, clock=clock), doris,
+                        FakeSink(events), tracker or FakeTracker(events), obs, Shutdown(),
+                        sleep=lambda s: pytest.fail("a BACKOFF of the batch's own label waited "
+                                                    "in the writer"),
+                        polled_at=lambda: clock() + 1)
+
+
+def table_batch(table, value, seq, label, budget=None):
+    b = Batch("db", table, LineMapper(), opened_at=0.0, budget=budget)
+    b.add("events", seq, [Rec("events", seq, 0, 1_700_000_000_000, None, value)])
+    b.seq, b.label = seq, label
+    return b
+
+
+def test_an_overloaded_table_goes_back_to_the_governor_and_the_writer_loads_another():
+    clock, events = Clock(), Events()
+    doris = FakeDoris(script=[VERSIONS])
+    w = governed(doris, events, clock)
+    budget = Budget(1 << 20)
+    hot = table_batch("hot", b"h", 0, "lbl_hot", budget)
+    cold = table_batch("cold", b"c", 1, "lbl_cold", budget)
+    w.inq.put(hot)
+    w.inq.put(cold)
+    held = budget.held
+    w.deliver(w.inq.get(block=False))                 # hot: -235, handed back, not confirmed
+    assert events.log == [] and w.inq.qsize() == 2
+    assert budget.held == held                        # the governor holds its memory now
+    w.deliver(w.inq.get(block=False))                 # the writer goes on with cold
+    assert events.log == [("flush",), ("confirm", 1)]
+    with pytest.raises(queue.Empty):
+        w.inq.get(block=False)                        # hot backs off
+    clock.advance(5)
+    w.deliver(w.inq.get(block=False))
+    assert [label for label, _ in doris.calls] == ["lbl_hot", "lbl_cold", "lbl_hot"]
+    assert events.log[2:] == [("flush",), ("confirm", 0)]
+    assert w.accounting.snapshot()["loaded"] == 2 and budget.held == 0
+
+
+def test_max_retries_counts_the_attempts_of_a_batch_across_hand_backs():
+    clock, events = Clock(), Events()
+    doris = FakeDoris(script=[VERSIONS, TransportError("reset"), VERSIONS, VERSIONS])
+    w = governed(doris, events, clock, backoff_max_s=40)
+    w._sleep = lambda s: None                          # the in-thread wait after the reset
+    w.inq.put(make_batch([b"a"]))
+    with pytest.raises(RetriesExhausted, match="after 3 retries"):
+        for _ in range(4):
+            w.deliver(w.inq.get(block=False))
+            clock.advance(40)
+    assert len(doris.calls) == 4 and {c[0] for c in doris.calls} == {"sinker_db_t_p0-0-9_abc"}
+    assert ("confirm", 0) not in events.log
+
+
+def test_a_batch_whose_partition_moved_while_it_was_held_is_dropped_not_loaded():
+    clock, events = Clock(), Events()
+    tracker = RecordedTracker(events)
+    doris = FakeDoris(script=[VERSIONS])
+    w = governed(doris, events, clock, tracker=tracker)
+    b = make_batch([b"a", b"b"])
+    b.needs_record = True
+    w.inq.put(b)
+    w.deliver(w.inq.get(block=False))
+    tracker.moved = True                               # a rebalance during the backoff
+    clock.advance(5)
+    w.deliver(w.inq.get(block=False))
+    assert len(doris.calls) == 1 and events.log == []
+    assert w.accounting.snapshot()["rewound"] == 2
+
+
+def test_a_backoff_after_rows_were_dead_lettered_waits_in_the_writer():
+    """The rest of a batch loads under a label of its own once its rejected rows are dead
+    letters: handing it back would load the whole batch again and write them twice."""
+    clock, events = Clock(), Events()
+    rejected = {"Status": "Fail", "Message": "[DATA_QUALITY_ERROR]too many filtered rows",
+                "ErrorURL": "http://be/api/_load_error_log?file=x"}
+    doris = FakeDoris(bad={b"x"}, script=[rejected, VERSIONS])
+    w = governed(doris, events, clock)
+    waits = []
+    w._sleep = waits.append
+    w.inq.put(make_batch([b"a", b"x"]))
+    w.deliver(w.inq.get(block=False))
+    assert len(waits) == 1 and w.inq.qsize() == 0
+    assert [d.offset for d in w.sink.dead] == [1] and doris.loaded == [b"a"]
+    assert events.log[-1] == ("confirm", 0)
+
+
+def test_a_writer_fed_by_a_plain_queue_waits_out_a_backoff_itself():
+    """``dead-letters resend`` hands batches to deliver() with a plain queue: no governor to hand
+    them back to, so the writer pauses and retries under the same label, as before."""
+    events, waits = Events(), []
+    doris = FakeDoris(script=[VERSIONS])
+    w = WriterThread(0, WriterConfig(max_retries=3, busy_backoff_s=5), queue.Queue(), doris,
+                     FakeSink(events), FakeTracker(events), observers(), Shutdown(), sleep=waits.append)
+    w.deliver(make_batch([b"a"]))
+    assert [c[0] for c in doris.calls] == ["sinker_db_t_p0-0-9_abc"] * 2 and len(waits) == 1
+    assert events.log == [("flush",), ("confirm", 0)]
