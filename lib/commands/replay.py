@@ -210,6 +210,10 @@ def compute_plan(topic, partitions, beginning, ends, *, from_offset=None, from_t
 def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_timestamp_ms=None,
                 to_offset=None, to_timestamp_ms=None) -> ReplayPlan:
     """Ask Kafka for the partitions and offsets, then fix the plan (end offsets never move)."""
+    if not topic and not cfg.kafka.topics:
+        raise ConfigError(f"replay reads one topic, and kafka.topics is empty (kafka.topics_pattern "
+                          f"{cfg.kafka.topics_pattern!r} matches topics, it names none): pass "
+                          "--topic NAME")
     topic = topic or cfg.kafka.topics[0]
     if from_timestamp_ms is not None and to_timestamp_ms is not None \
             and from_timestamp_ms > to_timestamp_ms:
