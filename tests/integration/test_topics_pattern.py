@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.integration.support import (
-    InProcess, committed_offsets, count_rows, create_table, stack_config, unique, wait_committed,
-    wait_for)
+    InProcess, committed_offsets, count_rows, create_table, get_json, stack_config, status_section,
+    unique, wait_committed, wait_for)
 from tests.stack.kafka import create_topic, produce
 
 DDL = """
@@ -35,7 +35,8 @@ def test_a_matching_topic_created_mid_run_is_loaded_once_without_a_restart(
     send(kafka_bootstrap, longer, range(5000, 5030), 2)
     send(kafka_bootstrap, internal, range(6000, 6030), 2)
     db, table = create_table(doris, DDL)
-    cfg = stack_config(tmp_path, kafka_bootstrap, doris, first, db, table,
+    server, port = status_section()
+    cfg = stack_config(tmp_path, kafka_bootstrap, doris, first, db, table, server=server,
                        kafka={"topics": [], "topics_pattern": f"(__)?{prefix}\\.[a-z]+",
                               "start_from": start_from, "metadata_max_age_ms": 1000},
                        mapping={"format": "json",
@@ -55,6 +56,11 @@ def test_a_matching_topic_created_mid_run_is_loaded_once_without_a_restart(
         wait_for(lambda: count_rows(doris, db, table) >= history + 80, 30, what="rows loaded")
         # the subscription as both clients settled it once every topic existed
         assert {tp.topic for tp in run.pipeline.consumer.reader.assignment()} == {first, second}
+
+        def status_shows_the_new_topic():     # what `sinker status` prints
+            rows = get_json(port, "/status")[1]["partitions"]
+            return sum(p["committed"] or 0 for p in rows if p["topic"] == second) == 50
+        wait_for(status_shows_the_new_topic, 30, what=f"/status showing {second} committed")
         result = run.stop()
     assert result.exit_code == 0, result.error
     rows = doris.query(f"SELECT id, src_topic FROM `{db}`.`{table}`")
