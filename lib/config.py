@@ -845,6 +845,15 @@ def _check(cfg: Config, bad: set[str], problems: list[str]) -> None:
         want("dead_letter.topic", bool(dl.topic), "required with type kafka: the topic for dead letters")
         if dl.topic:
             want("dead_letter.topic", bool(_TOPIC.match(dl.topic)), f"{dl.topic!r} is not a Kafka topic name")
+            # a pattern such as orders\..* easily takes in orders.dead: sinker would read back
+            # (and dead-letter again) what it dead-letters
+            read = dl.topic in k.topics or (
+                "kafka.topics_pattern" not in bad and k.topics_pattern is not None
+                and _topics_pattern_problem(k.topics_pattern) is None
+                and re.fullmatch(k.topics_pattern, dl.topic) is not None)
+            want("dead_letter.topic", not read, f"{dl.topic!r} is one of the topics sinker reads "
+                 "(kafka.topics or kafka.topics_pattern): it would read its own dead letters back; "
+                 "name another topic, or narrow the pattern")
     want("dead_letter.log_per_minute", dl.log_per_minute >= 0, f"must be >= 0, got {dl.log_per_minute}")
 
     s = cfg.server

@@ -214,3 +214,13 @@ def test_a_member_given_only_a_new_topic_reads_it_from_the_earliest_offset():
     fake.rebalance([N0])
     assert assigned(t) == {("orders.new", 0): (None, [])}
     assert fake.commits == []
+
+
+def test_the_dead_letter_topic_must_not_be_read_back():
+    dead = {"type": "kafka", "topic": "orders.dead"}
+    with pytest.raises(ConfigError, match="would read its own dead letters back"):
+        config_from_dict({"kafka": {"brokers": ["k1:9092"], "topics_pattern": r"orders\..*"},
+                          "doris": {"database": "db", "table": "t"}, "dead_letter": dead}, env={})
+    ok = config_from_dict({"kafka": {"brokers": ["k1:9092"], "topics_pattern": r"orders\.[a-z]{2}"},
+                           "doris": {"database": "db", "table": "t"}, "dead_letter": dead}, env={})
+    assert ok.dead_letter.topic == "orders.dead"
