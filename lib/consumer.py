@@ -430,30 +430,34 @@ class ConsumerThread(threading.Thread):
 
     def _start_uncommitted(self, parts, first_group: bool) -> dict:
         latest = self.cfg.start_from == "latest" and first_group and not self._group_has_commits()
-        at_end = parts if latest else []
-        if latest and self._topics_at_start is not None:
+        if latest:
             # a topic topics_pattern matched only after this process started has no history to
             # skip: everything in it was written while sinker ran
-            at_end = [tp for tp in parts if tp.topic in self._topics_at_start]
-        starts = {}
-        if at_end:
-            self.reader.seek_to_end(*at_end)
-            positions = {tp: self.reader.position(tp) for tp in at_end}
-            # make the start point durable: a restart before the first load must not skip again
+            late = [tp for tp in parts
+                    if self._topics_at_start is not None and tp.topic not in self._topics_at_start]
+            at_end = [tp for tp in parts if tp not in late]
+            if at_end:        # (no partitions would mean every assigned one)
+                self.reader.seek_to_end(*at_end)
+            if late:
+                self.reader.seek_to_beginning(*late)
+            positions = {tp: self.reader.position(tp) for tp in parts}
+            # make the start points durable: a restart before the first load must not skip again
+            # (a late topic existing by then would count as history)
             self.reader.commit({tp: (pos, commit_metadata.encode([])) for tp, pos in positions.items()})
             self.obs.metrics.observe_offset_reset("latest", len(at_end))
+            if late:
+                self.obs.metrics.observe_offset_reset("earliest", len(late))
             log.info("new consumer group %s: start_from latest, starting %d partitions at their "
-                     "end", self.cfg.group_id, len(at_end))
-            starts = {(tp.topic, tp.partition): (pos, []) for tp, pos in positions.items()}
-        rest = [tp for tp in parts if tp not in set(at_end)]
-        if rest:
-            self.reader.seek_to_beginning(*rest)
-            for tp in rest:
-                log.info("partition %s[%d] has no committed offset: reading it from its earliest "
-                         "offset", tp.topic, tp.partition)
-            self.obs.metrics.observe_offset_reset("earliest", len(rest))
-            starts.update({(tp.topic, tp.partition): (None, []) for tp in rest})
-        return starts
+                     "end%s", self.cfg.group_id, len(at_end),
+                     f" and {len(late)} of topics created since start at their beginning"
+                     if late else "")
+            return {(tp.topic, tp.partition): (pos, []) for tp, pos in positions.items()}
+        self.reader.seek_to_beginning(*parts)
+        for tp in parts:
+            log.info("partition %s[%d] has no committed offset: reading it from its earliest "
+                     "offset", tp.topic, tp.partition)
+        self.obs.metrics.observe_offset_reset("earliest", len(parts))
+        return {(tp.topic, tp.partition): (None, []) for tp in parts}
 
     def _group_has_commits(self) -> bool:
         """Does any partition of the subscribed topics (with topics_pattern: every topic it

@@ -201,8 +201,10 @@ def test_start_from_latest_never_skips_a_topic_the_pattern_matched_after_start()
     t = consumer(fake, "latest")
     fake.log[N0] = recs("orders.new", 0, range(3))      # created while sinker runs
     fake.rebalance([A0, N0])
-    assert assigned(t) == {("orders.a", 0): (4, []), ("orders.new", 0): (None, [])}
-    assert fake.commits[0] == {A0: (4, "sinker v1")}     # only the old topic's start is pinned
+    assert assigned(t) == {("orders.a", 0): (4, []), ("orders.new", 0): (0, [])}
+    # both start points are durable: after a restart orders.new exists at start, and the
+    # group's commits keep it from counting as history
+    assert fake.commits[0] == {A0: (4, "sinker v1"), N0: (0, "sinker v1")}
 
 
 def test_a_member_given_only_a_new_topic_reads_it_from_the_earliest_offset():
