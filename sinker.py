@@ -366,7 +366,7 @@ def _curl_lines(cfg, headers, body_path) -> str:
 @click.option("--to-offset", help="Last offset, inclusive: N or P:N,P:N (default: the end when it starts).")
 @click.option("--to-timestamp", help="Stop before the first message at or after this time.")
 @click.option("--partitions", help="Only these partitions, e.g. 0,2 (default: all).")
-@click.option("--topic", help="Topic to replay (default: the first of kafka.topics).")
+@click.option("--topic", help="Topic to replay (default: the first of kafka.topics; required when only kafka.topics_pattern is set).")
 @click.option("--table", metavar="DB.TABLE", help="Load into this table instead of doris.table.")
 @click.option("--lock-dir", type=click.Path(file_okay=False), help="Where the overlap lock lives.")
 @click.option("--plan", "plan_only", is_flag=True,

@@ -72,6 +72,7 @@ class KafkaConfig:
     brokers: tuple[str, ...] = ()           # required (or env SINKER_KAFKA_BROKERS): no guessed default
     client: str = "kafka-python"            # kafka-python | confluent-kafka (librdkafka: ~7x less CPU)
     topics: tuple[str, ...] = ()
+    topics_pattern: str | None = None       # also every topic whose whole name this regex matches
     group_id: str | None = None             # unset: "sinker.<database>.<table>", one group per target
     client_id: str = "sinker"
     start_from: str = "earliest"            # earliest | latest: where a new group starts reading
@@ -82,7 +83,7 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 30_000
-    metadata_max_age_ms: int = 5_000          # how soon partitions added to a topic are read
+    metadata_max_age_ms: int = 5_000          # how soon partitions added, or topics matching topics_pattern, are read
     security_protocol: str = "PLAINTEXT"    # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None       # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
@@ -314,7 +315,8 @@ ROUTE_KEYS = ("topics", "topics_pattern", "where", "table_from", "database", "ta
 ON_TABLE_ERROR = ("stop", "dead_letter")
 UNMATCHED = ("dead_letter", "skip")
 _ROUTE_NAMES = {"doris.group_commit": "group_commit", "doris.table": "table",
-                "doris.database": "database"}
+                "doris.database": "database", "kafka.topics": "topics",
+                "kafka.topics_pattern": "topics_pattern"}
 
 ENV_VARS: dict[str, tuple[str, str]] = {
     "SINKER_DORIS_USER": ("doris", "user"),
@@ -546,7 +548,8 @@ def _route(where: str, item, data: dict, problems: list[str]) -> Route | None:
     if len(problems) > before or not tables:
         return None
     own: list[str] = []
-    cfg = _build(_route_data(where, item, data, database, tables[0], own), own, "route")
+    cfg = _build(_route_data(where, item, data, database, tables[0], topics, pattern, own), own,
+                 "route")
     problems.extend(f"{where}.{_ROUTE_NAMES.get(p.split(':')[0], p.split(':')[0])}:"
                     f"{p.split(':', 1)[1]}" for p in own)
     if own:
@@ -557,9 +560,12 @@ def _route(where: str, item, data: dict, problems: list[str]) -> Route | None:
                  table_from=table_from, on_table_error=on_error)
 
 
-def _route_data(where: str, item: dict, data: dict, database, table: str, problems) -> dict:
-    """The config one route's table loads with: the sections, with the route's overrides."""
+def _route_data(where: str, item: dict, data: dict, database, table: str, topics, pattern,
+                problems) -> dict:
+    """The config one route's table loads with: the sections, with the route's overrides (its
+    topics and pattern too, so kafka's rules on them apply per route)."""
     out = copy.deepcopy(data)
+    out["kafka"] = dict(out.get("kafka") or {}, topics=list(topics or ()), topics_pattern=pattern)
     doris = dict(out.get("doris") or {}, database=database, table=table)
     if item.get("group_commit") is not None:
         doris["group_commit"] = item["group_commit"]
@@ -605,7 +611,16 @@ def _with_routes(cfg: Config, routes: tuple[Route, ...], problems: list[str]) ->
             "from one table to routes keeps its offsets with that table's default group, "
             f"group_id: {default_group_id(*next(iter(seen)).split('.'))}")
     topics = tuple(dict.fromkeys(t for r in routes for t in r.topics))
-    return dataclasses.replace(cfg, routes=routes, kafka=dataclasses.replace(cfg.kafka, topics=topics))
+    # one subscription: every route's whole-name pattern as one alternation
+    bodies = [_pattern_body(r.topics_pattern) for r in routes if r.topics_pattern is not None]
+    pattern = None if not bodies else bodies[0] if len(bodies) == 1 else f"({'|'.join(bodies)})"
+    return dataclasses.replace(cfg, routes=routes, kafka=dataclasses.replace(
+        cfg.kafka, topics=topics, topics_pattern=pattern))
+
+
+def _pattern_body(pattern: str) -> str:
+    body = pattern[1:] if pattern.startswith("^") else pattern
+    return body[:-1] if body.endswith("$") else body
 
 
 def default_group_id(database: str, table: str) -> str:
@@ -969,12 +984,24 @@ def _check(cfg: Config, bad: set[str], problems: list[str], mode: str = "single"
 
     k = cfg.kafka
     if mode == "single":
-        want("kafka.topics", bool(k.topics), "required: list the topics to read, e.g. topics: [events]")
+        want("kafka.topics", bool(k.topics) or k.topics_pattern is not None,
+             "required: list the topics to read, e.g. topics: [events], or match them with "
+             "topics_pattern: 'events\\..*'")
     elif mode == "routes":
         want("kafka.topics", not k.topics, "set with routes: list each route's topics in the route")
+        want("kafka.topics_pattern", k.topics_pattern is None,
+             "set with routes: give each route its own topics_pattern")
     for t in k.topics:
         want("kafka.topics", bool(_TOPIC.match(t)),
              f"{t!r} is not a Kafka topic name (letters, digits, '.', '_', '-')")
+    if k.topics_pattern is not None:
+        why = _topics_pattern_problem(k.topics_pattern)
+        want("kafka.topics_pattern", why is None, str(why))
+        for t in k.topics:
+            # librdkafka hides every "__" name from a pattern subscription (topic.blacklist)
+            want("kafka.topics", not t.startswith("__"),
+                 f"{t!r} starts with '__' (Kafka's internal topics), which no subscription with "
+                 "kafka.topics_pattern reads: remove topics_pattern to read it, or rename the topic")
     want("kafka.brokers", bool(k.brokers),
          "required: list the bootstrap brokers, e.g. brokers: [kafka-1:9092, kafka-2:9092], "
          "or set env SINKER_KAFKA_BROKERS=kafka-1:9092,kafka-2:9092")
@@ -1080,6 +1107,15 @@ def _check(cfg: Config, bad: set[str], problems: list[str], mode: str = "single"
         want("dead_letter.topic", bool(dl.topic), "required with type kafka: the topic for dead letters")
         if dl.topic:
             want("dead_letter.topic", bool(_TOPIC.match(dl.topic)), f"{dl.topic!r} is not a Kafka topic name")
+            # a pattern such as orders\..* easily takes in orders.dead: sinker would read back
+            # (and dead-letter again) what it dead-letters
+            read = dl.topic in k.topics or (
+                "kafka.topics_pattern" not in bad and k.topics_pattern is not None
+                and _topics_pattern_problem(k.topics_pattern) is None
+                and re.fullmatch(k.topics_pattern, dl.topic) is not None)
+            want("dead_letter.topic", not read, f"{dl.topic!r} is one of the topics sinker reads "
+                 "(kafka.topics or kafka.topics_pattern): it would read its own dead letters back; "
+                 "name another topic, or narrow the pattern")
     want("dead_letter.log_per_minute", dl.log_per_minute >= 0, f"must be >= 0, got {dl.log_per_minute}")
 
     s = cfg.server
@@ -1152,6 +1188,160 @@ def _check_librdkafka_limits(k: KafkaConfig, want) -> None:
     want("kafka.max_poll_interval_ms", k.max_poll_interval_ms >= k.session_timeout_ms,
          f"must be >= kafka.session_timeout_ms ({k.session_timeout_ms}) with kafka.client "
          "confluent-kafka (librdkafka refuses less); raise it or use kafka.client kafka-python")
+
+
+# kafka.topics_pattern: the regex subset that Python's re (kafka-python, re.match) and librdkafka
+# (POSIX ERE through libc's regcomp, or its own engine on Windows) read alike. A topic name is
+# letters, digits, '.', '_' and '-', so nothing more is needed to match one.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_REPEAT = re.compile(r"\{(\d*)(,?)(\d*)\}")
+_ESCAPE_HINTS = {"d": "[0-9]", "w": "[A-Za-z0-9_]", "-": "-", "_": "_"}
+
+
+class _NotShared(ValueError):
+    """The pattern uses what one of the two Kafka clients reads differently, or not at all."""
+
+
+def _topics_pattern_problem(text: str) -> str | None:
+    """Why ``text`` is not a topics_pattern, or None. The pattern must match a topic's whole name
+    (as Kafka's Java client does); a leading '^' and a trailing '$' are allowed and change
+    nothing."""
+    if not isinstance(text, str) or not text:
+        return "must be a regex matching whole topic names, e.g. 'orders\\..*'"
+    try:
+        _PatternSubset(text).check()
+        re.compile(text)
+    except _NotShared as e:
+        return (f"{text!r}: {e} (kafka.topics_pattern takes only the regex both Kafka clients "
+                "read alike: letters, digits, '_', '-', '\\.', '.', [...] classes, (...|...) "
+                "groups, *, +, ?, {n,m})")
+    except re.error as e:
+        return f"{text!r} does not compile: {e}"
+    return None
+
+
+class _PatternSubset:
+    """A recursive-descent reading of the subset; positions in messages count from 0 in the
+    pattern as written."""
+
+    def __init__(self, text: str):
+        self.shift = 1 if text.startswith("^") else 0
+        body = text[self.shift:]
+        self.s = body[:-1] if body.endswith("$") else body
+
+    def fail(self, i: int, message: str):
+        raise _NotShared(message.replace("@", f"at position {i + self.shift}"))
+
+    def check(self) -> None:
+        end = self.alternatives(0)
+        if end < len(self.s):            # only a ')' stops the top level early
+            self.fail(end, "')' @ closes no '('")
+
+    def alternatives(self, i: int) -> int:
+        """``a|b|...`` from ``i`` up to a ')' or the end; the index after it."""
+        while True:
+            start = i
+            i = self.branch(i)
+            if i == start:
+                self.fail(i, "empty alternative @ ('|' at an end, '||' or '()'): remove it, or "
+                          "make the part beside it optional with ?")
+            if i < len(self.s) and self.s[i] == "|":
+                i += 1
+                continue
+            return i
+
+    def branch(self, i: int) -> int:
+        s = self.s
+        while i < len(s) and s[i] not in "|)":
+            i = self.atom(i)
+            if i < len(s) and s[i] in "*+?{":
+                i = self.repeat(i)
+                if i < len(s) and s[i] in "*+?{":
+                    self.fail(i, f"{s[i]!r} after a quantifier @: lazy (*?, +?) and stacked "
+                              "quantifiers mean different things to the two clients; write one "
+                              "quantifier")
+        return i
+
+    def atom(self, i: int) -> int:
+        s, c = self.s, self.s[i]
+        if c in _NAME_CHARS:
+            return i + 1
+        if c == "\\":
+            nxt = s[i + 1:i + 2]
+            if nxt == ".":
+                return i + 2
+            if nxt in _ESCAPE_HINTS:
+                self.fail(i, f"'\\{nxt}' @: write {_ESCAPE_HINTS[nxt]} instead")
+            self.fail(i, f"'\\{nxt}' @: only '\\.' (a literal dot) is read alike; use [...] "
+                      "classes, e.g. [0-9] or [A-Za-z]")
+        if c == "(":
+            if s[i + 1:i + 2] == "?":
+                self.fail(i, "'(?' @: non-capturing groups, lookarounds and flags are "
+                          "Python-only; write a plain group (...)")
+            j = self.alternatives(i + 1)
+            if j >= len(s):
+                self.fail(i, "'(' @ is never closed")
+            return j + 1
+        if c == "[":
+            return self.char_class(i)
+        if c in "*+?{":
+            self.fail(i, f"{c!r} @ repeats nothing: put it after a character, a class or a group")
+        if c in "^$":
+            self.fail(i, f"{c!r} @: '^' and '$' may only start and end the pattern (it matches "
+                      "whole names anyway)")
+        self.fail(i, f"{c!r} @ is never in a topic name (letters, digits, '.', '_', '-')")
+
+    def repeat(self, i: int) -> int:
+        if self.s[i] != "{":
+            return i + 1
+        m = _REPEAT.match(self.s, i)
+        if not m:
+            self.fail(i, "'{' @ starts no repeat count: write {n}, {n,} or {n,m}")
+        low, _comma, high = m.groups()
+        if not low:
+            self.fail(i, f"'{{,{high}}}' @ is Python-only: write {{0,{high}}}")
+        if high and int(high) < int(low):
+            self.fail(i, f"repeat count {m.group()} @ is reversed: the smaller number comes first")
+        if int(high or low) > 255:
+            self.fail(i, f"repeat count {m.group()} @ is above 255, the largest every POSIX "
+                      "regex engine takes (a topic name has at most 249 characters)")
+        return m.end()
+
+    def char_class(self, i: int) -> int:
+        """``[...]`` of name characters, and ranges within digits or within one letter case."""
+        s = self.s
+        j = first = i + 1 + (s[i + 1:i + 2] == "^")
+        while j < len(s) and (s[j] != "]" or j == first):
+            c = s[j]
+            if c == "[":
+                self.fail(j, "'[' inside [...] @: POSIX classes such as [[:digit:]] are "
+                          "librdkafka-only; write [0-9], [a-z] or [A-Za-z]")
+            if c == "\\":
+                self.fail(j, "backslash inside [...] @: librdkafka reads it as a backslash, "
+                          "Python as an escape; write the characters plainly, e.g. [._-]")
+            if c not in _NAME_CHARS:
+                self.fail(j, f"{c!r} inside [...] @ is never in a topic name")
+            j += 1
+        if j >= len(s):
+            self.fail(i, "'[' @ is never closed")
+        items, k = s[first:j], 0
+        while k < len(items):
+            if k + 2 < len(items) and items[k + 1] == "-":
+                low, high = items[k], items[k + 2]
+                if low > high or not any(low in r and high in r for r in _RANGES):
+                    self.fail(first + k, f"range {low}-{high} in [...] @: write ranges low to "
+                              "high within digits or within one letter case (0-9, a-z, A-Z); "
+                              "a literal '-' goes first or last")
+                k += 3
+            elif items[k] == "-" and 0 < k < len(items) - 1:
+                self.fail(first + k, "'-' inside [...] @ is neither a range nor first or last: "
+                          "put a literal '-' first or last")
+            else:
+                k += 1
+        return j + 1
+
+
+_RANGES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _check_schema(m: MappingConfig, bad: set[str], problems: list[str]) -> None:

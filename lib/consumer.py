@@ -22,7 +22,8 @@ from collections import deque
 from . import commit_metadata
 from .batcher import Finished, Rebalanced
 from .config import KafkaConfig
-from .kafka_client import KafkaReader, TopicPartition, check_crc32c, open_reader
+from .kafka_client import (KafkaReader, TopicPartition, check_crc32c, open_reader,
+                           subscribed_topics, topic_patterns)
 from .records import fields
 
 log = logging.getLogger("sinker.consumer")
@@ -70,6 +71,7 @@ class ConsumerThread(threading.Thread):
         self._items: deque = deque()       # poll results and Rebalanced items waiting for room
         self.polled_at = 0.0               # monotonic time the last loop turn's poll was handled
         self._partition_counts: dict = {}  # topic -> partitions when the group last assigned
+        self._topics_at_start: set | None = None   # start_from latest + topics_pattern: matches at start
         self._last_partition_watch = time.monotonic()
         self._unassigned_since: float | None = None   # see _watch_unassigned
         self._rejoin_after = UNASSIGNED_REJOIN_S
@@ -118,7 +120,12 @@ class ConsumerThread(threading.Thread):
         check_crc32c(self.cfg)
         r = self.reader_factory(self.cfg, group=self.bounds is None)
         if self.bounds is None:
-            r.subscribe(self.cfg.topics, before_revoke=self._commit_before_revoke)
+            if self.cfg.topics_pattern and self.cfg.start_from == "latest":
+                # latest skips the history of the topics that exist now, never of topics the
+                # pattern matches later (see _start_uncommitted)
+                self._topics_at_start = set(subscribed_topics(self.cfg, r.topics()))
+            r.subscribe(self.cfg.topics, before_revoke=self._commit_before_revoke,
+                        patterns=topic_patterns(self.cfg))
             return r
         r.assign(self.bounds.partitions)
         for tp, off in self.bounds.start.items():
@@ -310,7 +317,7 @@ class ConsumerThread(threading.Thread):
         self._unpositioned -= set(revoked)
         starts = self._position(sorted(assigned or ()))
         self._partition_counts = {t: len(self.reader.partitions_for_topic(t) or ())
-                                  for t in self.cfg.topics}
+                                  for t in self._watched_topics()}
         self._items.append(Rebalanced(frozenset(gone), starts))
         lost = {tp for tp in revoked if tp not in current}
         self.obs.metrics.observe_rebalance(revoked=len(revoked), assigned=len(current), lost=len(lost))
@@ -377,7 +384,8 @@ class ConsumerThread(threading.Thread):
             return
         self._last_partition_watch = now
         try:
-            counts = {t: len(self.reader.partitions_for_topic(t) or ()) for t in self.cfg.topics}
+            counts = {t: len(self.reader.partitions_for_topic(t) or ())
+                      for t in self._watched_topics()}
         except Exception as e:  # noqa: BLE001 - a watch; the next turn tries again
             log.debug("partition watch: %s", e)
             return
@@ -429,13 +437,26 @@ class ConsumerThread(threading.Thread):
     def _start_uncommitted(self, parts, first_group: bool) -> dict:
         latest = self.cfg.start_from == "latest" and first_group and not self._group_has_commits()
         if latest:
-            self.reader.seek_to_end(*parts)
+            # a topic topics_pattern matched only after this process started has no history to
+            # skip: everything in it was written while sinker ran
+            late = [tp for tp in parts
+                    if self._topics_at_start is not None and tp.topic not in self._topics_at_start]
+            at_end = [tp for tp in parts if tp not in late]
+            if at_end:        # (no partitions would mean every assigned one)
+                self.reader.seek_to_end(*at_end)
+            if late:
+                self.reader.seek_to_beginning(*late)
             positions = {tp: self.reader.position(tp) for tp in parts}
-            # make the start point durable: a restart before the first load must not skip again
+            # make the start points durable: a restart before the first load must not skip again
+            # (a late topic existing by then would count as history)
             self.reader.commit({tp: (pos, commit_metadata.encode([])) for tp, pos in positions.items()})
-            self.obs.metrics.observe_offset_reset("latest", len(parts))
+            self.obs.metrics.observe_offset_reset("latest", len(at_end))
+            if late:
+                self.obs.metrics.observe_offset_reset("earliest", len(late))
             log.info("new consumer group %s: start_from latest, starting %d partitions at their "
-                     "end", self.cfg.group_id, len(parts))
+                     "end%s", self.cfg.group_id, len(at_end),
+                     f" and {len(late)} of topics created since start at their beginning"
+                     if late else "")
             return {(tp.topic, tp.partition): (pos, []) for tp, pos in positions.items()}
         self.reader.seek_to_beginning(*parts)
         for tp in parts:
@@ -445,12 +466,21 @@ class ConsumerThread(threading.Thread):
         return {(tp.topic, tp.partition): (None, []) for tp in parts}
 
     def _group_has_commits(self) -> bool:
-        """Does any partition of the subscribed topics have a commit in this group?"""
-        for topic in self.cfg.topics:
+        """Does any partition of the subscribed topics (with topics_pattern: every topic it
+        matches now, also those assigned to other members) have a commit in this group?"""
+        topics = (subscribed_topics(self.cfg, self.reader.topics()) if self.cfg.topics_pattern
+                  else self.cfg.topics)
+        for topic in topics:
             for p in sorted(self.reader.partitions_for_topic(topic) or ()):
                 if self.reader.committed(TopicPartition(topic, p)) is not None:
                     return True
         return False
+
+    def _watched_topics(self) -> set:
+        """The topics whose partition counts _watch_partitions compares: kafka.topics and the
+        topics of our assignment (every topic a pattern matched has a partition 0, assigned to
+        some member, which watches it)."""
+        return set(self.cfg.topics) | {tp.topic for tp in self.reader.assignment()}
 
     # -- commits -------------------------------------------------------------------------------
     def _commit(self, force: bool = False):

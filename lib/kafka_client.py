@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import threading
 
 from kafka import KafkaConsumer
@@ -31,7 +32,8 @@ from .errors import KafkaUnavailable, TopicNotFound
 from .kafka_security import client_error, preflight, ssl_context
 
 __all__ = ["TopicPartition", "KafkaReader", "open_reader", "client_options", "open_producer",
-           "topic_max_message_bytes", "check_crc32c"]
+           "topic_max_message_bytes", "check_crc32c", "topic_patterns", "topics_regex",
+           "subscribed_topics"]
 
 log = logging.getLogger("sinker.kafka")
 
@@ -88,6 +90,35 @@ def missing_topics_message(missing, existing, brokers) -> str:
         parts.append(f"{topic!r}{hint}")
     return (f"topic {', '.join(parts)} does not exist on {', '.join(brokers)}; sinker never "
             "creates topics: fix kafka.topics, or create the topic first")
+
+
+def topic_patterns(cfg: KafkaConfig) -> tuple[str, ...]:
+    """The regexes a group member subscribes with besides ``kafka.topics``."""
+    return (cfg.topics_pattern,) if cfg.topics_pattern else ()
+
+
+def pattern_body(pattern: str) -> str:
+    """A pattern without its optional leading '^' and trailing '$' (lib/config.py allows them
+    nowhere else): each client anchors it at both ends its own way."""
+    body = pattern[1:] if pattern.startswith("^") else pattern
+    return body[:-1] if body.endswith("$") else body
+
+
+def topics_regex(topics=(), patterns=()) -> re.Pattern:
+    """One Python regex for a subscription: a topic named in ``topics``, or a whole name that
+    one of ``patterns`` matches, never a name starting with "__" (Kafka's internal topics)
+    through a pattern. lib/config.py admits only patterns librdkafka reads alike. kafka-python
+    subscribes with it (its re.match anchors only the start: hence the \\Z)."""
+    names = [re.escape(t) for t in topics]
+    regexes = [f"(?!__)(?:{pattern_body(p)})" for p in patterns]
+    return re.compile("(?:" + "|".join(names + regexes) + r")\Z")
+
+
+def subscribed_topics(cfg: KafkaConfig, existing) -> list[str]:
+    """The names among ``existing`` that ``run`` reads: kafka.topics and topics_pattern's
+    matches (a topic created later joins them without a restart)."""
+    match = topics_regex(cfg.topics, topic_patterns(cfg)).match
+    return sorted(t for t in existing if match(t))
 
 
 def open_reader(cfg: KafkaConfig, group: bool):
@@ -155,9 +186,11 @@ def topic_max_message_bytes(cfg: KafkaConfig, topic: str) -> int | None:
     finally:
         admin.close()
 def require_topics(cfg: KafkaConfig) -> None:
-    """Raise TopicNotFound, naming the closest existing topics, unless every configured topic
-    exists. A reader of its own lists them: the group member's client must not fetch every
-    topic's metadata before it joins (kafka-python then rejoins the group once more)."""
+    """Raise TopicNotFound, naming the closest existing topics, unless every topic in
+    kafka.topics exists. A topics_pattern that matches nothing yet only warns: its topics may be
+    created later, and are read then. A reader of its own lists them: the group member's client
+    must not fetch every topic's metadata before it joins (kafka-python then rejoins the group
+    once more)."""
     reader = open_reader(cfg, group=False)
     try:
         existing = reader.topics()
@@ -169,6 +202,12 @@ def require_topics(cfg: KafkaConfig) -> None:
     missing = [t for t in cfg.topics if t not in existing]
     if missing:
         raise TopicNotFound(missing_topics_message(missing, existing, cfg.brokers))
+    if cfg.topics_pattern and not set(subscribed_topics(cfg, existing)) - set(cfg.topics):
+        log.warning("kafka.topics_pattern %r matches no topic on %s yet: topics it matches are "
+                    "read as they are created (seen within kafka.metadata_max_age_ms, %d ms); "
+                    "if none should exist yet this is fine, else fix the pattern (it must match "
+                    "whole names)", cfg.topics_pattern, ", ".join(cfg.brokers),
+                    cfg.metadata_max_age_ms)
 
 
 class _Rebalances(ConsumerRebalanceListener):
@@ -225,10 +264,16 @@ class KafkaReader:
         return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
 
     # -- membership ----------------------------------------------------------------------------
-    def subscribe(self, topics, before_revoke=None) -> None:
-        """``before_revoke`` is for confluent-kafka only: kafka-python's listener runs on its I/O
-        thread, where the consumer thread's state must not be touched."""
-        self._c.subscribe(topics=list(topics), listener=self._rebalances)
+    def subscribe(self, topics, before_revoke=None, patterns=()) -> None:
+        """Join the group for ``topics`` and every topic a regex of ``patterns`` matches whole
+        (see topics_regex), matches found again at each metadata refresh
+        (kafka.metadata_max_age_ms). ``before_revoke`` is for confluent-kafka only:
+        kafka-python's listener runs on its I/O thread, where the consumer thread's state must
+        not be touched."""
+        if patterns:     # kafka-python takes topics or one pattern, never both
+            self._c.subscribe(pattern=topics_regex(topics, patterns), listener=self._rebalances)
+        else:
+            self._c.subscribe(topics=list(topics), listener=self._rebalances)
 
     def take_rebalance(self) -> tuple[set, set | None]:
         """(partitions revoked or lost, the new assignment or None) since the last call."""

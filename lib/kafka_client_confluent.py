@@ -36,6 +36,7 @@ from kafka.structs import TopicPartition
 from . import commit_metadata
 from .config import KafkaConfig
 from .errors import ConfigError, KafkaRefused, KafkaUnavailable, SinkerError
+from .kafka_client import pattern_body
 from .kafka_security import preflight, ssl_context
 
 log = logging.getLogger("sinker.kafka")
@@ -80,6 +81,10 @@ def consumer_config(cfg: KafkaConfig, group: bool) -> dict:
         "partition.assignment.strategy": "range,roundrobin",
         "statistics.interval.ms": STATS_INTERVAL_MS,
     }
+    if cfg.topics_pattern:
+        # librdkafka's regex subscriptions match internal topics too (__consumer_offsets):
+        # hide every "__" name, as kafka-python's topics_regex leaves them out
+        conf["topic.blacklist"] = "^__"
     if cfg.sasl_mechanism:
         conf.update({"sasl.mechanisms": cfg.sasl_mechanism, "sasl.username": cfg.sasl_username,
                      "sasl.password": cfg.sasl_password})
@@ -92,6 +97,13 @@ def consumer_config(cfg: KafkaConfig, group: bool) -> dict:
         if cfg.ssl_key_password:
             conf["ssl.key.password"] = cfg.ssl_key_password
     return conf
+
+
+def librdkafka_subscription(topics, patterns) -> list[str]:
+    """librdkafka takes an entry starting with '^' as a regex, searched anywhere in a name (by
+    libc's POSIX ERE regcomp, or its own engine on Windows): anchored at both ends here, so it
+    matches whole names as topics_regex does in lib/kafka_client.py."""
+    return list(topics) + [f"^({pattern_body(p)})$" for p in patterns]
 
 
 def client_error(cfg: KafkaConfig, exc: BaseException, what: str) -> SinkerError | None:
@@ -231,13 +243,15 @@ class ConfluentReader:
         return self._reachable
 
     # -- membership ----------------------------------------------------------------------------
-    def subscribe(self, topics, before_revoke=None) -> None:
-        """``before_revoke(partitions)`` runs inside poll(), on this thread, while revoked
-        partitions are still ours (eager protocol): the consumer commits what Doris confirmed."""
+    def subscribe(self, topics, before_revoke=None, patterns=()) -> None:
+        """``topics`` and every topic a regex of ``patterns`` matches whole, found again at each
+        metadata refresh (topic.metadata.refresh.interval.ms). ``before_revoke(partitions)``
+        runs inside poll(), on this thread, while revoked partitions are still ours (eager
+        protocol): the consumer commits what Doris confirmed."""
         self._before_revoke = before_revoke
         r = self._rebalances
-        self._c.subscribe(list(topics), on_assign=r.on_assign, on_revoke=r.on_revoke,
-                          on_lost=r.on_lost)
+        self._c.subscribe(librdkafka_subscription(topics, patterns), on_assign=r.on_assign,
+                          on_revoke=r.on_revoke, on_lost=r.on_lost)
 
     def take_rebalance(self) -> tuple[set, set | None]:
         """(partitions revoked or lost, the new assignment or None) since the last call."""

@@ -104,13 +104,15 @@ class FakeReader:
         self.fail_commits = 0
         self.fail_committed = 0      # the next committed-offset reads raise (a broker outage)
         self.subscribed = None
+        self.patterns = None
         self.closed = False
         self.rejoins = 0
         self.reachable = True        # what broker_reachable() answers
 
     # membership
-    def subscribe(self, topics, before_revoke=None):
+    def subscribe(self, topics, before_revoke=None, patterns=()):
         self.subscribed = list(topics)
+        self.patterns = tuple(patterns)
 
     def rebalance(self, assigned):
         """A rebalance to ``assigned`` that the next ``poll`` carries out (as kafka-python's poll

@@ -19,7 +19,7 @@ from .. import load_result
 from ..config import HostPort, target_configs
 from ..errors import ConfigError, SchemaError, SinkerError
 from .. import envelope
-from ..kafka_client import TopicPartition, missing_topics_message, open_reader
+from ..kafka_client import TopicPartition, missing_topics_message, open_reader, subscribed_topics
 from ..schema import SchemaSource, connect, table_model
 from ..stream_load import StreamLoader
 from .dry_run import dry_run
@@ -94,13 +94,25 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
 
     def kafka_topics():
         c = state["consumer"]
-        out = []
+        out, tps = [], []
         for t in cfg.kafka.topics:
             parts = c.partitions_for_topic(t)
             if not parts:
                 raise Misfit(missing_topics_message([t], c.topics(), cfg.kafka.brokers))
             out.append(f"{t}: {len(parts)} partitions")
-            state.setdefault("tps", []).extend((t, p) for p in parts)
+            tps.extend((t, p) for p in parts)
+        if cfg.kafka.topics_pattern:
+            matched = [t for t in subscribed_topics(cfg.kafka, c.topics())
+                       if t not in cfg.kafka.topics]
+            for t in matched:
+                parts = c.partitions_for_topic(t) or ()
+                out.append(f"{t}: {len(parts)} partitions")
+                tps.extend((t, p) for p in parts)
+            # not a failure: run reads the pattern's topics as they are created
+            out.append(f"topics_pattern {cfg.kafka.topics_pattern!r} matches "
+                       + (f"{len(matched)} topics" if matched else
+                          "no topic yet (run reads matching topics once they are created)"))
+        state["tps"] = tps
         return "; ".join(out)
 
     def kafka_group():
@@ -186,6 +198,8 @@ def run_checks(cfg, sample: int = 100, max_bad_ratio: float = 0.01) -> list[Step
 
     def sample_messages(tc):
         import io
+        if not state["tps"]:
+            return "no topic to sample: kafka.topics_pattern matches none yet"
         summary = dry_run(tc, state[("schema", _name(tc))].mapper(), sample, "committed",
                           io.BytesIO(), wait_s=2.0, routes=cfg)
         mine = summary.messages - summary.other_tables

@@ -34,7 +34,8 @@ class DryRunSummary:
 
 
 def open_reader(cfg, start: str, with_group: bool):
-    """A consumer assigned to every partition of the topics, positioned at `start`."""
+    """A consumer assigned to every partition of the topics (with kafka.topics_pattern: of the
+    topics it matches now), positioned at `start`."""
     c = kafka_client.open_reader(cfg.kafka, group=with_group)
     tps = []
     for topic in cfg.kafka.topics:
@@ -44,6 +45,15 @@ def open_reader(cfg, start: str, with_group: bool):
             raise ConfigError(f"kafka.topics: topic {topic!r} does not exist on "
                               f"{', '.join(cfg.kafka.brokers)}")
         tps += [TopicPartition(topic, p) for p in sorted(parts)]
+    if cfg.kafka.topics_pattern:
+        for topic in kafka_client.subscribed_topics(cfg.kafka, c.topics()):
+            if topic not in cfg.kafka.topics:
+                tps += [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps:
+            c.close()
+            raise ConfigError(f"kafka.topics_pattern {cfg.kafka.topics_pattern!r} matches no "
+                              f"topic on {', '.join(cfg.kafka.brokers)} yet: nothing to read; "
+                              "produce to a matching topic first, or fix the pattern")
     c.assign(tps)
     if start == "earliest":
         c.seek_to_beginning(*tps)

@@ -216,9 +216,10 @@ def plan_replay(cfg, *, topic=None, partitions=None, from_offset=None, from_time
                           f"{cfg.doris.database}.{cfg.doris.table} picks its messages by a field "
                           "(where / table_from): replay a route without a field rule, or reset "
                           "the group's offsets and let `sinker run` read the range again")
-    if topic is None and not cfg.kafka.topics:
-        raise ConfigError("replay needs a topic name: this route reads topics_pattern; give "
-                          "--topic")
+    if not topic and not cfg.kafka.topics:
+        raise ConfigError(f"replay reads one topic, and kafka.topics is empty (kafka.topics_pattern "
+                          f"{cfg.kafka.topics_pattern!r} matches topics, it names none): pass "
+                          "--topic NAME")
     topic = topic or cfg.kafka.topics[0]
     if from_timestamp_ms is not None and to_timestamp_ms is not None \
             and from_timestamp_ms > to_timestamp_ms:

@@ -7,11 +7,11 @@ import pytest
 from tests.integration import support
 
 CLIENTS = ("kafka-python", "confluent-kafka")
-# run, failures, exactly-once, replay, dry-run, check, workers; the security and TLS files stay
+# run, failures, exactly-once, replay, dry-run, check, workers, topic patterns; the security and TLS files stay
 # on the default client (the confluent option mapping has its own tests in test_kafka_security)
 ON_BOTH_CLIENTS = {"test_run_e2e", "test_run_failures", "test_exactly_once", "test_commands",
                    "test_check", "test_workers", "test_replay_markers", "test_bad_input_e2e",
-                   "test_kafka_outage", "test_cdc", "test_routes"}
+                   "test_kafka_outage", "test_cdc", "test_routes", "test_topics_pattern"}
 BROKERS = {"kafka_bootstrap", "own_broker"}     # the fixtures of tests that run sinker on Kafka
 
 

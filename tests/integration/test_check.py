@@ -10,7 +10,7 @@ import pytest
 from tests.fakes import free_port
 from tests.integration.support import write_config
 from tests.integration.test_commands import setup_table, sinker
-from tests.stack.kafka import produce
+from tests.stack.kafka import create_topic, produce
 
 
 def good(i):
@@ -94,3 +94,26 @@ def test_exit_codes_tell_refused_from_unreachable(tmp_path, kafka_bootstrap, dor
     assert steps["kafka brokers"]["code"] == 4
     assert steps["topics and partitions"]["status"] == "skip"
     assert steps["Doris FE HTTP + auth"]["status"] == "pass"
+
+
+def test_check_reads_the_topics_a_pattern_matches_and_passes_when_none_match_yet(
+        tmp_path, kafka_bootstrap, doris):
+    cfg, path, topic, db, table = setup_table(doris, tmp_path, kafka_bootstrap)
+    create_topic(kafka_bootstrap, f"{topic}.b", 2)
+    produce(kafka_bootstrap, topic, [good(i) for i in range(100)])
+    produce(kafka_bootstrap, f"{topic}.b", [good(i) for i in range(100, 150)],
+            partition=lambda i: i % 2)
+    cfg["kafka"].update(topics=[], topics_pattern=f"{topic}(\\.b)?")
+    r = sinker("check", "-c", str(write_config(tmp_path, cfg)), "--sample", "500",
+               "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = steps_of(r)
+    assert steps["topics and partitions"]["detail"].startswith(
+        f"{topic}: 1 partitions; {topic}.b: 2 partitions; topics_pattern")
+    assert steps["schema fits messages"]["detail"].startswith("150 sampled, 150 map cleanly")
+    cfg["kafka"].update(topics_pattern=f"{topic}\\.none")
+    r = sinker("check", "-c", str(write_config(tmp_path, cfg)), "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = steps_of(r)
+    assert "matches no topic yet" in steps["topics and partitions"]["detail"]
+    assert steps["schema fits messages"]["detail"].startswith("no topic to sample")

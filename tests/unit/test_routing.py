@@ -222,3 +222,14 @@ def test_table_of_a_single_config_takes_that_tables_default_group():
     own = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics": ["t"], "group_id": "mine"},
                             "doris": {"database": "d", "table": "x"}}, env={})
     assert one_table(own, "d2.y", "replay").kafka.group_id == "mine"
+
+
+def test_routes_topics_patterns_make_one_subscription_checked_per_route():
+    cfg = routed([{"topics_pattern": "orders\\..*", "table": "o"},
+                  {"topics_pattern": "^users_[0-9]+$", "table": "u"}, {"topics": ["x"], "table": "x"}])
+    assert cfg.kafka.topics == ("x",) and cfg.kafka.topics_pattern == "(orders\\..*|users_[0-9]+)"
+    r = Router(cfg)
+    assert [t for t, _ in r.split("orders.eu", _records("orders.eu", [b"{}"]))] == [0]
+    assert [t for t, _ in r.split("users_12", _records("users_12", [b"{}"]))] == [1]
+    got = problems([{"topics_pattern": "orders\\d+", "table": "o"}])
+    assert got[0].startswith("routes[0].topics_pattern: 'orders\\\\d+': '\\d' at position 6")
