@@ -234,3 +234,29 @@ def test_check_describe_and_dry_run_cover_every_table(tmp_path, kafka_bootstrap,
     body = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["id"] for x in body] == list(range(0, 30, 3))
     assert "20 routed to other tables" in r.stderr
+
+
+def test_a_topic_created_mid_run_goes_to_the_route_whose_pattern_matches(tmp_path, kafka_bootstrap,
+                                                                         doris):
+    db = make_tables(doris, "regional", "fixed")
+    prefix, fixed = unique("reg"), unique("fixed")
+    create_topic(kafka_bootstrap, f"{prefix}.eu", partitions=1)
+    create_topic(kafka_bootstrap, fixed, partitions=1)
+    produce(kafka_bootstrap, f"{prefix}.eu", [_msg(i) for i in range(10)], partition=0)
+    produce(kafka_bootstrap, fixed, [_msg(i) for i in range(100, 110)], partition=0)
+    cfg = base_config(tmp_path, kafka_bootstrap, doris, db,
+                      kafka={"metadata_max_age_ms": 1000}, batch={"max_interval_s": 0.2})
+    cfg["routes"] = [{"topics_pattern": f"{prefix}\\.[a-z]+", "table": "regional"},
+                     {"topics": [fixed], "table": "fixed"}]
+    group = cfg["kafka"]["group_id"]
+    with InProcess(cfg) as run:
+        wait_committed(kafka_bootstrap, group, f"{prefix}.eu", 1, 10, what="the first region")
+        create_topic(kafka_bootstrap, f"{prefix}.us", partitions=1)
+        produce(kafka_bootstrap, f"{prefix}.us", [_msg(i) for i in range(10, 20)], partition=0)
+        wait_committed(kafka_bootstrap, group, f"{prefix}.us", 1, 10, timeout=90,
+                       what="the region created mid-run")
+        wait_committed(kafka_bootstrap, group, fixed, 1, 10, what="the fixed topic")
+        result = run.stop()
+    assert result.exit_code == 0, result.error
+    assert ids(doris, db, "regional") == list(range(20))
+    assert ids(doris, db, "fixed") == list(range(100, 110))
