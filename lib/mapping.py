@@ -894,10 +894,12 @@ class Mapper:
             return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
                     **common}
         names = self.body_columns + ([envelope.DELETE_SIGN] if self.cdc else [])
-        # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value
+        # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value.
+        # trim_double_quotes: with enclose '"' Doris 2.1/3.0 keep the quotes in the value unless it
+        # is set (csv_reader.cpp, _not_trim_enclose); newer builds trim them either way.
         return {"format": "csv", "columns": ",".join(map(_quote_name, names)),
                 "column_separator": "\\x09", "line_delimiter": "\\x0a", "enclose": '"',
-                "escape": "\\", **common}
+                "escape": "\\", "trim_double_quotes": "true", **common}
 
     # --- decoding
     def _decode(self, value, exact=False):

@@ -757,13 +757,15 @@ def _finish_row(p: Plan, vals: list, out: Outcome, src: str) -> None:
     out.rows.append(tuple(vals))
 
 
-def _slow_row(spec: LoadSpec, p: Plan, values: list, out: Outcome, src: str, from_json: bool) -> list | None:
-    """Value by value, to learn which column failed; returns the row or None when filtered."""
+def _slow_row(spec: LoadSpec, p: Plan, values: list, out: Outcome, src: str, from_json: bool,
+              null: str | None = None) -> list | None:
+    """Value by value, to learn which column failed; returns the row or None when filtered.
+    ``null`` is what a NULL field is among csv ``values`` (see `_csv_lines`)."""
     row = list(p.template)
     for slot, v in zip(p.slots, values):
         if v is _MISSING:
             continue
-        if v is None or (not from_json and v == CSV_NULL):
+        if v is None or (not from_json and v == null):
             row[slot.pos] = None
             continue
         try:
@@ -782,75 +784,85 @@ def _slow_row(spec: LoadSpec, p: Plan, values: list, out: Outcome, src: str, fro
 
 
 def _csv_lines(spec: LoadSpec, text: str):
-    """(fields, raw line) per non-empty line; enclose-aware when `enclose` is set."""
+    """(fields, raw line, null) per non-empty line; ``null`` is what a NULL field is in ``fields``.
+
+    Plain lines keep their fields as split, so NULL is the text ``\\N``. Where Doris's reader does
+    more than split (an enclose character in the body, an escape character, trim_double_quotes),
+    every field goes through `_cell` as Doris hands it to the column, NULL becomes None and a text
+    ``\\N`` (escaped, or quoted under trim_double_quotes) stays text."""
     sep, delim = spec.column_separator, spec.line_delimiter
     if spec.enclose is None or spec.enclose not in text:
+        esc = spec.escape if spec.escape is not None and spec.escape in text else None
+        resolve = esc is not None or spec.trim_double_quotes
         lines = text.split(delim)
         for line in lines[spec.skip_lines:]:
             if line:
                 fields = line.split(sep)
-                if spec.trim_double_quotes:
-                    fields = [_trim_dq(f) for f in fields]
-                yield fields, line
+                if resolve:
+                    yield [_cell(f, None, spec.trim_double_quotes, esc) for f in fields], line, None
+                else:
+                    yield fields, line, CSV_NULL
         return
+    # the field splitter trims the enclose, except a `"` without trim_double_quotes (csv_reader.cpp)
+    trim = spec.enclose if spec.enclose != '"' or spec.trim_double_quotes else None
     skipped = 0
     for fields, raw in _split_enclosed(text, sep, delim, spec.enclose, spec.escape):
         if skipped < spec.skip_lines:
             skipped += 1
             continue
         if raw:
-            if spec.trim_double_quotes:
-                fields = [_trim_dq(f) for f in fields]
-            yield fields, raw
+            yield [_cell(f, trim, spec.trim_double_quotes, spec.escape) for f in fields], raw, None
 
 
-def _trim_dq(f: str) -> str:
-    return f[1:-1] if len(f) >= 2 and f[0] == '"' and f[-1] == '"' else f
+def _cell(f: str, trim: str | None, trim_dq: bool, esc: str | None) -> str | None:
+    """One field as Doris's CSV reader hands it to its column (be/src/vec/exec/format/csv/
+    csv_reader.cpp): the field splitter drops a ``trim`` character at both ends
+    (BaseCsvTextFieldSplitter::_process_value); deserialize_nullable_string then, under
+    trim_double_quotes, drops double quotes at both ends, and a field that had none and is exactly
+    ``\\N`` is NULL; last the string serde removes each escape character, keeping the one after it
+    (DataTypeStringSerDe::deserialize_one_cell_from_json, escape_string). So NULL is decided on the
+    text as sent: ``\\\\N`` (an escaped backslash) is the two-character text ``\\N``."""
+    if trim is not None and len(f) > 1 and f[0] == trim and f[-1] == trim:
+        f = f[1:-1]
+    if trim_dq and len(f) > 1 and f[0] == '"' and f[-1] == '"':
+        f = f[1:-1]
+    elif f == CSV_NULL:
+        return None
+    if esc is not None and esc in f:
+        f = re.sub(re.escape(esc) + "(.?)", r"\1", f, flags=re.S)
+    return f
 
 
 def _split_enclosed(text: str, sep: str, delim: str, enc: str, esc: str | None):
-    """CSV with fields wrapped in `enc`; inside, `esc` makes the next enclose/escape char literal.
-    Separators and line delimiters inside an enclosed field are data."""
+    """CSV with fields wrapped in `enc`: (fields as sent, raw line) per line. Inside an enclosed
+    field `esc` makes the next character literal, and separators and line delimiters are data;
+    the fields keep their enclose and escape characters (`_cell` reads them as Doris does)."""
     i, n = 0, len(text)
     while i < n:
         start = i
         fields: list[str] = []
         while True:
+            begin = i
             if text.startswith(enc, i):
                 i += 1
-                buf: list[str] = []
                 while True:
                     j = text.find(enc, i)
                     k = text.find(esc, i) if esc and esc != enc else -1
                     if k != -1 and (j == -1 or k < j):
-                        buf.append(text[i:k])
-                        nxt = text[k + 1:k + 2]
-                        buf.append(nxt if nxt in (enc, esc) else esc + nxt)
                         i = k + 2
                         continue
                     if j == -1:                        # unterminated: the rest is the field
-                        buf.append(text[i:])
                         i = n
                         break
-                    buf.append(text[i:j])
                     i = j + 1
-                    if (esc is None or esc == enc) and text.startswith(enc, i):   # "" = literal "
-                        buf.append(enc)
+                    if (esc is None or esc == enc) and text.startswith(enc, i):   # "" inside
                         i += 1
                         continue
                     break
-                value = "".join(buf)
-                # anything between the closing enclose and the next separator is kept (lenient)
-                a, b = text.find(sep, i), text.find(delim, i)
-                stop = min(x for x in (a, b, n) if x != -1)
-                value += text[i:stop]
-                i = stop
-            else:
-                a, b = text.find(sep, i), text.find(delim, i)
-                stop = min(x for x in (a, b, n) if x != -1)
-                value = text[i:stop]
-                i = stop
-            fields.append(value)
+            # anything between the closing enclose and the next separator is kept (lenient)
+            a, b = text.find(sep, i), text.find(delim, i)
+            i = min(x for x in (a, b, n) if x != -1)
+            fields.append(text[begin:i])
             if i >= n:
                 yield fields, text[start:n]
                 return
@@ -875,10 +887,9 @@ def _run_csv(spec: LoadSpec, p: Plan, text: str) -> Outcome:
     notnull = p.notnull
     rows, errors = out.rows, out.errors
     sep, delim = spec.column_separator, spec.line_delimiter
-    NULL = CSV_NULL
     call = operator.call
     total = 0
-    for vals, line in _csv_lines(spec, text):
+    for vals, line, null in _csv_lines(spec, text):
         total += 1
         if len(vals) != nf:
             out.filtered += 1
@@ -888,12 +899,12 @@ def _run_csv(spec: LoadSpec, p: Plan, text: str) -> Outcome:
                            f"[{delim!r}], column separator: [{sep!r}]", line))
             continue
         try:
-            if NULL in vals:
-                conv = [None if v == NULL else c(v) for c, v in zip(convs, vals)]
+            if null in vals:
+                conv = [None if v == null else c(v) for c, v in zip(convs, vals)]
             else:
                 conv = list(map(call, convs, vals))      # the common case: a C-level loop
         except ConvError:
-            row = _slow_row(spec, p, vals, out, line, False)
+            row = _slow_row(spec, p, vals, out, line, False, null)
             if row is None:
                 continue
         else:

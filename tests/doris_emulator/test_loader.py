@@ -217,12 +217,35 @@ def test_csv_empty_lines_are_skipped_and_empty_string_stays():
 def test_csv_enclose_and_escape():
     t = table(col("id", "int", "INT"), col("s", "varchar(40)", "VARCHAR", length=40), col("n", "int", "INT"))
     body = '1,"a,b",3\n2,"multi\nline \\"q\\" back\\\\slash",4\n3,plain,5\n4,"\\N",6\n5,"",7\n'
-    out = load(body, t, column_separator=",", enclose='"', escape="\\")
+    out = load(body, t, column_separator=",", enclose='"', escape="\\", trim_double_quotes="true")
     assert out.filtered == 0, out.errors
     assert out.rows == [(1, "a,b", 3), (2, 'multi\nline "q" back\\slash', 4), (3, "plain", 5), (4, None, 6),
                         (5, "", 7)]
-    out = load('1,"say ""hi""",2\n', t, column_separator=",", enclose='"')     # no escape: "" is a quote
-    assert out.rows == [(1, 'say "hi"', 2)]
+    # no escape: nothing in Doris's reader turns "" into one quote (escape_string needs an escape)
+    out = load('1,"say ""hi""",2\n', t, column_separator=",", enclose='"', trim_double_quotes="true")
+    assert out.rows == [(1, 'say ""hi""', 2)]
+
+
+def test_csv_enclose_double_quote_is_kept_without_trim_double_quotes():
+    """Doris 2.1/3.0 csv_reader.cpp: _not_trim_enclose = !trim_double_quotes && enclose == '"', and
+    then the field splitter leaves the quotes in the value (escapes are still removed)."""
+    t = table(col("id", "int", "INT"), col("s", "varchar(40)", "VARCHAR", length=40))
+    out = load('1,"a,b"\n2,"x\\"y"\n', t, column_separator=",", enclose='"', escape="\\")
+    assert out.rows == [(1, '"a,b"'), (2, '"x"y"')], out.errors
+    out = load("1,'a,b'\n", t, column_separator=",", enclose="'", escape="\\")     # other enclose: trimmed
+    assert out.rows == [(1, "a,b")]
+
+
+def test_csv_null_is_decided_before_escapes_are_removed():
+    """csv_reader.cpp deserialize_nullable_string compares the field with \\N before the string
+    serde removes escapes (DataTypeStringSerDe::deserialize_one_cell_from_json): an escaped
+    backslash is the text \\N, a bare or enclosed \\N is NULL."""
+    t = table(col("id", "int", "INT"), col("s", "varchar(40)", "VARCHAR", length=40))
+    body = '1,"\\\\N"\n2,"\\N"\n3,\\N\n4,\\\\N\n'
+    out = load(body, t, column_separator=",", enclose='"', escape="\\", trim_double_quotes="true")
+    assert out.rows == [(1, "\\N"), (2, None), (3, None), (4, "\\N")], out.errors
+    out = load("1,\\\\N\n2,\\N\n", t, column_separator=",", escape="\\")         # no enclose in the body
+    assert out.rows == [(1, "\\N"), (2, None)]
 
 
 def test_csv_with_names_skips_the_header_line():

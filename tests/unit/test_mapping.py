@@ -659,7 +659,7 @@ def test_json_with_paths_and_kafka_metadata():
 def test_csv_headers():
     m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, tz="Asia/Shanghai")
     assert m.headers() == {"format": "csv", "columns": "`a`,`b`", "column_separator": "\\x09",
-                           "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\",
+                           "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\", "trim_double_quotes": "true",
                            "strict_mode": "false", "timezone": "Asia/Shanghai"}
     assert m.body_columns == ["a", "b"] and [c.name for c in m.columns] == ["a", "b"]
     m.headers()["format"] = "x"
