@@ -239,11 +239,44 @@ def test_numbers_into_string_columns_keep_their_text():
     assert line == b"12345678901234567890.123456789\t1e999\t\\N\n"
 
 
-def test_duplicate_keys_last_one_wins_in_csv():
-    """ujson and json both keep the last value; documented in README (json: Doris decides)."""
-    m = make([col("a", "int"), col("s", "varchar(5)")])
-    assert run(m, rec(b'{"a": 1, "s": "x", "a": 2}'))[0] == b"2\tx\n"
-    assert run(m, rec(b'{"a": 1.5, "a": 3, "s": 1.50}'))[0] == b"3\t1.50\n"   # exact re-decode too
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_key_written_twice_is_a_dead_letter_in_both_formats(fmt):
+    """ujson keeps the last value, Doris's JSON reader the first (new_json_reader.cpp,
+    _simdjson_set_column_value skips a column it has seen): no value would be the one sent."""
+    m = make([col("a", "int"), col("s", "varchar(5)"), col("j", "json")], fmt=fmt)
+    cases = {b'{"a": 1, "s": "x", "a": 2}': "'a'", b'{"a": 1.5, "a": 3, "s": 1.50}': "'a'",
+             b'{"a":1,"j":{"k":1,"k":[2]}}': "'j.k'", b'{"a":1,"j":[{"x":1},{"y":2,"y":2}]}': "'j.1.y'",
+             b'{"a" :1, "s":"x", "a" :2}': "'a'",                        # space before the colon
+             b'{"a":1,"a":1}': "'a'", b'{"u":{"v":1},"u":{"w":1}}': "'u'"}   # same value, unmapped key
+    for value, key in cases.items():
+        line, dead = run(m, rec(value))
+        assert line is None and category(dead.reason) == "duplicate_key", value
+        assert dead.reason.startswith(f"duplicate_key: key {key} appears twice in one object"), dead.reason
+    _, dead = run(m, rec(b'{"a": 1, "s": "x", "a": 2}'))
+    assert dead.reason.endswith("(1 and 2): JSON readers disagree on which one counts (ujson takes the "
+                                "last, Doris the first); send each key once")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_texts_that_look_like_keys_are_not_duplicates(fmt):
+    """The cheap count sees colons after quotes and whitespace; strings holding them (times,
+    escaped quotes, "a : b") and the same key in two objects must still load."""
+    m = make([col("a", "int"), col("s", "varchar(40)"), col("j", "json")], fmt=fmt)
+    for value in (b'{"a":1,"s":"12:30:00","j":{"a":1,"s":{"a":2}}}', b'{"a":1,"s":"say \\":\\" : x"}',
+                  b'{"a" : 1 , "s" : "b :c"}', b'{"a":1,"j":[{"k":1},{"k":1}]}', b'{"a":1,"\\":":2}'):
+        line, dead = run(m, rec(value))
+        assert dead is None, (value, dead.reason)
+
+
+def test_one_duplicate_in_a_slice_is_the_only_dead_letter():
+    for fmt in ("csv", "json"):
+        m = make([col("a", "int"), col("t", "varchar(40)")], fmt=fmt)
+        values = [b'{"a":%d,"t":"2024-01-01T00:00:0%dZ","n":{"x":1}}' % (i, i) for i in range(5)]
+        values[3] = b'{"a":3,"t":"x","n":{"x":1,"x":2}}'
+        out, dead = [], []
+        m.map_records([rec(v, offset=i) for i, v in enumerate(values)], out, dead)
+        assert [d.offset for d in dead] == [3] and len(out) == 4, fmt
+        assert dead[0].reason.startswith("duplicate_key: key 'n.x' appears twice")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])

@@ -30,7 +30,7 @@ TYPES = ["tinyint", "smallint", "int", "bigint", "largeint", "boolean", "float",
          "date", "datetime", "datetime(3)", "datetime(6)", "json", "variant", "array<int>",
          "ipv4", "hll"]
 # what a dead letter may say (the first word of its reason), and which ones name a column
-MESSAGE_LEVEL = {"empty", "invalid_json", "not_object"}
+MESSAGE_LEVEL = {"empty", "invalid_json", "not_object", "duplicate_key"}
 COLUMN_LEVEL = {"conversion", "out_of_range", "too_long", "invalid_date", "null", "missing"}
 
 NUMBER_TEXT = st.sampled_from(["1.10", "1e3", "-0", "-0.0", "1E+2", "2.50e1", "1.2345678901234567e17",
@@ -130,6 +130,7 @@ def test_any_json_value_loads_exactly_or_is_a_dead_letter(raw, value):
     m = mapper(raw)
     line, dead = map_one(m, body(value))
     if line is None:
+        assert category(dead.reason) != "duplicate_key", dead.reason    # json.dumps repeats no key
         return
     k, c, z = emulator_row(m, raw, line)
     assert (k, z) == (1, "end")
@@ -157,6 +158,25 @@ def test_number_texts_load_exactly_or_are_dead_letters(raw, text):
         assert c == ("0" if text == "-0" else text)        # the producer's text (an int -0 is 0)
     elif b in ("TINYINT", "SMALLINT", "INT", "BIGINT", "LARGEINT"):
         assert Decimal(c) == Decimal(text)                 # only exactly integral texts load
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@PROPS
+@given(obj=st.dictionaries(st.text(max_size=3), VALUES, min_size=1, max_size=4), data=st.data(),
+       nested=st.booleans(), space=st.sampled_from([":", " : ", ": "]))
+def test_a_key_written_twice_is_always_a_dead_letter_naming_it(fmt, obj, data, nested, space):
+    """Wherever a key repeats (top level or nested, any spacing, same or other value), both formats
+    dead-letter the message and name the key; nothing is loaded."""
+    pairs = list(obj.items())
+    key, value = pairs[data.draw(st.integers(0, len(pairs) - 1))]
+    again = data.draw(st.sampled_from([value, "other"]))
+    pairs.insert(data.draw(st.integers(0, len(pairs))), (key, again))
+    text = "{" + ",".join(json.dumps(k) + space + json.dumps(v) for k, v in pairs) + "}"
+    if nested:
+        text = '{"k": 1, "c": ' + text + ', "z": "end"}'
+    line, dead = map_one(mapper("json", fmt), text.encode())
+    assert line is None and category(dead.reason) == "duplicate_key", dead and dead.reason
+    assert repr(f"c.{key}" if nested else key) in dead.reason
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
