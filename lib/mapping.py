@@ -1210,10 +1210,27 @@ class Mapper:
             try:
                 json.loads(v)      # strict: raw control characters only between tokens
                 v = _JSON_SPACE.sub(_keep_strings, v)
-            except ValueError:
-                v = dumps(obj).encode()
+            except ValueError:     # written again: every number as it was sent (1.10, not 1.1)
+                v = dumps_exact(self._object(v, exact=True, checked=True)).encode()
         if not self._extras:
             return v + b"\n"
+        extras = self._extra_values(obj, rec)
+        if not extras:
+            return v + b"\n"
+        exact = any(type(x) in (float, dict, list) for x in extras.values())
+        if exact:                  # a number from a path keeps its text too
+            obj = self._object(v, exact=True, checked=True)
+            extras = self._extra_values(obj, rec)
+        if any(k in obj for k in extras):
+            obj = obj if exact else self._object(v, exact=True, checked=True)
+            obj.update(extras)
+            return dumps_exact(obj).encode() + b"\n"
+        text = ",".join(f"{dumps(k)}:{dumps_exact(x)}" for k, x in extras.items()).encode()
+        head = v.rstrip()[:-1].rstrip()
+        return head + (b"," if obj else b"") + text + b"}\n"
+
+    def _extra_values(self, obj, rec) -> dict:
+        """The values the config places into a json row (paths, Kafka metadata), by column."""
         extras = {}
         for c in self._extras:
             if c.kafka:
@@ -1227,15 +1244,7 @@ class Mapper:
                 if val is _MISSING:
                     continue
             extras[c.name] = val
-        if not extras:
-            return v + b"\n"
-        if any(k in obj for k in extras):
-            obj = self._object(v, exact=True)      # written again: every number as it was sent
-            obj.update(extras)
-            return dumps_exact(obj).encode() + b"\n"
-        text = ",".join(f"{dumps(k)}:{dumps(x)}" for k, x in extras.items()).encode()
-        head = v.rstrip()[:-1].rstrip()
-        return head + (b"," if obj else b"") + text + b"}\n"
+        return extras
 
     # --- change data (mapping.envelope / delete_when): every row carries the delete sign
     def _map_cdc(self, records, out, dead) -> int:

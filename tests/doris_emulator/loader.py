@@ -497,8 +497,9 @@ def text_converter(col, tz) -> Callable[[str], Any]:
     return lambda s: s       # ARRAY/MAP/STRUCT/VARIANT/IPV4...: kept as text
 
 
-def json_converter(col, conv: Callable[[str], Any]) -> Callable[[Any], Any]:
-    """Converter for one column from a decoded JSON value (None must be handled by the caller)."""
+def json_converter(col, conv: Callable[[str], Any], raw_text: bool = False) -> Callable[[Any], Any]:
+    """Converter for one column from a decoded JSON value (None must be handled by the caller).
+    ``raw_text``: a string column asks for the value's text as written (`_NeedRaw`)."""
     b, name = col.base, col.name
     if b in ("JSON", "JSONB"):
         def jconv(v):
@@ -552,8 +553,11 @@ def json_converter(col, conv: Callable[[str], Any]) -> Callable[[Any], Any]:
         return jconv
     if b in ("CHAR", "VARCHAR", "STRING"):
         def jconv(v):
-            if type(v) is str:
+            t = type(v)
+            if t is str or t is _RawText:
                 return conv(v)
+            if raw_text:
+                raise _NeedRaw()
             return conv(_as_text(v))
         return jconv
 
@@ -568,11 +572,63 @@ def _sig_digits(r: str) -> int:
     return len(r.split("e")[0].lstrip("-").replace(".", "").lstrip("0"))
 
 
+class _NeedRaw(Exception):
+    """A string column got a number, boolean, object or array: it loads the text as written."""
+
+
+class _RawText(str):
+    """A member's value as the text Doris hands a string column (see `_raw_members`)."""
+
+
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_RAW_DECODER = json.JSONDecoder(strict=False)
+
+
+def _raw_members(src: str) -> dict:
+    """The top-level members of JSON object text ``src`` as the text a string column gets: Doris's
+    simdjson reader passes simdjson::to_json_string(value) to the column (new_json_reader.cpp,
+    _simdjson_write_data_to_column), which is the value as written, ends trimmed (serialization-
+    inl.h: trim(raw_json_token()), an object's or array's raw_json()); true and false become 1 and
+    0; of a key written twice the first counts (_simdjson_set_column_value skips a seen column)."""
+    texts: dict = {}
+    try:
+        i = _JSON_WS.match(src).end()
+        if src[i] != "{":
+            return texts
+        i = _JSON_WS.match(src, i + 1).end()
+        while src[i] == '"':
+            key, i = json.decoder.scanstring(src, i + 1, False)
+            i = _JSON_WS.match(src, _JSON_WS.match(src, i).end() + 1).end()       # past the colon
+            value, end = _RAW_DECODER.raw_decode(src, i)
+            texts.setdefault(key, value if type(value) is str else "1" if value is True else
+                             "0" if value is False else src[i:end])
+            i = _JSON_WS.match(src, end).end()
+            if src[i] != ",":
+                break
+            i = _JSON_WS.match(src, i + 1).end()
+    except (ValueError, IndexError):
+        pass                     # decoded once already: whatever is left is not a member
+    return texts
+
+
+def _with_raw_text(obj: dict, raw: str | None, keys) -> dict:
+    """``obj`` with the values of string columns' keys replaced by their text as written (`raw`:
+    the document; None for an element of an outer array, whose text is not kept: then the
+    decoded value is printed)."""
+    texts = _raw_members(raw) if raw is not None else {}
+    obj = dict(obj)
+    for k in keys:
+        v = obj.get(k)
+        if v is not None and type(v) is not str and type(v) is not _RawText:
+            obj[k] = _RawText(texts[k] if k in texts else _as_text(v))
+    return obj
+
+
 def _as_text(v) -> str:
-    if v is True:
-        return "true"
+    if v is True:        # Doris inserts "1"/"0", not "true"/"false" (_simdjson_write_data_to_column)
+        return "1"
     if v is False:
-        return "false"
+        return "0"
     if type(v) in (int, float, Decimal):
         return str(v) if type(v) is not float else repr(v)
     return compact_json(v)
@@ -605,6 +661,7 @@ class Plan:
     identity: bool         # body fields are exactly the table columns in table order
     ncols: int
     has_decimal: bool
+    text_keys: list = field(default_factory=list)   # JSON keys of string columns (no jsonpaths)
     # UNIQUE KEY deletes: rows get one more value, the delete sign (1 deletes the key), after the
     # table's columns; set for a __DORIS_DELETE_SIGN__ column, merge_type DELETE or MERGE.
     with_sign: bool = False
@@ -673,7 +730,7 @@ def plan(spec: LoadSpec, table) -> Plan:
         seen.add(n.lower())
         pos, col = hit
         conv = text_converter(col, spec.tz)
-        slots.append(Slot(col.name, pos, conv, json_converter(col, conv), n,
+        slots.append(Slot(col.name, pos, conv, json_converter(col, conv, raw_text=paths is None), n,
                           _parse_path(paths[k]) if paths is not None else None))
     template: list = []
     for c in cols:
@@ -685,7 +742,9 @@ def plan(spec: LoadSpec, table) -> Plan:
     notnull = [(i, c.name) for i, c in enumerate(cols) if not c.nullable]
     identity = len(slots) == len(cols) and all(s.pos == i for i, s in enumerate(slots))
     has_decimal = any(s.pos < len(cols) and cols[s.pos].base == "DECIMAL" for s in slots)
-    out = Plan(slots, template, notnull, identity, len(cols), has_decimal)
+    out = Plan(slots, template, notnull, identity, len(cols), has_decimal,
+               text_keys=[s.key for s in slots if paths is None and s.pos < len(cols)
+                          and cols[s.pos].base in ("CHAR", "VARCHAR", "STRING")])
     if wants_sign:
         out.with_sign, out.identity = True, False
         template.append(0)
@@ -1044,8 +1103,11 @@ def _run_json(spec: LoadSpec, p: Plan, text: str) -> Outcome:
         try:
             try:
                 row = fill(obj)
-            except _NeedExact:
-                obj = _exact_loads(raw)
+            except (_NeedExact, _NeedRaw):
+                if raw is not None and p.has_decimal:
+                    obj = _exact_loads(raw)
+                if p.text_keys:
+                    obj = _with_raw_text(obj, raw, p.text_keys)
                 row = fill(obj)
         except ConvError:
             values = [_get_path(obj, s.path) if by_path else obj.get(s.key, MISSING) for s in p.slots]

@@ -239,6 +239,25 @@ def test_numbers_into_string_columns_keep_their_text():
     assert line == b"12345678901234567890.123456789\t1e999\t\\N\n"
 
 
+def test_json_format_keeps_number_text_where_it_writes_the_row_again():
+    """Doris gives a string column a JSON number as written (new_json_reader.cpp
+    _simdjson_write_data_to_column: simdjson::to_json_string), so the passthrough keeps 1.10; the
+    rows sinker writes again (a raw control character, a path source, a key the config fills)
+    must keep it too."""
+    m = make([col("s", "varchar(10)"), col("n", "string")], fmt="json")
+    line, _ = run(m, rec(b'{"s": 1.10, "n": 2.50e1}'))
+    assert line == b'{"s": 1.10, "n": 2.50e1}\n'                       # passthrough: the bytes
+    line, _ = run(m, rec(b'{"s": 1.10,\n "n": "a\tb"}'))                 # raw TAB in a string
+    assert json.loads(line, parse_float=str) == {"s": "1.10", "n": "a\tb"} and b"1.10" in line
+    m = make([col("s", "varchar(10)"), col("p", "string"), col("o", "bigint")], fmt="json",
+             sources=[ColumnSource("p", ("x", "price")), ColumnSource("o", kafka="offset")])
+    for value in (b'{"s": 1.10, "x": {"price": 1.10}}', b'{"s": 1.10, "p": 0, "x": {"price": 1.10}}'):
+        line, _ = run(m, rec(value, offset=7))
+        assert json.loads(line, parse_float=str) == {"s": "1.10", "x": {"price": "1.10"}, "p": "1.10", "o": 7}
+    _, dead = run(m, rec(b'{"s": 1, "x": {"price": NaN}}'))
+    assert category(dead.reason) == "conversion" and "NaN" in dead.reason
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_a_key_written_twice_is_a_dead_letter_in_both_formats(fmt):
     """ujson keeps the last value, Doris's JSON reader the first (new_json_reader.cpp,

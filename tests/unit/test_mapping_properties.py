@@ -21,6 +21,7 @@ from sinker_lib.doris_types import Column, parse_type
 from sinker_lib.mapping import Bad, Mapper
 from tests.doris_emulator import loader
 from tests.doris_emulator.schema import Column as EmuColumn
+from tests.doris_emulator.schema import TableDef
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value")
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,6 +159,29 @@ def test_number_texts_load_exactly_or_are_dead_letters(raw, text):
         assert c == ("0" if text == "-0" else text)        # the producer's text (an int -0 is 0)
     elif b in ("TINYINT", "SMALLINT", "INT", "BIGINT", "LARGEINT"):
         assert Decimal(c) == Decimal(text)                 # only exactly integral texts load
+
+
+@pytest.mark.parametrize("raw", ["char(4)", "varchar(8)", "string"])
+@PROPS
+@given(text=NUMBER_TEXT)
+def test_number_texts_in_json_format_reach_string_columns_as_written(raw, text):
+    """format: json sends the message as is, and Doris gives a string column the number as written
+    (the emulator reads it as Doris does): 1.10 stays 1.10, -0 stays -0; NaN/Infinity are refused."""
+    m = mapper(raw, "json")
+    line, dead = map_one(m, b'{"k": 1, "c": ' + text.encode() + b', "z": "end"}')
+    assert dead is None and line is not None
+    t = parse_type(raw)
+    tbl = TableDef(db="d", name="t", keys_type="DUPLICATE", key_columns=["k"], ddl="", properties={},
+                   columns=[EmuColumn("k", "int", "INT", nullable=False),
+                            EmuColumn("c", raw, t.base, t.length), EmuColumn("z", "varchar(3)", "VARCHAR", 3)])
+    spec = loader.parse_spec({k.lower(): v for k, v in m.headers().items()})
+    out = loader.run(spec, loader.plan(spec, tbl), line)
+    if text in ("NaN", "Infinity", "-Infinity"):
+        assert out.filtered == 1 and not out.rows
+    elif len(text.encode()) > (t.length or loader.STRING_LIMIT):
+        assert out.filtered == 1 and "too long" in out.errors[0][0]
+    else:
+        assert out.rows == [(1, text, "end")], out.errors
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
