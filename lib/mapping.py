@@ -161,16 +161,16 @@ def _keep_strings(m) -> bytes:
 
 
 # Duplicate keys: ujson keeps the last value of a key written twice in one object, Doris's JSON
-# reader the first (and builds before 2.1.6 fail the load), so such a message is a dead letter in
-# both formats. Proving a message has none takes one pass over its bytes: every key's colon
-# follows its closing quote and maybe whitespace, and inside a string a quote is escaped, so with
-# the whitespace deleted ``":`` counts each key written at least once (a ``\" :`` inside a string
-# only adds). The decoded object holds at most that many keys; when it holds exactly that many,
-# no key was written twice. A whole slice takes one such count and the sizes of its objects (and
-# of the objects they hold under the keys the last nested message had, _Nested), all at C speed.
-# Only when that fails are the messages counted one by one, their decoded keys walked when the
-# count is higher (deeper nesting, a ``\":`` inside a string, a duplicate), and only when those
-# differ is the text read again to name the key.
+# reader the first (builds before apache/doris#38146, 2024, fail the load), so such a message is
+# a dead letter in both formats. Proving a message has none takes one pass over its bytes: every
+# key's colon follows its closing quote and maybe whitespace, and inside a string a quote is
+# escaped, so with the whitespace deleted ``":`` counts each key written at least once (a
+# ``\" :`` inside a string only adds). The decoded object holds at most that many keys; when it
+# holds exactly that many, no key was written twice. A whole slice takes one such count and the
+# sizes of its objects (and of the objects they hold under the keys the last nested message had,
+# _Nested), all at C speed. Only when that fails are the messages counted one by one, their
+# decoded keys walked when the count is higher (deeper nesting, a ``\":`` inside a string, a
+# duplicate), and only when those differ is the text read again to name the key.
 def _written_keys(v: bytes) -> int:
     """An upper bound of the keys written in JSON text ``v``."""
     return v.translate(None, b" \t\r\n").count(b'":')
@@ -240,8 +240,8 @@ class _Pairs(list):
 
 
 def _duplicate_key(v) -> str | None:
-    """The first key written twice in one object of JSON text ``v``, as a dead-letter detail
-    (its path and both values), or None."""
+    """A key written twice in one object of JSON text ``v``, as a dead-letter detail (its path
+    and both values), or None."""
     try:
         doc = json.loads(v, object_pairs_hook=_Pairs, strict=False)
     except (ValueError, RecursionError):
