@@ -2,8 +2,9 @@
 
 This is the hot path (see the CPU budget in the design notes), so:
 
-* ``format: json`` is a passthrough: each value is only checked to be a JSON object and sent as its
-  original bytes; Doris converts the types. Bytes are rewritten only when they hold a newline, or
+* ``format: json`` is a passthrough: each value is only checked to be a JSON object that writes no
+  key twice (both formats dead-letter one that does) and sent as its original bytes; Doris converts
+  the types. Bytes are rewritten only when they hold a newline, or
   when the config adds fields (paths, Kafka metadata), which are appended as text before the
   closing brace so the original number text survives.
 * ``format: csv`` maps client side with converters compiled ONCE per Mapper: a generated function
@@ -34,6 +35,7 @@ import time
 from datetime import date, datetime, timedelta, timezone as _fixed_tz
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 
 import ujson
@@ -156,6 +158,118 @@ def _is_json(text) -> bool:
 
 def _keep_strings(m) -> bytes:
     return m.group(1) or b""
+
+
+# Duplicate keys: ujson keeps the last value of a key written twice in one object, Doris's JSON
+# reader the first (builds before apache/doris#38146, 2024, fail the load), so such a message is
+# a dead letter in both formats. Proving a message has none takes one pass over its bytes: every
+# key's colon follows its closing quote and maybe whitespace, and inside a string a quote is
+# escaped, so with the whitespace deleted ``":`` counts each key written at least once (a
+# ``\" :`` inside a string only adds). The decoded object holds at most that many keys; when it
+# holds exactly that many, no key was written twice. A whole slice takes one such count and the
+# sizes of its objects (and of the objects they hold under the keys the last nested message had,
+# _Nested), all at C speed. Only when that fails are the messages counted one by one, their
+# decoded keys walked when the count is higher (deeper nesting, a ``\":`` inside a string, a
+# duplicate), and only when those differ is the text read again to name the key.
+def _written_keys(v: bytes) -> int:
+    """An upper bound of the keys written in JSON text ``v``."""
+    return v.translate(None, b" \t\r\n").count(b'":')
+
+
+def _keys(o) -> int:
+    """The keys of every object in a decoded JSON value."""
+    t = type(o)
+    if t is dict:
+        n = len(o)
+        for x in o.values():
+            if type(x) is dict or type(x) is list:
+                n += _keys(x)
+        return n
+    if t is list:
+        n = 0
+        for x in o:
+            if type(x) is dict or type(x) is list:
+                n += _keys(x)
+        return n
+    return 0
+
+
+class _Nested:
+    """The top-level keys that held objects in the last message proven free of duplicates: a
+    slice of messages shaped alike is then proven with C-speed sizes (`slice_clean`)."""
+
+    def __init__(self):
+        self.keys: tuple = ()
+
+    def clean(self, v: bytes, o) -> bool:
+        """True when JSON text ``v`` certainly writes no key twice in one object (``o``: ``v``
+        decoded); False means "maybe": `_duplicate_key` decides."""
+        n = _written_keys(v)
+        if n == len(o):
+            return True
+        try:
+            if n != _keys(o):
+                return False
+        except RecursionError:
+            return False
+        keys = tuple(k for k, x in o.items() if type(x) is dict)
+        if keys != self.keys:
+            self.keys = keys
+        return True
+
+    def slice_clean(self, joined: bytes, objs: list) -> bool:
+        """True when no message of a slice writes a key twice (``joined``: the messages' bytes,
+        ``objs``: each decoded, all objects): the slice's key count equals its objects' sizes. A
+        lower bound of those sizes is enough, so a message nested deeper than the last one only
+        costs the per-message path."""
+        n = _written_keys(joined)
+        d = sum(map(len, objs))
+        for k in self.keys if n != d else ():
+            try:
+                inner = list(map(itemgetter(k), objs))
+            except KeyError:
+                return False
+            if set(map(type, inner)) != _ONLY_DICT:
+                return False
+            d += sum(map(len, inner))
+        return n == d
+
+
+class _Pairs(list):
+    """One JSON object as its (key, value) pairs in text order, duplicates kept."""
+
+
+def _duplicate_key(v) -> str | None:
+    """A key written twice in one object of JSON text ``v``, as a dead-letter detail (its path
+    and both values), or None."""
+    try:
+        doc = json.loads(v, object_pairs_hook=_Pairs, strict=False)
+    except (ValueError, RecursionError):
+        return None        # not JSON to the standard library: the decoder's own error decides
+    todo = [("", doc)]
+    while todo:
+        path, x = todo.pop()
+        items = x if type(x) is _Pairs else enumerate(x) if type(x) is list else ()
+        seen: dict = {}
+        for k, val in items:
+            where = f"{path}.{k}" if path else str(k)
+            if type(x) is _Pairs:
+                if k in seen:
+                    return (f"key {where!r} appears twice in one object ({_brief(seen[k])} and "
+                            f"{_brief(val)}): JSON readers disagree on which one counts (ujson takes "
+                            "the last, Doris the first); send each key once")
+                seen[k] = val
+            if type(val) is _Pairs or type(val) is list:
+                todo.append((where, val))
+    return None
+
+
+def _brief(v) -> str:
+    if type(v) is _Pairs:
+        return "{...}"
+    if type(v) is list:
+        return "[...]"
+    return _show(v)
 
 
 def _show(v) -> str:
@@ -807,6 +921,7 @@ class Mapper:
         # json: the columns whose value the config places (others Doris maps by key name)
         self._extras = [c for c in self._cols if c.kafka or c.path != (c.name,) or c.required]
         self._headers = self._make_headers()
+        self._nested = _Nested()
         if self.format == "csv":
             self._fast = self._compile()
         # decided once here, so a plain mapping pays nothing per message for CDC
@@ -894,10 +1009,12 @@ class Mapper:
             return {"format": "json", "read_json_by_line": "true", "strip_outer_array": "false",
                     **common}
         names = self.body_columns + ([envelope.DELETE_SIGN] if self.cdc else [])
-        # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value
+        # separators in Doris's hex form: a bare TAB or LF cannot travel as an HTTP header value.
+        # trim_double_quotes: with enclose '"' Doris 2.1/3.0 keep the quotes in the value unless it
+        # is set (csv_reader.cpp, _not_trim_enclose); newer builds trim them either way.
         return {"format": "csv", "columns": ",".join(map(_quote_name, names)),
                 "column_separator": "\\x09", "line_delimiter": "\\x0a", "enclose": '"',
-                "escape": "\\", **common}
+                "escape": "\\", "trim_double_quotes": "true", **common}
 
     # --- decoding
     def _decode(self, value, exact=False):
@@ -919,12 +1036,20 @@ class Mapper:
         except (ValueError, RecursionError) as e:
             raise Bad("invalid_json", str(e)[:200]) from None
 
-    def _object(self, value, exact=False) -> dict:
+    def _object(self, value, exact=False, checked=False) -> dict:
         obj = self._decode(value, exact)
         if type(obj) is not dict:
             kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
                 type(obj), "a number")
             raise Bad("not_object", f"message is {kind}, expected a JSON object")
+        if checked:
+            return obj
+        text = value if type(value) is bytes else \
+            value.encode(errors="surrogatepass") if type(value) is str else bytes(value)
+        if not self._nested.clean(text, obj):
+            dup = _duplicate_key(text)
+            if dup is not None:
+                raise Bad("duplicate_key", dup)
         return obj
 
     # --- csv
@@ -964,13 +1089,14 @@ class Mapper:
         exec(compile(self.source, f"<sinker mapping {len(self._cols)} columns>", "exec"), ns)
         return ns["fast"]
 
-    def _general(self, rec) -> bytes:
-        """The reference path for one record: every rule, every error with its reason."""
+    def _general(self, rec, checked: bool = False) -> bytes:
+        """The reference path for one record: every rule, every error with its reason.
+        ``checked``: the message is already known to write no key twice."""
         value = fields(rec).value(rec)
         try:
-            return self._row(self._object(value), rec)
+            return self._row(self._object(value, checked=checked), rec)
         except _NeedExact:
-            return self._row(self._object(value, exact=True), rec)
+            return self._row(self._object(value, exact=True, checked=True), rec)
 
     def _row(self, obj, rec, event=None) -> bytes:
         for c in self._auto:
@@ -997,11 +1123,23 @@ class Mapper:
     def _map_csv(self, records, out, dead) -> int:
         if not records:
             return 0
-        fast, loads, append = self._fast, ujson.loads, out.append
+        fast, loads, append, nested = self._fast, ujson.loads, out.append, self._nested
+        values = list(map(fields(records[0]).value, records))
+        try:
+            objs = list(map(loads, values))
+            clean = set(map(type, objs)) == _ONLY_DICT and \
+                nested.slice_clean(b"".join(values), objs)
+        except Exception:  # noqa: BLE001 - decoded and checked one by one below
+            objs, clean = None, False
         n = 0
-        for rec, value in zip(records, map(fields(records[0]).value, records)):
+        for rec, value, o in zip(records, values, objs or repeat(None)):
+            checked = clean
             try:
-                line = fast(loads(value), rec)
+                if o is None:
+                    o = loads(value)
+                # a key written twice (or maybe): the general path decides, with its reason
+                checked = checked or nested.clean(value, o)
+                line = fast(o, rec) if checked else None
             except Bad as b:   # final: the general path would meet the same value first
                 dead.append(dead_letter.of(rec, b.reason, b.column))
                 continue
@@ -1009,7 +1147,7 @@ class Mapper:
                 line = None
             if line is None:
                 try:
-                    line = self._general(rec)
+                    line = self._general(rec, checked)
                 except Bad as b:
                     dead.append(dead_letter.of(rec, b.reason, b.column))
                     continue
@@ -1028,13 +1166,14 @@ class Mapper:
             # The common case for a whole slice at C speed: every value a JSON object on one line.
             # Anything else and the loop below decides record by record, exactly as before.
             try:
-                ok = set(map(type, values)) == _ONLY_BYTES and \
-                    set(map(type, map(loads, values))) == _ONLY_DICT
+                objs = list(map(loads, values)) if set(map(type, values)) == _ONLY_BYTES else None
+                ok = objs is not None and set(map(type, objs)) == _ONLY_DICT
             except Exception:  # noqa: BLE001 - the loop below gives the reason
                 ok = False
             if ok:
                 joined = b"".join(values)
-                if b"\n" not in joined and b"\r" not in joined and b"\xed" not in joined:
+                if b"\n" not in joined and b"\r" not in joined and b"\xed" not in joined and \
+                        self._nested.slice_clean(joined, objs):
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
                     return len(joined) + len(values)
         n = 0
@@ -1042,8 +1181,9 @@ class Mapper:
             line = None
             if plain:
                 try:
-                    if type(loads(v)) is dict and b"\n" not in v and b"\r" not in v \
-                            and b"\xed" not in v:
+                    o = loads(v)
+                    if type(o) is dict and b"\n" not in v and b"\r" not in v \
+                            and b"\xed" not in v and self._nested.clean(v, o):
                         line = v + b"\n"
                 except Exception:  # noqa: BLE001 - the general path gives the reason
                     pass
@@ -1070,10 +1210,27 @@ class Mapper:
             try:
                 json.loads(v)      # strict: raw control characters only between tokens
                 v = _JSON_SPACE.sub(_keep_strings, v)
-            except ValueError:
-                v = dumps(obj).encode()
+            except ValueError:     # written again: every number as it was sent (1.10, not 1.1)
+                v = dumps_exact(self._object(v, exact=True, checked=True)).encode()
         if not self._extras:
             return v + b"\n"
+        extras = self._extra_values(obj, rec)
+        if not extras:
+            return v + b"\n"
+        exact = any(type(x) in (float, dict, list) for x in extras.values())
+        if exact:                  # a number from a path keeps its text too
+            obj = self._object(v, exact=True, checked=True)
+            extras = self._extra_values(obj, rec)
+        if any(k in obj for k in extras):
+            obj = obj if exact else self._object(v, exact=True, checked=True)
+            obj.update(extras)
+            return dumps_exact(obj).encode() + b"\n"
+        text = ",".join(f"{dumps(k)}:{dumps_exact(x)}" for k, x in extras.items()).encode()
+        head = v.rstrip()[:-1].rstrip()
+        return head + (b"," if obj else b"") + text + b"}\n"
+
+    def _extra_values(self, obj, rec) -> dict:
+        """The values the config places into a json row (paths, Kafka metadata), by column."""
         extras = {}
         for c in self._extras:
             if c.kafka:
@@ -1087,15 +1244,7 @@ class Mapper:
                 if val is _MISSING:
                     continue
             extras[c.name] = val
-        if not extras:
-            return v + b"\n"
-        if any(k in obj for k in extras):
-            obj = self._object(v, exact=True)      # written again: every number as it was sent
-            obj.update(extras)
-            return dumps_exact(obj).encode() + b"\n"
-        text = ",".join(f"{dumps(k)}:{dumps(x)}" for k, x in extras.items()).encode()
-        head = v.rstrip()[:-1].rstrip()
-        return head + (b"," if obj else b"") + text + b"}\n"
+        return extras
 
     # --- change data (mapping.envelope / delete_when): every row carries the delete sign
     def _map_cdc(self, records, out, dead) -> int:

@@ -497,8 +497,9 @@ def text_converter(col, tz) -> Callable[[str], Any]:
     return lambda s: s       # ARRAY/MAP/STRUCT/VARIANT/IPV4...: kept as text
 
 
-def json_converter(col, conv: Callable[[str], Any]) -> Callable[[Any], Any]:
-    """Converter for one column from a decoded JSON value (None must be handled by the caller)."""
+def json_converter(col, conv: Callable[[str], Any], raw_text: bool = False) -> Callable[[Any], Any]:
+    """Converter for one column from a decoded JSON value (None must be handled by the caller).
+    ``raw_text``: a string column asks for the value's text as written (`_NeedRaw`)."""
     b, name = col.base, col.name
     if b in ("JSON", "JSONB"):
         def jconv(v):
@@ -552,8 +553,11 @@ def json_converter(col, conv: Callable[[str], Any]) -> Callable[[Any], Any]:
         return jconv
     if b in ("CHAR", "VARCHAR", "STRING"):
         def jconv(v):
-            if type(v) is str:
+            t = type(v)
+            if t is str or t is _RawText:
                 return conv(v)
+            if raw_text:
+                raise _NeedRaw()
             return conv(_as_text(v))
         return jconv
 
@@ -568,11 +572,63 @@ def _sig_digits(r: str) -> int:
     return len(r.split("e")[0].lstrip("-").replace(".", "").lstrip("0"))
 
 
+class _NeedRaw(Exception):
+    """A string column got a number, boolean, object or array: it loads the text as written."""
+
+
+class _RawText(str):
+    """A member's value as the text Doris hands a string column (see `_raw_members`)."""
+
+
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_RAW_DECODER = json.JSONDecoder(strict=False)
+
+
+def _raw_members(src: str) -> dict:
+    """The top-level members of JSON object text ``src`` as the text a string column gets: Doris's
+    simdjson reader passes simdjson::to_json_string(value) to the column (new_json_reader.cpp,
+    _simdjson_write_data_to_column), which is the value as written, ends trimmed (serialization-
+    inl.h: trim(raw_json_token()), an object's or array's raw_json()); true and false become 1 and
+    0; of a key written twice the first counts (_simdjson_set_column_value skips a seen column)."""
+    texts: dict = {}
+    try:
+        i = _JSON_WS.match(src).end()
+        if src[i] != "{":
+            return texts
+        i = _JSON_WS.match(src, i + 1).end()
+        while src[i] == '"':
+            key, i = json.decoder.scanstring(src, i + 1, False)
+            i = _JSON_WS.match(src, _JSON_WS.match(src, i).end() + 1).end()       # past the colon
+            value, end = _RAW_DECODER.raw_decode(src, i)
+            texts.setdefault(key, value if type(value) is str else "1" if value is True else
+                             "0" if value is False else src[i:end])
+            i = _JSON_WS.match(src, end).end()
+            if src[i] != ",":
+                break
+            i = _JSON_WS.match(src, i + 1).end()
+    except (ValueError, IndexError):
+        pass                     # decoded once already: whatever is left is not a member
+    return texts
+
+
+def _with_raw_text(obj: dict, raw: str | None, keys) -> dict:
+    """``obj`` with the values of string columns' keys replaced by their text as written (`raw`:
+    the document; None for an element of an outer array, whose text is not kept: then the
+    decoded value is printed)."""
+    texts = _raw_members(raw) if raw is not None else {}
+    obj = dict(obj)
+    for k in keys:
+        v = obj.get(k)
+        if v is not None and type(v) is not str and type(v) is not _RawText:
+            obj[k] = _RawText(texts[k] if k in texts else _as_text(v))
+    return obj
+
+
 def _as_text(v) -> str:
-    if v is True:
-        return "true"
+    if v is True:        # Doris inserts "1"/"0", not "true"/"false" (_simdjson_write_data_to_column)
+        return "1"
     if v is False:
-        return "false"
+        return "0"
     if type(v) in (int, float, Decimal):
         return str(v) if type(v) is not float else repr(v)
     return compact_json(v)
@@ -605,6 +661,7 @@ class Plan:
     identity: bool         # body fields are exactly the table columns in table order
     ncols: int
     has_decimal: bool
+    text_keys: list = field(default_factory=list)   # JSON keys of string columns (no jsonpaths)
     # UNIQUE KEY deletes: rows get one more value, the delete sign (1 deletes the key), after the
     # table's columns; set for a __DORIS_DELETE_SIGN__ column, merge_type DELETE or MERGE.
     with_sign: bool = False
@@ -673,7 +730,7 @@ def plan(spec: LoadSpec, table) -> Plan:
         seen.add(n.lower())
         pos, col = hit
         conv = text_converter(col, spec.tz)
-        slots.append(Slot(col.name, pos, conv, json_converter(col, conv), n,
+        slots.append(Slot(col.name, pos, conv, json_converter(col, conv, raw_text=paths is None), n,
                           _parse_path(paths[k]) if paths is not None else None))
     template: list = []
     for c in cols:
@@ -685,7 +742,9 @@ def plan(spec: LoadSpec, table) -> Plan:
     notnull = [(i, c.name) for i, c in enumerate(cols) if not c.nullable]
     identity = len(slots) == len(cols) and all(s.pos == i for i, s in enumerate(slots))
     has_decimal = any(s.pos < len(cols) and cols[s.pos].base == "DECIMAL" for s in slots)
-    out = Plan(slots, template, notnull, identity, len(cols), has_decimal)
+    out = Plan(slots, template, notnull, identity, len(cols), has_decimal,
+               text_keys=[s.key for s in slots if paths is None and s.pos < len(cols)
+                          and cols[s.pos].base in ("CHAR", "VARCHAR", "STRING")])
     if wants_sign:
         out.with_sign, out.identity = True, False
         template.append(0)
@@ -757,13 +816,15 @@ def _finish_row(p: Plan, vals: list, out: Outcome, src: str) -> None:
     out.rows.append(tuple(vals))
 
 
-def _slow_row(spec: LoadSpec, p: Plan, values: list, out: Outcome, src: str, from_json: bool) -> list | None:
-    """Value by value, to learn which column failed; returns the row or None when filtered."""
+def _slow_row(spec: LoadSpec, p: Plan, values: list, out: Outcome, src: str, from_json: bool,
+              null: str | None = None) -> list | None:
+    """Value by value, to learn which column failed; returns the row or None when filtered.
+    ``null`` is what a NULL field is among csv ``values`` (see `_csv_lines`)."""
     row = list(p.template)
     for slot, v in zip(p.slots, values):
         if v is _MISSING:
             continue
-        if v is None or (not from_json and v == CSV_NULL):
+        if v is None or (not from_json and v == null):
             row[slot.pos] = None
             continue
         try:
@@ -782,75 +843,85 @@ def _slow_row(spec: LoadSpec, p: Plan, values: list, out: Outcome, src: str, fro
 
 
 def _csv_lines(spec: LoadSpec, text: str):
-    """(fields, raw line) per non-empty line; enclose-aware when `enclose` is set."""
+    """(fields, raw line, null) per non-empty line; ``null`` is what a NULL field is in ``fields``.
+
+    Plain lines keep their fields as split, so NULL is the text ``\\N``. Where Doris's reader does
+    more than split (an enclose character in the body, an escape character, trim_double_quotes),
+    every field goes through `_cell` as Doris hands it to the column, NULL becomes None and a text
+    ``\\N`` (escaped, or quoted under trim_double_quotes) stays text."""
     sep, delim = spec.column_separator, spec.line_delimiter
     if spec.enclose is None or spec.enclose not in text:
+        esc = spec.escape if spec.escape is not None and spec.escape in text else None
+        resolve = esc is not None or spec.trim_double_quotes
         lines = text.split(delim)
         for line in lines[spec.skip_lines:]:
             if line:
                 fields = line.split(sep)
-                if spec.trim_double_quotes:
-                    fields = [_trim_dq(f) for f in fields]
-                yield fields, line
+                if resolve:
+                    yield [_cell(f, None, spec.trim_double_quotes, esc) for f in fields], line, None
+                else:
+                    yield fields, line, CSV_NULL
         return
+    # the field splitter trims the enclose, except a `"` without trim_double_quotes (csv_reader.cpp)
+    trim = spec.enclose if spec.enclose != '"' or spec.trim_double_quotes else None
     skipped = 0
     for fields, raw in _split_enclosed(text, sep, delim, spec.enclose, spec.escape):
         if skipped < spec.skip_lines:
             skipped += 1
             continue
         if raw:
-            if spec.trim_double_quotes:
-                fields = [_trim_dq(f) for f in fields]
-            yield fields, raw
+            yield [_cell(f, trim, spec.trim_double_quotes, spec.escape) for f in fields], raw, None
 
 
-def _trim_dq(f: str) -> str:
-    return f[1:-1] if len(f) >= 2 and f[0] == '"' and f[-1] == '"' else f
+def _cell(f: str, trim: str | None, trim_dq: bool, esc: str | None) -> str | None:
+    """One field as Doris's CSV reader hands it to its column (be/src/vec/exec/format/csv/
+    csv_reader.cpp): the field splitter drops a ``trim`` character at both ends
+    (BaseCsvTextFieldSplitter::_process_value); deserialize_nullable_string then, under
+    trim_double_quotes, drops double quotes at both ends, and a field that had none and is exactly
+    ``\\N`` is NULL; last the string serde removes each escape character, keeping the one after it
+    (DataTypeStringSerDe::deserialize_one_cell_from_json, escape_string). So NULL is decided on the
+    text as sent: ``\\\\N`` (an escaped backslash) is the two-character text ``\\N``."""
+    if trim is not None and len(f) > 1 and f[0] == trim and f[-1] == trim:
+        f = f[1:-1]
+    if trim_dq and len(f) > 1 and f[0] == '"' and f[-1] == '"':
+        f = f[1:-1]
+    elif f == CSV_NULL:
+        return None
+    if esc is not None and esc in f:
+        f = re.sub(re.escape(esc) + "(.?)", r"\1", f, flags=re.S)
+    return f
 
 
 def _split_enclosed(text: str, sep: str, delim: str, enc: str, esc: str | None):
-    """CSV with fields wrapped in `enc`; inside, `esc` makes the next enclose/escape char literal.
-    Separators and line delimiters inside an enclosed field are data."""
+    """CSV with fields wrapped in `enc`: (fields as sent, raw line) per line. Inside an enclosed
+    field `esc` makes the next character literal, and separators and line delimiters are data;
+    the fields keep their enclose and escape characters (`_cell` reads them as Doris does)."""
     i, n = 0, len(text)
     while i < n:
         start = i
         fields: list[str] = []
         while True:
+            begin = i
             if text.startswith(enc, i):
                 i += 1
-                buf: list[str] = []
                 while True:
                     j = text.find(enc, i)
                     k = text.find(esc, i) if esc and esc != enc else -1
                     if k != -1 and (j == -1 or k < j):
-                        buf.append(text[i:k])
-                        nxt = text[k + 1:k + 2]
-                        buf.append(nxt if nxt in (enc, esc) else esc + nxt)
                         i = k + 2
                         continue
                     if j == -1:                        # unterminated: the rest is the field
-                        buf.append(text[i:])
                         i = n
                         break
-                    buf.append(text[i:j])
                     i = j + 1
-                    if (esc is None or esc == enc) and text.startswith(enc, i):   # "" = literal "
-                        buf.append(enc)
+                    if (esc is None or esc == enc) and text.startswith(enc, i):   # "" inside
                         i += 1
                         continue
                     break
-                value = "".join(buf)
-                # anything between the closing enclose and the next separator is kept (lenient)
-                a, b = text.find(sep, i), text.find(delim, i)
-                stop = min(x for x in (a, b, n) if x != -1)
-                value += text[i:stop]
-                i = stop
-            else:
-                a, b = text.find(sep, i), text.find(delim, i)
-                stop = min(x for x in (a, b, n) if x != -1)
-                value = text[i:stop]
-                i = stop
-            fields.append(value)
+            # anything between the closing enclose and the next separator is kept (lenient)
+            a, b = text.find(sep, i), text.find(delim, i)
+            i = min(x for x in (a, b, n) if x != -1)
+            fields.append(text[begin:i])
             if i >= n:
                 yield fields, text[start:n]
                 return
@@ -875,10 +946,9 @@ def _run_csv(spec: LoadSpec, p: Plan, text: str) -> Outcome:
     notnull = p.notnull
     rows, errors = out.rows, out.errors
     sep, delim = spec.column_separator, spec.line_delimiter
-    NULL = CSV_NULL
     call = operator.call
     total = 0
-    for vals, line in _csv_lines(spec, text):
+    for vals, line, null in _csv_lines(spec, text):
         total += 1
         if len(vals) != nf:
             out.filtered += 1
@@ -888,12 +958,12 @@ def _run_csv(spec: LoadSpec, p: Plan, text: str) -> Outcome:
                            f"[{delim!r}], column separator: [{sep!r}]", line))
             continue
         try:
-            if NULL in vals:
-                conv = [None if v == NULL else c(v) for c, v in zip(convs, vals)]
+            if null in vals:
+                conv = [None if v == null else c(v) for c, v in zip(convs, vals)]
             else:
                 conv = list(map(call, convs, vals))      # the common case: a C-level loop
         except ConvError:
-            row = _slow_row(spec, p, vals, out, line, False)
+            row = _slow_row(spec, p, vals, out, line, False, null)
             if row is None:
                 continue
         else:
@@ -1033,8 +1103,11 @@ def _run_json(spec: LoadSpec, p: Plan, text: str) -> Outcome:
         try:
             try:
                 row = fill(obj)
-            except _NeedExact:
-                obj = _exact_loads(raw)
+            except (_NeedExact, _NeedRaw):
+                if raw is not None and p.has_decimal:
+                    obj = _exact_loads(raw)
+                if p.text_keys:
+                    obj = _with_raw_text(obj, raw, p.text_keys)
                 row = fill(obj)
         except ConvError:
             values = [_get_path(obj, s.path) if by_path else obj.get(s.key, MISSING) for s in p.slots]

@@ -221,7 +221,8 @@ def test_hex_separators_and_columns_header(emu, tbl):
 
 def test_enclose_and_escape_over_http(emu, tbl):
     body = '1,"a,b",1,"2024-01-01 00:00:00","{\\"k\\": 1}",ok\n2,"x\ny",2,2024-01-01,{},ok\n'
-    data = load(emu, tbl, body, column_separator=",", enclose='"', escape="\\", label=label())
+    data = load(emu, tbl, body, column_separator=",", enclose='"', escape="\\", trim_double_quotes="true",
+                label=label())
     assert data["Status"] == "Success", data
     got = rows(emu, tbl)
     assert got[0][1] == "a,b" and json.loads(got[0][4]) == {"k": 1} and got[1][1] == "x\ny"

@@ -217,12 +217,35 @@ def test_csv_empty_lines_are_skipped_and_empty_string_stays():
 def test_csv_enclose_and_escape():
     t = table(col("id", "int", "INT"), col("s", "varchar(40)", "VARCHAR", length=40), col("n", "int", "INT"))
     body = '1,"a,b",3\n2,"multi\nline \\"q\\" back\\\\slash",4\n3,plain,5\n4,"\\N",6\n5,"",7\n'
-    out = load(body, t, column_separator=",", enclose='"', escape="\\")
+    out = load(body, t, column_separator=",", enclose='"', escape="\\", trim_double_quotes="true")
     assert out.filtered == 0, out.errors
     assert out.rows == [(1, "a,b", 3), (2, 'multi\nline "q" back\\slash', 4), (3, "plain", 5), (4, None, 6),
                         (5, "", 7)]
-    out = load('1,"say ""hi""",2\n', t, column_separator=",", enclose='"')     # no escape: "" is a quote
-    assert out.rows == [(1, 'say "hi"', 2)]
+    # no escape: nothing in Doris's reader turns "" into one quote (escape_string needs an escape)
+    out = load('1,"say ""hi""",2\n', t, column_separator=",", enclose='"', trim_double_quotes="true")
+    assert out.rows == [(1, 'say ""hi""', 2)]
+
+
+def test_csv_enclose_double_quote_is_kept_without_trim_double_quotes():
+    """Doris 2.1/3.0 csv_reader.cpp: _not_trim_enclose = !trim_double_quotes && enclose == '"', and
+    then the field splitter leaves the quotes in the value (escapes are still removed)."""
+    t = table(col("id", "int", "INT"), col("s", "varchar(40)", "VARCHAR", length=40))
+    out = load('1,"a,b"\n2,"x\\"y"\n', t, column_separator=",", enclose='"', escape="\\")
+    assert out.rows == [(1, '"a,b"'), (2, '"x"y"')], out.errors
+    out = load("1,'a,b'\n", t, column_separator=",", enclose="'", escape="\\")     # other enclose: trimmed
+    assert out.rows == [(1, "a,b")]
+
+
+def test_csv_null_is_decided_before_escapes_are_removed():
+    """csv_reader.cpp deserialize_nullable_string compares the field with \\N before the string
+    serde removes escapes (DataTypeStringSerDe::deserialize_one_cell_from_json): an escaped
+    backslash is the text \\N, a bare or enclosed \\N is NULL."""
+    t = table(col("id", "int", "INT"), col("s", "varchar(40)", "VARCHAR", length=40))
+    body = '1,"\\\\N"\n2,"\\N"\n3,\\N\n4,\\\\N\n'
+    out = load(body, t, column_separator=",", enclose='"', escape="\\", trim_double_quotes="true")
+    assert out.rows == [(1, "\\N"), (2, None), (3, None), (4, "\\N")], out.errors
+    out = load("1,\\\\N\n2,\\N\n", t, column_separator=",", escape="\\")         # no enclose in the body
+    assert out.rows == [(1, "\\N"), (2, None)]
 
 
 def test_csv_with_names_skips_the_header_line():
@@ -260,6 +283,22 @@ def test_gzip_body():
 
 # ------------------------------------------------------------------------------------------ JSON bodies
 
+def test_json_text_into_string_columns_is_kept_as_written():
+    """Doris's simdjson reader hands a string column simdjson::to_json_string(value): the number
+    as written (1.10 stays 1.10, not the double 1.1), an object or array as sent, true/false as
+    1/0 (new_json_reader.cpp _simdjson_write_data_to_column; simdjson serialization-inl.h)."""
+    t = table(col("id", "int", "INT"), col("a", "varchar(20)", "VARCHAR", length=20),
+              col("b", "string", "STRING"), col("c", "varchar(20)", "VARCHAR", length=20),
+              col("d", "decimal(20,2)", "DECIMAL", precision=20, scale=2))
+    body = ('{"id": 1, "a": 1.10, "b": {"x" : [1, 2.50]}, "c": true, "d": 12345678901234567.25}\n'
+            '{"id": 2, "a": -0, "b": 1e3, "c": 12345678901234567890}\n'
+            '{"id": 3, "a": "1.10", "b": [ ], "c": false}\n')
+    out = load(body, t, format="json", read_json_by_line="true")
+    assert out.rows == [(1, "1.10", '{"x" : [1, 2.50]}', "1", "12345678901234567.25"),
+                        (2, "-0", "1e3", "12345678901234567890", None),
+                        (3, "1.10", "[ ]", "0", None)], out.errors
+
+
 def test_json_by_line_types_missing_keys_and_nested_values():
     lines = [
         {"id": 1, "k_tiny": "12", "k_large": 2 ** 100, "flag": True, "f": 1.5, "amount": 3.25, "code": "C1",
@@ -271,7 +310,8 @@ def test_json_by_line_types_missing_keys_and_nested_values():
     body = "\n".join(json.dumps(x) for x in lines) + "\n"
     out = load(body, format="json", read_json_by_line="true")
     assert out.total == 3 and out.filtered == 1
-    assert out.rows[0] == (1, 12, 2 ** 100, 1, 1.5, "3.25", "C1", "[1,2]", "42", "2024-05-06",
+    # a string column gets an array as written ("[1, 2]": json.dumps spacing), see test_json_text_...
+    assert out.rows[0] == (1, 12, 2 ** 100, 1, 1.5, "3.25", "C1", "[1, 2]", "42", "2024-05-06",
                            "2024-05-06 07:08:09.000", '{"a":[1,{"b":null}]}', "new")
     assert out.rows[1] == row_of(id=2, status="new")
     assert "column(status)" in out.errors[0][0] and out.errors[0][1] == json.dumps(lines[2])

@@ -239,11 +239,63 @@ def test_numbers_into_string_columns_keep_their_text():
     assert line == b"12345678901234567890.123456789\t1e999\t\\N\n"
 
 
-def test_duplicate_keys_last_one_wins_in_csv():
-    """ujson and json both keep the last value; documented in README (json: Doris decides)."""
-    m = make([col("a", "int"), col("s", "varchar(5)")])
-    assert run(m, rec(b'{"a": 1, "s": "x", "a": 2}'))[0] == b"2\tx\n"
-    assert run(m, rec(b'{"a": 1.5, "a": 3, "s": 1.50}'))[0] == b"3\t1.50\n"   # exact re-decode too
+def test_json_format_keeps_number_text_where_it_writes_the_row_again():
+    """Doris gives a string column a JSON number as written (new_json_reader.cpp
+    _simdjson_write_data_to_column: simdjson::to_json_string), so the passthrough keeps 1.10; the
+    rows sinker writes again (a raw control character, a path source, a key the config fills)
+    must keep it too."""
+    m = make([col("s", "varchar(10)"), col("n", "string")], fmt="json")
+    line, _ = run(m, rec(b'{"s": 1.10, "n": 2.50e1}'))
+    assert line == b'{"s": 1.10, "n": 2.50e1}\n'                       # passthrough: the bytes
+    line, _ = run(m, rec(b'{"s": 1.10,\n "n": "a\tb"}'))                 # raw TAB in a string
+    assert json.loads(line, parse_float=str) == {"s": "1.10", "n": "a\tb"} and b"1.10" in line
+    m = make([col("s", "varchar(10)"), col("p", "string"), col("o", "bigint")], fmt="json",
+             sources=[ColumnSource("p", ("x", "price")), ColumnSource("o", kafka="offset")])
+    for value in (b'{"s": 1.10, "x": {"price": 1.10}}', b'{"s": 1.10, "p": 0, "x": {"price": 1.10}}'):
+        line, _ = run(m, rec(value, offset=7))
+        assert json.loads(line, parse_float=str) == {"s": "1.10", "x": {"price": "1.10"}, "p": "1.10", "o": 7}
+    _, dead = run(m, rec(b'{"s": 1, "x": {"price": NaN}}'))
+    assert category(dead.reason) == "conversion" and "NaN" in dead.reason
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_key_written_twice_is_a_dead_letter_in_both_formats(fmt):
+    """ujson keeps the last value, Doris's JSON reader the first (new_json_reader.cpp,
+    _simdjson_set_column_value skips a column it has seen): no value would be the one sent."""
+    m = make([col("a", "int"), col("s", "varchar(5)"), col("j", "json")], fmt=fmt)
+    cases = {b'{"a": 1, "s": "x", "a": 2}': "'a'", b'{"a": 1.5, "a": 3, "s": 1.50}': "'a'",
+             b'{"a":1,"j":{"k":1,"k":[2]}}': "'j.k'", b'{"a":1,"j":[{"x":1},{"y":2,"y":2}]}': "'j.1.y'",
+             b'{"a" :1, "s":"x", "a" :2}': "'a'",                        # space before the colon
+             b'{"a":1,"a":1}': "'a'", b'{"u":{"v":1},"u":{"w":1}}': "'u'"}   # same value, unmapped key
+    for value, key in cases.items():
+        line, dead = run(m, rec(value))
+        assert line is None and category(dead.reason) == "duplicate_key", value
+        assert dead.reason.startswith(f"duplicate_key: key {key} appears twice in one object"), dead.reason
+    _, dead = run(m, rec(b'{"a": 1, "s": "x", "a": 2}'))
+    assert dead.reason.endswith("(1 and 2): JSON readers disagree on which one counts (ujson takes the "
+                                "last, Doris the first); send each key once")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_texts_that_look_like_keys_are_not_duplicates(fmt):
+    """The cheap count sees colons after quotes and whitespace; strings holding them (times,
+    escaped quotes, "a : b") and the same key in two objects must still load."""
+    m = make([col("a", "int"), col("s", "varchar(40)"), col("j", "json")], fmt=fmt)
+    for value in (b'{"a":1,"s":"12:30:00","j":{"a":1,"s":{"a":2}}}', b'{"a":1,"s":"say \\":\\" : x"}',
+                  b'{"a" : 1 , "s" : "b :c"}', b'{"a":1,"j":[{"k":1},{"k":1}]}', b'{"a":1,"\\":":2}'):
+        line, dead = run(m, rec(value))
+        assert dead is None, (value, dead.reason)
+
+
+def test_one_duplicate_in_a_slice_is_the_only_dead_letter():
+    for fmt in ("csv", "json"):
+        m = make([col("a", "int"), col("t", "varchar(40)")], fmt=fmt)
+        values = [b'{"a":%d,"t":"2024-01-01T00:00:0%dZ","n":{"x":1}}' % (i, i) for i in range(5)]
+        values[3] = b'{"a":3,"t":"x","n":{"x":1,"x":2}}'
+        out, dead = [], []
+        m.map_records([rec(v, offset=i) for i, v in enumerate(values)], out, dead)
+        assert [d.offset for d in dead] == [3] and len(out) == 4, fmt
+        assert dead[0].reason.startswith("duplicate_key: key 'n.x' appears twice")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -659,7 +711,7 @@ def test_json_with_paths_and_kafka_metadata():
 def test_csv_headers():
     m = make([col("a", "int"), col("b", "varchar(3)")], strict_mode=False, tz="Asia/Shanghai")
     assert m.headers() == {"format": "csv", "columns": "`a`,`b`", "column_separator": "\\x09",
-                           "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\",
+                           "line_delimiter": "\\x0a", "enclose": '"', "escape": "\\", "trim_double_quotes": "true",
                            "strict_mode": "false", "timezone": "Asia/Shanghai"}
     assert m.body_columns == ["a", "b"] and [c.name for c in m.columns] == ["a", "b"]
     m.headers()["format"] = "x"
