@@ -266,7 +266,8 @@ def target_config(cfg: Config, route: Route, table: str) -> Config:
     """The whole config as one table's load sees it: that route's database, table, mapping,
     batch and delivery. Every per-table piece (schema, mapper, check, describe) takes one."""
     return dataclasses.replace(
-        cfg, kafka=dataclasses.replace(cfg.kafka, topics=route.topics),
+        cfg, kafka=dataclasses.replace(cfg.kafka, topics=route.topics,
+                                       topics_pattern=route.topics_pattern),
         doris=dataclasses.replace(cfg.doris, database=route.database, table=table,
                                   group_commit=route.group_commit),
         mapping=route.mapping, batch=route.batch, delivery=route.delivery, routes=(route,))
@@ -474,7 +475,7 @@ def _build(data: dict, problems: list[str], mode: str) -> Config:
 def _only_route(cfg: Config) -> Route:
     return Route(topics=cfg.kafka.topics, database=cfg.doris.database, tables=(cfg.doris.table,),
                  mapping=cfg.mapping, batch=cfg.batch, delivery=cfg.delivery,
-                 group_commit=cfg.doris.group_commit)
+                 group_commit=cfg.doris.group_commit, topics_pattern=cfg.kafka.topics_pattern)
 
 
 def _routes(value, data: dict, problems: list[str]) -> tuple[Route, ...]:

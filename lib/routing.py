@@ -94,10 +94,9 @@ class Router:
                                  i + 1: Unrouted("unreadable"), i + 2: Unrouted("skip")}
         self.targets += [self.unmatched, self.unreadable, self.tombstone]
         self._plans: dict[str, object] = {}
-        # one table, every message: no split at all (today's single-table config)
+        # one table takes every message it reads (the single-table config): no holds needed
         self.single = len(cfg.routes) == 1 and len(cfg.routes[0].tables) == 1 \
-            and cfg.routes[0].where is None and not cfg.routes[0].table_from \
-            and cfg.routes[0].topics_pattern is None
+            and cfg.routes[0].where is None and not cfg.routes[0].table_from
 
     def split(self, topic: str, records: list) -> list[tuple[int, list]]:
         plan = self._plans.get(topic)

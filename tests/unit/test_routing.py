@@ -233,3 +233,12 @@ def test_routes_topics_patterns_make_one_subscription_checked_per_route():
     assert [t for t, _ in r.split("users_12", _records("users_12", [b"{}"]))] == [1]
     got = problems([{"topics_pattern": "orders\\d+", "table": "o"}])
     assert got[0].startswith("routes[0].topics_pattern: 'orders\\\\d+': '\\d' at position 6")
+
+
+def test_a_single_table_config_with_a_topics_pattern_routes_its_topics_to_the_table():
+    cfg = config_from_dict({"kafka": {"brokers": ["k:9092"], "topics_pattern": "orders\\..*"},
+                            "doris": {"database": "d", "table": "x"}}, env={})
+    r = Router(cfg)
+    recs = _records("orders.eu", [b"{}"])
+    assert r.single and r.split("orders.eu", recs) == [(0, recs)]
+    assert target_configs(cfg)[0].kafka.topics_pattern == "orders\\..*"
