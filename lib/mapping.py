@@ -194,9 +194,18 @@ def _keys(o) -> int:
     return 0
 
 
+def _dict_paths(o, prefix: tuple = ()):
+    """The key paths of the objects nested in object ``o`` (not those inside arrays), parents
+    first."""
+    for k, x in o.items():
+        if type(x) is dict:
+            yield prefix + (k,)
+            yield from _dict_paths(x, prefix + (k,))
+
+
 class _Nested:
-    """The top-level keys that held objects in the last message proven free of duplicates: a
-    slice of messages shaped alike is then proven with C-speed sizes (`slice_clean`)."""
+    """The key paths that held objects in the last message proven free of duplicates: a slice of
+    messages shaped alike is then proven with C-speed sizes (`slice_clean`)."""
 
     def __init__(self):
         self.keys: tuple = ()
@@ -212,7 +221,7 @@ class _Nested:
                 return False
         except RecursionError:
             return False
-        keys = tuple(k for k, x in o.items() if type(x) is dict)
+        keys = tuple(_dict_paths(o))
         if keys != self.keys:
             self.keys = keys
         return True
@@ -224,10 +233,12 @@ class _Nested:
         costs the per-message path."""
         n = _written_keys(joined)
         d = sum(map(len, objs))
-        for k in self.keys if n != d else ():
+        for path in self.keys if n != d else ():
+            inner = objs
             try:
-                inner = list(map(itemgetter(k), objs))
-            except KeyError:
+                for k in path:
+                    inner = list(map(itemgetter(k), inner))
+            except (KeyError, TypeError, IndexError):
                 return False
             if set(map(type, inner)) != _ONLY_DICT:
                 return False
@@ -1176,12 +1187,13 @@ class Mapper:
                         self._nested.slice_clean(joined, objs):
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
                     return len(joined) + len(values)
+            decoded = objs if ok else None
         n = 0
-        for rec, v in zip(records, values):
+        for i, (rec, v) in enumerate(zip(records, values)):
             line = None
             if plain:
                 try:
-                    o = loads(v)
+                    o = decoded[i] if decoded is not None else loads(v)
                     if type(o) is dict and b"\n" not in v and b"\r" not in v \
                             and b"\xed" not in v and self._nested.clean(v, o):
                         line = v + b"\n"

@@ -807,3 +807,20 @@ def test_odd_column_names_and_keys():
     m = make([col(name, "int"), col("x", "varchar(5)")],
              sources=[ColumnSource("x", ("a.b", "c'd"))])
     assert run(m, rec({name: 1, "a.b": {"c'd": "ok"}}))[0] == b"1\tok\n"
+
+
+def test_a_duplicate_two_objects_deep_in_a_slice_shaped_alike_is_found():
+    """The slice check sums the sizes of objects at the key paths the last clean message had
+    (any depth): a key written twice two levels down must still be its one dead letter."""
+    for fmt in ("csv", "json"):
+        m = make([col("a", "int")], fmt=fmt)
+        clean = [b'{"a":%d,"n":{"m":{"x":1,"y":2},"k":3}}' % i for i in range(6)]
+        out, dead = [], []
+        m.map_records([rec(v, offset=i) for i, v in enumerate(clean)], out, dead)
+        assert not dead and len(out) == 6
+        values = list(clean)
+        values[2] = b'{"a":2,"n":{"m":{"x":1,"x":2},"k":3}}'
+        out, dead = [], []
+        m.map_records([rec(v, offset=i) for i, v in enumerate(values)], out, dead)
+        assert [d.offset for d in dead] == [2] and len(out) == 5, fmt
+        assert dead[0].reason.startswith("duplicate_key: key 'n.m.x' appears twice")
