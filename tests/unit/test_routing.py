@@ -9,7 +9,7 @@ from sinker_lib.config import config_from_dict, target_configs
 from sinker_lib.errors import ConfigError
 from sinker_lib.routing import Router
 from sinker_lib.kafka_client import TopicPartition
-from tests.fakes import Rec
+from tests.fakes import FakeMapper, Rec
 
 BASE = {"kafka": {"brokers": ["k:9092"], "group_id": "g"}, "doris": {"database": "shop"}}
 
@@ -125,21 +125,9 @@ def test_unrouted_mappers_dead_letter_or_skip():
     assert dead == []
 
 
-class _Mapper:
-    def headers(self):
-        return {}
-
-    def map_records(self, records, out, dead):
-        n = 0
-        for rec in records:
-            out.append(rec.value + b"\n")
-            n += len(rec.value) + 1
-        return n
-
-
 def _routes(cfg):
     router = Router(cfg)
-    factories = [(lambda t=t: b.Batch(t.db, t.table, _Mapper(), 0.0, target=t)) for t in router.targets]
+    factories = [(lambda t=t: b.Batch(t.db, t.table, FakeMapper(), 0.0, target=t)) for t in router.targets]
     return b.Routed(router, factories)
 
 
