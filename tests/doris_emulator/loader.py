@@ -1199,15 +1199,17 @@ def _blank_enclosed(spec: LoadSpec, body: bytes) -> bytes | None:
     if rx is None:
         e = re.escape(enc.encode())
         if esc is None or esc == enc:           # "" inside is a literal enclose
-            inner = rb"(?:[^" + e + rb"]|" + e + e + rb")*+"
+            inner = rb"(?:[^" + e + rb"]++|" + e + e + rb")*+"
         else:                                   # escape + any char is literal; a lone escape at the end too
             x = re.escape(esc.encode())
-            inner = rb"(?:[^" + e + x + rb"]|" + x + rb"(?:.|\Z))*+"
-        start = rb"(?:\A|(?<=" + re.escape(sep) + rb")|(?<=" + re.escape(delim) + rb"))"
-        rx = re.compile(start + e + inner + rb"(?:" + e + rb"|\Z)", re.S)
+            inner = rb"(?:[^" + e + x + rb"]++|" + x + rb"(?:.|\Z))*+"
+        # the enclose first, then a look back at what precedes it: a literal prefix lets the
+        # regex engine skip to each enclose instead of trying every position (26 -> >300 MB/s)
+        start = e + rb"(?:(?<=" + re.escape(sep) + e + rb")|(?<=" + re.escape(delim) + e + rb"))"
+        rx = re.compile(start + inner + rb"(?:" + e + rb"|\Z)", re.S)
         _ENCLOSED_RX[(enc, esc, sep, delim)] = rx
     mark = next(c for c in (b"0", b"Q", b"~") if c not in sep and c not in delim)
-    return rx.sub(mark, body)
+    return rx.sub(mark, delim + body)[len(delim):]     # the leading delim: a field at the very start
 
 
 _ENCLOSED_RX: dict[tuple, re.Pattern] = {}

@@ -395,6 +395,7 @@ TRICKY = [
     ({"enclose": '"', "escape": "\\"}, '1,"a,b",3,4\n2,"c",5\n3,"d\ne",5\n'),     # one field too many
     ({"enclose": '"', "escape": "\\"}, '1,"a,b"\n\n2,"c\n",5\n'),                  # one too few
     ({"enclose": '"', "escape": "\\"}, '1,"a",3\n2,"end\\'),                       # escape as the last byte
+    ({"enclose": '"', "escape": "\\"}, '"1","a,\n",3\n"2",b,"4"'),                  # enclosed at the very start
 ]
 
 
