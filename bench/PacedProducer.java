@@ -5,10 +5,14 @@
 // needs a fraction of one. Each record's timestamp is its produce time (CreateTime), which the
 // latency measurement subtracts from the time Doris acknowledged the load holding it.
 //
-// args: bootstrap topic rate count payload-file partitions
+// args: bootstrap topic rate count payload-file partitions [warmup-seconds]
 //   rate: messages per second, 0 = as fast as possible (backlogs)
 //   payload-file: one message per line, sent in order and round robin
 //   record i goes to partition i % partitions
+//   warmup-seconds: first send rate * warmup-seconds more records at the same pace, to the same
+//     topic. A JVM starting up uses both cores of this machine for about two seconds (JIT), and
+//     the consumer under test falls behind meanwhile; "measured_from_ms" in the output is the
+//     CreateTime from which records count for the steady-state latency.
 import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.util.List;
@@ -25,6 +29,9 @@ public class PacedProducer {
         long rate = Long.parseLong(args[2]), count = Long.parseLong(args[3]);
         List<String> lines = Files.readAllLines(Paths.get(args[4]));
         int partitions = Integer.parseInt(args[5]);
+        long warmup = args.length > 6 ? rate * Long.parseLong(args[6]) : 0;
+        count += warmup;
+        long measuredFrom = 0;
         byte[][] payloads = new byte[lines.size()][];
         for (int i = 0; i < payloads.length; i++) payloads[i] = lines.get(i).getBytes("UTF-8");
 
@@ -43,6 +50,7 @@ public class PacedProducer {
                 long due = rate <= 0 ? count
                         : Math.min(count, (System.nanoTime() - t0) * rate / 1_000_000_000L);
                 while (sent < due) {
+                    if (sent == warmup && measuredFrom == 0) measuredFrom = System.currentTimeMillis();
                     producer.send(new ProducerRecord<>(topic, (int) (sent % partitions), null,
                                                        payloads[(int) (sent % payloads.length)]),
                                   (md, e) -> { if (e != null) failed.incrementAndGet(); });
@@ -53,7 +61,8 @@ public class PacedProducer {
             producer.flush();
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
-        System.out.printf("{\"sent\": %d, \"failed\": %d, \"seconds\": %.3f}%n", sent, failed.get(), seconds);
+        System.out.printf("{\"sent\": %d, \"warmup\": %d, \"measured_from_ms\": %d, \"failed\": %d, "
+                          + "\"seconds\": %.3f}%n", sent, warmup, measuredFrom, failed.get(), seconds);
         System.exit(failed.get() == 0 ? 0 : 1);
     }
 }

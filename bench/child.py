@@ -225,7 +225,7 @@ def sinker(args):
     if args.gate:
         gated = _gated_consumer_class(args.gate, args.worker_index)
         pipeline_mod.ConsumerThread = gated
-    latencies = array("d")
+    latencies, stamps = array("f"), array("d")     # per record: ms to visible, CreateTime
     lock = threading.Lock()
 
     def on_loaded(batch, acked_at):
@@ -234,7 +234,9 @@ def sinker(args):
         ack_ms = acked_at * 1000
         with lock:
             for records in batch.sources:
-                latencies.extend(ack_ms - ts for ts in map(fields(records[0]).timestamp, records))
+                ts = list(map(fields(records[0]).timestamp, records))
+                stamps.extend(ts)
+                latencies.extend(ack_ms - t for t in ts)
 
     # Labels are a function of (prefix, table, offset ranges): every measured run reads the same
     # backlog, so give each its own prefix, or the emulator would answer "Label Already Exists"
@@ -278,10 +280,19 @@ def sinker(args):
            "t_first": t_last - wall, "t_last": t_last, "runq_wait_s": wait,
            "loaded": snap["loaded"], "dead": snap["dead_lettered"], "load_outcomes": outcomes}
     if args.latency and latencies:
-        s = sorted(latencies)
-        out["latency_ms"] = {q: s[min(len(s) - 1, int(len(s) * f))] for q, f in
-                             (("p50", .5), ("p90", .9), ("p99", .99), ("max", 1.0))}
+        # the parent wrote the CreateTime of the first record after the producer's warm-up
+        since = float(open(os.path.join(args.gate, "measure_from")).read())
+        out["latency_ms"] = percentiles([x for x, t in zip(latencies, stamps) if t >= since])
+        out["latency_whole_run_ms"] = percentiles(latencies)
     return out
+
+
+def percentiles(values) -> dict:
+    s = sorted(values)
+    if not s:
+        return {}
+    return {q: s[min(len(s) - 1, int(len(s) * f))] for q, f in
+            (("p50", .5), ("p90", .9), ("p99", .99), ("max", 1.0))}
 
 
 def main(argv=None):
