@@ -1142,6 +1142,16 @@ class Mapper:
                 nested.slice_clean(b"".join(values), objs)
         except Exception:  # noqa: BLE001 - decoded and checked one by one below
             objs, clean = None, False
+        if clean:
+            # the common case, without a Python loop of our own; anything unusual in the slice
+            # (a value off the fast path, a dead letter) and the loop below decides one by one
+            try:
+                lines = list(map(fast, objs, records))
+            except Exception:  # noqa: BLE001
+                pass
+            else:
+                out += lines
+                return sum(map(len, lines))
         n = 0
         for rec, value, o in zip(records, values, objs or repeat(None)):
             checked = clean

@@ -651,6 +651,19 @@ def test_batch_mixes_good_and_dead_in_order():
         assert (line in out) if line is not None else any(d.offset == r.offset for d in dead)
 
 
+def test_a_slice_of_objects_with_one_bad_value_keeps_every_good_line_in_order():
+    # every message a JSON object without a key written twice: the slice takes the loop-free
+    # path first, and one value off the fast path sends it through the per-record loop
+    m = make([col("a", "int", nullable=False), col("s", "varchar(3)")])
+    recs = [rec({"a": 1, "s": "x"}, 0), rec({"a": 2, "s": "long"}, 1), rec({"a": 3}, 2),
+            rec({"a": 4, "s": "y\tz"}, 3)]
+    out, dead = [], []
+    n = m.map_records(recs, out, dead)
+    assert out == [b"1\tx\n", b"3\t\\N\n", b'4\t"y\tz"\n']
+    assert n == sum(map(len, out))
+    assert [(d.offset, category(d.reason)) for d in dead] == [(1, "too_long")]
+
+
 def test_records_are_not_wrapped_or_mutated():
     m = make([col("a", "int")])
     r = rec({"a": 1})
