@@ -218,7 +218,9 @@ def main(argv=None) -> int:
                   f"  cpu {res['cpu_s_per_million']:>5.1f} s/M ({res['cpu_pct']:>3.0f}%)"
                   f"  rss {res['rss_mb']:>4.0f} MB  broker {res['broker_cpu_pct']:>3.0f}%"
                   f"  emulator {res['emulator_cpu_pct']:>3.0f}%  waited for a CPU "
-                  f"{res['runq_wait_pct']:>3.0f}%", flush=True)
+                  f"{res['runq_wait_pct']:>3.0f}%"
+                  + (f"  budget peak {res['budget_peak_mb']:.0f} MB" if "budget_peak_mb" in res else ""),
+                  flush=True)
 
         def workers(n, base, fmt, profile, total):
             gate = Gate(n, args.partitions)

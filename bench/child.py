@@ -278,7 +278,9 @@ def sinker(args):
     runner.join(60)
     out = {"wall_s": wall, "cpu_s": cpu - cpu0, "rss_mb": rss, "messages": target,
            "t_first": t_last - wall, "t_last": t_last, "runq_wait_s": wait,
-           "loaded": snap["loaded"], "dead": snap["dead_lettered"], "load_outcomes": outcomes}
+           "loaded": snap["loaded"], "dead": snap["dead_lettered"], "load_outcomes": outcomes,
+           # lib/budget.py's estimate of what batches held at most, beside the measured peak RSS
+           "budget_peak_mb": p.budget.peak / 2**20, "budget_pauses": p.budget.pauses}
     if args.latency and latencies:
         # the parent wrote the CreateTime of the first record after the producer's warm-up
         since = float(open(os.path.join(args.gate, "measure_from")).read())
