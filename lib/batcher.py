@@ -459,13 +459,17 @@ def tune_gc() -> None:
         gc.set_threshold(*(max(a, b) for a, b in zip(current, GC_THRESHOLDS)))
 
 
+MEMORY_CHECK_S = 0.1      # over the memory budget, the batcher looks this often whether to seal
+
+
 class BatcherThread(threading.Thread):
     """Poll results in, sealed batches out, in seal order; ``cuts`` decides where batches end
     (OpenBatch for run, AlignedBatches for replay)."""
 
     def __init__(self, inq: queue.Queue, outq: queue.Queue, cuts, tracker, obs, schema,
-                 label_prefix: str = "sinker", clock=time.monotonic):
+                 label_prefix: str = "sinker", clock=time.monotonic, budget=None):
         super().__init__(name="batcher", daemon=True)
+        self.budget = budget                 # lib/budget.py (run only: replay's cuts are fixed)
         self.inq = inq
         self.outq = outq
         self.cuts = cuts
@@ -490,6 +494,8 @@ class BatcherThread(threading.Thread):
         while True:
             deadline = self.cuts.deadline()
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self.clock()))
+            if self.budget is not None and self.budget.over():
+                timeout = min(timeout, MEMORY_CHECK_S)
             try:
                 item = self.inq.get(timeout=timeout)
             except queue.Empty:
@@ -507,9 +513,20 @@ class BatcherThread(threading.Thread):
             elif item is not None:
                 self._seal(self.cuts.add(item, self.clock()))
             self._seal(self.cuts.due(self.clock()))
+            self._relieve_memory()
             if self.schema.generation != self._generation:
                 self._generation = self.schema.generation
                 self._seal(self.cuts.seal_all("schema"))
+
+    def _relieve_memory(self) -> None:
+        """Over the memory budget the consumer reads nothing more, so the open batches cannot
+        grow. While a sealed batch is still to load, its confirmation frees memory and reading
+        resumes; when none is, the open batches would only wait out max_interval_s (with large
+        messages and several partitions they reach the budget before batch.max_bytes): seal
+        them now, so their loads free it."""
+        if self.budget is not None and self.budget.over() and self.cuts.open \
+                and self.tracker.pending_count() == 0:
+            self._seal(self.cuts.seal_all("memory"))
 
     def _rebalance(self, item: Rebalanced) -> None:
         sealed, dropped = self.cuts.on_rebalance(item.revoked)

@@ -114,7 +114,8 @@ class Pipeline:
                                        self.shutdown, bounds=replay, record_cuts=cuts.record_cuts,
                                        budget=self.budget, batches_open=lambda: bool(cuts.open))
         self.batcher = batcher_mod.BatcherThread(self.polled, self.sealed, cuts, self.tracker,
-                                                 self.obs, self.schema, label_prefix=label_prefix)
+                                                 self.obs, self.schema, label_prefix=label_prefix,
+                                                 budget=self.budget if replay is None else None)
         label_window = labels.LabelWindow()      # every writer counts its loads into it
         self.writers = [
             WriterThread(i, cfg.writer, self.sealed, self.loader, self.sink, self.tracker, self.obs,

@@ -433,3 +433,42 @@ def test_a_small_memory_budget_pauses_reading_and_still_loads_everything_once(
     budget = run.pipeline.budget
     assert budget.pauses >= 1, "the budget never paused reading: the test did not test it"
     assert budget.held == 0 or run.pipeline.accounting.snapshot()["pending"] == 0
+
+
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
+def test_open_batches_that_reach_the_memory_budget_first_are_sealed_not_left_to_age(
+        tmp_path, kafka_bootstrap, doris, delivery):
+    """The budget is reached while every batch is still open (four partitions' batches, each far
+    below batch.max_bytes): reading pauses, so they cannot grow, and nothing sealed is left to
+    free memory. They are sealed for memory at once instead of waiting out max_interval_s (10
+    minutes here, far beyond the wait below): every round holds about a tenth of the backlog, so
+    half of it loaded proves several such seals. The last open batch, under the budget, waits for
+    its age as it should; a second run with a short max_interval_s loads the rest. Nothing is
+    lost or loaded twice."""
+    n, partitions = 4000, 4
+    topic = unique("budget-open")
+    create_topic(kafka_bootstrap, topic, partitions)
+    db, table = make_table(doris)
+    produce_numbered(kafka_bootstrap, topic, n, partitions)
+    cfg = stack_config(tmp_path, kafka_bootstrap, doris, topic, db, table, delivery=delivery,
+                       mapping={"format": "csv", "columns": all_types_sources()},
+                       kafka={"max_poll_records": 200},
+                       batch={"max_rows": 100_000, "max_bytes": 100_000,
+                              "max_bytes_in_flight": 200_000, "max_interval_s": 600})
+    with InProcess(cfg) as run:
+        wait_for(lambda: count_rows(doris, db, table) >= n // 2, 120, 0.5,
+                 "half the backlog loaded, long before any batch is max_interval_s old")
+        sealed = run.pipeline.metrics.registry.get_sample_value(
+            "sinker_batches_sealed_total", {"table": f"{db}.{table}", "reason": "memory"})
+        pauses = run.pipeline.budget.pauses
+        result = run.stop()
+    assert result.exit_code == 0, result.error
+    assert sealed and sealed >= 2
+    assert pauses >= 1
+    cfg["batch"]["max_interval_s"] = 0.3
+    with InProcess(cfg) as run:
+        wait_loaded_and_committed(doris, db, table, kafka_bootstrap, cfg, topic, partitions, n,
+                                  timeout=120)
+        result = run.stop()
+    assert result.exit_code == 0, result.error
+    assert_rows_exact(doris, db, table, n, partitions)

@@ -231,3 +231,44 @@ def test_aligned_batches_of_large_messages_are_cut_by_bytes_whatever_the_poll_si
     assert run([(3, 20)]) == one[1:]
     # no batch holds (much) more than max_bytes: at most the one message that reached it
     assert all(sum(sizes[o] for o in range(lo, hi + 1)) - sizes[hi] < 1000 for (lo, hi), _, _ in one)
+
+
+class _Over:
+    """A memory budget that is over, or not."""
+
+    def __init__(self, over):
+        self.is_over = over
+
+    def over(self):
+        return self.is_over
+
+
+class PendingTracker(RecordingTracker):
+    def __init__(self, pending):
+        super().__init__()
+        self.pending = pending
+
+    def pending_count(self):
+        return self.pending
+
+
+@pytest.mark.parametrize("over,pending,sealed", [(True, 0, True), (True, 1, False), (False, 0, False)])
+def test_open_batches_are_sealed_for_memory_only_when_nothing_sealed_is_left_to_free_it(
+        over, pending, sealed):
+    t, outq, _ = make()
+    t.budget, t.tracker = _Over(over), PendingTracker(pending)
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2])})
+    t._relieve_memory()
+    got = drain(outq)
+    assert [(x.reason, x.rows) for x in got] == ([("memory", 2)] if sealed else [])
+    assert bool(t.cuts.open) is not sealed
+
+
+def test_a_chunk_waiting_for_its_recorded_end_is_not_sealed_for_memory():
+    t, outq, _ = make(cuts=lambda nb: b.PartitionBatches(CFG, nb))
+    t.budget, t.tracker = _Over(True), PendingTracker(0)
+    t.cuts.expect(("t", 0), [(1, 3)])
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2]), TopicPartition("t", 1): recs("t", 1, [7])})
+    t._relieve_memory()
+    assert [(x.reason, x.ranges) for x in drain(outq)] == [("memory", {("t", 1): (7, 7)})]
+    assert list(t.cuts.open) == [TopicPartition("t", 0)]
