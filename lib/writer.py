@@ -113,6 +113,9 @@ class WriterThread(threading.Thread):
                     self.inq.put(STOP)   # let the other writers see it too
                     return
                 self.deliver(item)
+                # free the delivered batch (its records and body) now: the name would keep it
+                # alive while the next get() waits, outside the memory budget
+                item = None
         except BaseException as e:  # noqa: BLE001 - the pipeline decides the exit
             self.error = e
             log.error("%s stopped: %s", self.name, e)

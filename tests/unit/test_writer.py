@@ -16,7 +16,7 @@ from sinker_lib.governor import Governor
 from sinker_lib.lifecycle import Shutdown
 from sinker_lib.stream_load import LoadResponse
 from sinker_lib.labels import subset_label
-from sinker_lib.writer import WriterThread, backoff_s, parse_error_row
+from sinker_lib.writer import STOP, WriterThread, backoff_s, parse_error_row
 from tests.fakes import Clock, Rec, observers
 
 OK = {"Status": "Success", "Message": "OK", "NumberLoadedRows": 1}
@@ -406,3 +406,29 @@ def test_a_writer_fed_by_a_plain_queue_waits_out_a_backoff_itself():
     w.deliver(make_batch([b"a"]))
     assert [c[0] for c in doris.calls] == ["sinker_db_t_p0-0-9_abc"] * 2 and len(waits) == 1
     assert events.log == [("flush",), ("confirm", 0)]
+
+
+def test_a_delivered_batch_is_freed_while_the_writer_waits_for_the_next():
+    """The writer must not keep the batch it delivered alive (its records and lines, outside
+    the memory budget) while its queue is empty."""
+    import gc
+    import threading
+    import time
+    import weakref
+    events, q, shutdown = Events(), queue.Queue(), Shutdown()
+    w = WriterThread(0, WriterConfig(max_retries=3), q, FakeDoris(), FakeSink(events),
+                     FakeTracker(events), observers(), shutdown, sleep=lambda s: None)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    batch = make_batch([b"a", b"b"])
+    gone = weakref.ref(batch)
+    q.put(batch)
+    del batch
+    deadline = time.monotonic() + 10
+    while (gone() is not None or ("confirm", 0) not in events.log) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert ("confirm", 0) in events.log
+    assert gone() is None, "the writer still holds the batch it delivered"
+    q.put(STOP)
+    thread.join(5)
