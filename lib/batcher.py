@@ -512,6 +512,7 @@ class BatcherThread(threading.Thread):
                 self._seal(self.cuts.finish(item.keys))
             elif item is not None:
                 self._seal(self.cuts.add(item, self.clock()))
+            item = None            # its records live on in their batches only, not while get() waits
             self._seal(self.cuts.due(self.clock()))
             self._relieve_memory()
             if self.schema.generation != self._generation:
