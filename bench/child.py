@@ -65,9 +65,13 @@ def raw(args):
 def raw_confluent(args):
     """The ceiling of confluent-kafka (librdkafka): its consume loop touching every record."""
     from confluent_kafka import Consumer
+
+    from sinker_lib.kafka_client_confluent import FETCH_QUEUE_BACKOFF_MS
     c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"raw-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "max.partition.fetch.bytes": 8 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
+                  "max.partition.fetch.bytes": 8 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024,
+                  # as sinker sets it: with librdkafka's 1 s default the loop idles on big backlogs
+                  "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS})
     c.subscribe([args.topic])
     n = nbytes = 0
     t0 = cpu0 = None

@@ -46,6 +46,7 @@ GROUPLESS_ID = "sinker-reader-without-group"   # librdkafka needs one; never joi
 STATS_INTERVAL_MS = 1000
 SEEK_WAIT_S = 10.0           # a partition just assigned starts fetching within this
 METADATA_TIMEOUT_S = 5.0
+FETCH_QUEUE_BACKOFF_MS = 10  # librdkafka's default, 1 s, idles a drained queue (consumer_config)
 
 _first, _second = itemgetter(0), itemgetter(1)
 _UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
@@ -76,6 +77,11 @@ def consumer_config(cfg: KafkaConfig, group: bool) -> dict:
         # librdkafka refuses a response limit below fetch.max.bytes + 512 (its default is 100 MB)
         "receive.message.max.bytes": max(100_000_000, cfg.fetch_max_bytes + 512),
         "check.crcs": True,
+        # librdkafka stops fetching once its local queue holds queued.min.messages (100,000) or
+        # queued.max.messages.kbytes, and then waits fetch.queue.backoff.ms, 1 s by default,
+        # before it fetches again, while sinker drains such a queue in a fraction of that: a
+        # 1M-message backlog was read at 66% CPU and the raw confluent loop at 20%
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "enable.partition.eof": False,
         # kafka-python's protocols too: a group can move from one client to the other
         "partition.assignment.strategy": "range,roundrobin",
