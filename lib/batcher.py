@@ -2,8 +2,9 @@
 
 In ``run`` a batch is sealed when it reaches ``max_rows`` or ``max_bytes`` (checked after each
 partition's records of a poll result, so it may overshoot by at most one partition slice), when
-its oldest row is ``max_interval_s`` old, on shutdown, or when the Doris schema changed; replay
-cuts at aligned offsets instead. Sealing fixes the label, from the offset ranges the batch covers,
+its oldest row is ``max_interval_s`` old, on shutdown, when the Doris schema changed, or when open
+batches hold half the memory budget while reading is paused over it; replay cuts at aligned
+offsets instead. Sealing fixes the label, from the offset ranges the batch covers,
 and registers the batch with the OffsetTracker, in order.
 """
 from __future__ import annotations
@@ -121,6 +122,25 @@ def seal_reason(batch: Batch, cfg: BatchConfig, now: float) -> str | None:
     return None
 
 
+def memory_seals(held: dict, bound: int) -> list:
+    """Pure decision: which open batches (key -> bytes the budget counts for them) to seal when
+    reading is paused over the memory budget. None while they hold less than ``bound`` together
+    (then loads already sealed are what holds the memory, and freeing it resumes reading);
+    else the largest first, until what stays open holds less than ``bound``: few, big loads."""
+    total = sum(held.values())
+    chosen = []
+    for key in sorted(held, key=lambda k: -held[k]):
+        if total < bound:
+            break
+        chosen.append(key)
+        total -= held[key]
+    return chosen
+
+
+def _held(batch: Batch) -> int:
+    return batch.held[0] if batch.held is not None else 0
+
+
 def batch_factory(db: str, table: str, schema, clock=time.monotonic, budget=None, target=None):
     """New batches map with the schema's current mapper (picked up at every new batch)."""
     return lambda: Batch(db, table, schema.mapper(), clock(), budget, target)
@@ -195,6 +215,10 @@ class OpenBatch:
         self.open.clear()
         return sealed
 
+    def seal_for_memory(self, bound: int) -> list[tuple[Batch, str]]:
+        return [(self.open.pop(t), "memory")
+                for t in memory_seals({t: _held(b) for t, b in self.open.items()}, bound)]
+
     def deadline(self) -> float | None:
         times = [b.opened_at + self.routes.batch_cfgs[t].max_interval_s
                  for t, b in self.open.items() if b.sources]
@@ -254,8 +278,8 @@ class PartitionBatches:
     """Exactly-once: one chunk per partition (a batch per table it routes to), cut first where the
     partition's commit metadata says (the cuts its previous reader recorded before loading), then
     by rows, bytes or age of any of its tables' batches. A chunk whose cut is recorded is never
-    sealed anywhere else — not by age, not at shutdown — so its labels are the ones the previous
-    reader may already have loaded."""
+    sealed anywhere else — not by age, not at shutdown, not for memory — so its labels are the
+    ones the previous reader may already have loaded."""
 
     record_cuts = True
 
@@ -319,6 +343,11 @@ class PartitionBatches:
     def seal_all(self, reason: str) -> list[tuple[Batch, str]]:
         """Every open chunk whose end is ours to choose (a recorded one waits for its end)."""
         return [x for tp in sorted(self._free()) for x in self.open.pop(tp).seal(tp, reason)]
+
+    def seal_for_memory(self, bound: int) -> list[tuple[Batch, str]]:
+        """The largest chunks whose end is ours to choose (never a recorded one)."""
+        held = {tp: sum(map(_held, self.open[tp].parts.values())) for tp in self._free()}
+        return [x for tp in memory_seals(held, bound) for x in self.open.pop(tp).seal(tp, "memory")]
 
     def deadline(self) -> float | None:
         times = [b.opened_at + self.routes.batch_cfgs[t].max_interval_s
@@ -520,14 +549,14 @@ class BatcherThread(threading.Thread):
                 self._seal(self.cuts.seal_all("schema"))
 
     def _relieve_memory(self) -> None:
-        """Over the memory budget the consumer reads nothing more, so the open batches cannot
-        grow. While a sealed batch is still to load, its confirmation frees memory and reading
-        resumes; when none is, the open batches would only wait out max_interval_s (with large
-        messages and several partitions they reach the budget before batch.max_bytes): seal
-        them now, so their loads free it."""
-        if self.budget is not None and self.budget.over() and self.cuts.open \
-                and self.tracker.pending_count() == 0:
-            self._seal(self.cuts.seal_all("memory"))
+        """Over the memory budget the consumer pauses its partitions (all but those completing a
+        recorded chunk), so the open batches grow by what is already queued at most. When they
+        hold half the budget themselves (with large messages and several partitions they reach
+        it long before batch.max_bytes), waiting for their age would only stall reading until
+        max_interval_s: the largest are sealed now, so their loads free the memory. Below that
+        share, sealed loads hold the memory and reading resumes as they finish."""
+        if self.budget is not None and self.budget.over() and self.cuts.open:
+            self._seal(self.cuts.seal_for_memory(self.budget.limit // 2))
 
     def _rebalance(self, item: Rebalanced) -> None:
         sealed, dropped = self.cuts.on_rebalance(item.revoked)

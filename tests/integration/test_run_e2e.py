@@ -439,12 +439,11 @@ def test_a_small_memory_budget_pauses_reading_and_still_loads_everything_once(
 def test_open_batches_that_reach_the_memory_budget_first_are_sealed_not_left_to_age(
         tmp_path, kafka_bootstrap, doris, delivery):
     """The budget is reached while every batch is still open (four partitions' batches, each far
-    below batch.max_bytes): reading pauses, so they cannot grow, and nothing sealed is left to
-    free memory. They are sealed for memory at once instead of waiting out max_interval_s (10
+    below batch.max_bytes): reading pauses, and nothing sealed is left to free memory. The
+    largest open batches are sealed for memory at once instead of waiting out max_interval_s (10
     minutes here, far beyond the wait below): every round holds about a tenth of the backlog, so
-    half of it loaded proves several such seals. The last open batch, under the budget, waits for
-    its age as it should; a second run with a short max_interval_s loads the rest. Nothing is
-    lost or loaded twice."""
+    half of it loaded proves several such seals. The stop loads what was read; a second run, with
+    a short max_interval_s, reads and loads the rest. Nothing is lost or loaded twice."""
     n, partitions = 4000, 4
     topic = unique("budget-open")
     create_topic(kafka_bootstrap, topic, partitions)

@@ -10,6 +10,7 @@ import pytest
 from sinker_lib import batcher as b
 from sinker_lib.config import BatchConfig
 from sinker_lib.kafka_client import TopicPartition
+from sinker_lib.budget import Budget
 from tests.fakes import FakeMapper, FakeSchema, observers, recs
 
 CFG = BatchConfig(max_rows=5, max_bytes=10_000, max_interval_s=10)
@@ -233,42 +234,59 @@ def test_aligned_batches_of_large_messages_are_cut_by_bytes_whatever_the_poll_si
     assert all(sum(sizes[o] for o in range(lo, hi + 1)) - sizes[hi] < 1000 for (lo, hi), _, _ in one)
 
 
-class _Over:
-    """A memory budget that is over, or not."""
 
-    def __init__(self, over):
-        self.is_over = over
-
-    def over(self):
-        return self.is_over
-
-
-class PendingTracker(RecordingTracker):
-    def __init__(self, pending):
-        super().__init__()
-        self.pending = pending
-
-    def pending_count(self):
-        return self.pending
+@pytest.mark.parametrize("held,bound,chosen", [
+    ({"a": 10, "b": 20}, 31, []),                   # open batches hold less than the bound
+    ({"a": 10, "b": 20, "c": 5}, 30, ["b"]),        # the largest until the rest is under it
+    ({"a": 10, "b": 20, "c": 5}, 10, ["b", "a"]),
+    ({"a": 10}, 10, ["a"]),
+])
+def test_memory_seals_take_the_largest_open_batches_until_the_rest_is_under_the_bound(
+        held, bound, chosen):
+    assert b.memory_seals(held, bound) == chosen
 
 
-@pytest.mark.parametrize("over,pending,sealed", [(True, 0, True), (True, 1, False), (False, 0, False)])
-def test_open_batches_are_sealed_for_memory_only_when_nothing_sealed_is_left_to_free_it(
-        over, pending, sealed):
-    t, outq, _ = make()
-    t.budget, t.tracker = _Over(over), PendingTracker(pending)
+def with_budget(cuts, limit):
+    """A batcher whose batches count into a real Budget of ``limit`` bytes."""
+    budget = Budget(limit)
+    schema = FakeSchema()
+    new_batch = b.batch_factory("db", "tbl", schema, lambda: 0.0, budget=budget)
+    t = b.BatcherThread(queue.Queue(), queue.Queue(), cuts(new_batch), RecordingTracker(),
+                        observers(), schema, clock=lambda: 0.0, budget=budget)
+    return t, budget
+
+
+def test_an_open_batch_holding_half_the_budget_is_sealed_for_memory_over_it():
+    t, budget = with_budget(lambda nb: b.OpenBatch(CFG, nb), limit=10**9)
     add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2])})
+    budget.limit = budget.held            # the open batch holds all of it: not over yet
     t._relieve_memory()
-    got = drain(outq)
-    assert [(x.reason, x.rows) for x in got] == ([("memory", 2)] if sealed else [])
-    assert bool(t.cuts.open) is not sealed
+    assert drain(t.outq) == []
+    budget.limit = budget.held - 1        # over, and the open batch holds more than half
+    t._relieve_memory()
+    assert [(x.reason, x.rows) for x in drain(t.outq)] == [("memory", 2)] and not t.cuts.open
 
 
-def test_a_chunk_waiting_for_its_recorded_end_is_not_sealed_for_memory():
-    t, outq, _ = make(cuts=lambda nb: b.PartitionBatches(CFG, nb))
-    t.budget, t.tracker = _Over(True), PendingTracker(0)
+def test_a_small_open_batch_is_not_sealed_while_sealed_loads_hold_the_budget():
+    t, budget = with_budget(lambda nb: b.OpenBatch(CFG, nb), limit=10**9)
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2, 3, 4, 5])})     # sealed by rows: loading
+    add(t, {TopicPartition("t", 0): recs("t", 0, [6])})
+    small = t.cuts.open[0].held[0]
+    budget.limit = 3 * small              # over (the sealed batch), the open one under half of it
+    assert budget.over()
+    t._relieve_memory()
+    assert [x.reason for x in drain(t.outq)] == ["rows"] and t.cuts.open
+
+
+def test_a_chunk_waiting_for_its_recorded_end_is_never_sealed_for_memory():
+    t, budget = with_budget(lambda nb: b.PartitionBatches(CFG, nb), limit=10**9)
     t.cuts.expect(("t", 0), [(1, 3)])
-    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2]), TopicPartition("t", 1): recs("t", 1, [7])})
+    add(t, {TopicPartition("t", 0): recs("t", 0, [1, 2]), TopicPartition("t", 1): recs("t", 1, [7, 8]),
+            TopicPartition("t", 2): recs("t", 2, [9])})
+    budget.limit = 1
     t._relieve_memory()
-    assert [(x.reason, x.ranges) for x in drain(outq)] == [("memory", {("t", 1): (7, 7)})]
+    got = drain(t.outq)
+    assert [(x.reason, x.ranges) for x in got] == [("memory", {("t", 1): (7, 8)}),
+                                                   ("memory", {("t", 2): (9, 9)})]
+    assert all(x.needs_record for x in got)     # loaded only once their cuts are in Kafka
     assert list(t.cuts.open) == [TopicPartition("t", 0)]
