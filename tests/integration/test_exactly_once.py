@@ -123,6 +123,42 @@ def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
                                     cfg["kafka"]["group_id"], topic, partitions)
 
 
+def test_kill_9_while_batches_are_sealed_for_memory_loses_and_duplicates_nothing(
+        tmp_path, kafka_bootstrap, doris):
+    """A memory budget far below the open chunks and a max_interval_s of 10 minutes: every run's
+    own loads are chunks sealed for memory (or by bytes), their cuts recorded before they load,
+    and each run is killed while more are sealed, recorded and loading. The next run must form
+    the recorded chunks again under the same labels; a last run, with the budget and interval of
+    the other tests here (recorded chunks are re-formed whatever the budget), finds every row
+    once."""
+    partitions = 3
+    topic = unique("eo_kill_mem")
+    create_topic(kafka_bootstrap, topic, partitions)
+    db, table = make_table(doris)
+    cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table,
+                       batch={"max_rows": 100_000, "max_bytes": 100_000,
+                              "max_bytes_in_flight": 200_000, "max_interval_s": 600})
+    rng = random.Random(11)
+    producer = LiveProducer(kafka_bootstrap, topic, partitions)
+    producer.start()
+    doris.faults.set("slow", rate=0.3, delay_s=0.2)      # loads in flight when the kill comes
+    try:
+        for i in range(5):
+            proc = start_process(path, log_path=tmp_path / f"run{i}.log")
+            before = count_rows(doris, db, table)
+            wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
+            time.sleep(rng.uniform(0.0, 1.0))
+            proc.kill()
+            proc.wait(30)
+    finally:
+        doris.faults.clear()
+        n = producer.finish()
+    final = write_config(tmp_path, dict(cfg, batch={"max_rows": 500, "max_interval_s": 0.3}),
+                         name="final.yaml")
+    final_run_loads_everything_once(final, tmp_path, doris, db, table, n, kafka_bootstrap,
+                                    cfg["kafka"]["group_id"], topic, partitions)
+
+
 def test_members_joining_leaving_and_freezing_lose_and_duplicate_nothing(
         tmp_path, kafka_bootstrap, doris):
     partitions = 4
