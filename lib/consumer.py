@@ -37,7 +37,7 @@ POLL_TIMEOUT_MS = 200
 # cut, so while the batcher holds open batches polls wait at most this long
 SHORT_POLL_TIMEOUT_MS = 50
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
-UNASSIGNED_REJOIN_S = 15.0     # no partition this long in a stable group: ask to rejoin (doubling)
+UNASSIGNED_REJOIN_S = 15.0     # no partition (or no assignment after a revoke) this long: rejoin (doubling)
 UNASSIGNED_REJOIN_MAX_S = 600.0
 BROKER_DOWN_AFTER_S = 10.0     # no broker connection (or no coordinator) this long: say so, not ready
 POSITION_RETRY_S = 2.0         # assigned partitions whose committed offset could not be read: ask again
@@ -74,6 +74,7 @@ class ConsumerThread(threading.Thread):
         self._topics_at_start: set | None = None   # start_from latest + topics_pattern: matches at start
         self._last_partition_watch = time.monotonic()
         self._unassigned_since: float | None = None   # see _watch_unassigned
+        self._awaiting_assignment = False  # partitions were revoked and no assignment followed yet
         self._rejoin_after = UNASSIGNED_REJOIN_S
         self._paused = False
         self._last_commit = 0.0
@@ -155,13 +156,17 @@ class ConsumerThread(threading.Thread):
             self._apply_budget(r)
 
         t0 = time.monotonic()
-        joining = self._unassigned_since is not None     # owned nothing after the last poll
+        # owned nothing after the last poll: a join is under way, and nothing of ours can be
+        # committed meanwhile
+        joining = self._unassigned_since is not None or self._awaiting_assignment
         soon = self._items or self.tracker.has_unrecorded() or \
             (self.record_cuts and self.batches_open())
-        timeout = (SHORT_POLL_TIMEOUT_MS if soon else
-                   JOIN_POLL_TIMEOUT_MS if joining else POLL_TIMEOUT_MS)
+        timeout = (JOIN_POLL_TIMEOUT_MS if joining else
+                   SHORT_POLL_TIMEOUT_MS if soon else POLL_TIMEOUT_MS)
         result = r.poll(timeout_ms=timeout)
         starts = self._after_rebalance()
+        if self._awaiting_assignment:
+            result = {}     # revoked and nothing assigned yet: none of it is ours to hand on
         if (starts or self._unpositioned) and result:
             # fetched before the assigned partitions were positioned where they start for us
             # (the client may keep a partition's old position, or reset it its own way): the
@@ -170,7 +175,7 @@ class ConsumerThread(threading.Thread):
                        if (tp.topic, tp.partition) in starts or tp in self._unpositioned]:
                 del result[tp]
         if self.bounds is None:
-            self._watch_unassigned(bool(r.assignment()))
+            self._watch_unassigned(bool(r.assignment()) and not self._awaiting_assignment)
         if self._paused and r.assignment():
             # partitions assigned while paused arrive unpaused: keep them paused
             r.pause(*r.assignment())
@@ -267,7 +272,8 @@ class ConsumerThread(threading.Thread):
 
     def _watch_unassigned(self, owned: bool) -> None:
         """kafka-python 3.0 can lose the assignment of a join that completes just as a poll
-        times out: the member then sits in the group with no partition and never rejoins.
+        times out: the member then sits with no partition (or, after a revoke, with the old
+        ones still listed but no assignment ever applied, and no heartbeat) and never rejoins.
         When we own nothing for a while, ask the coordinator for a new join. A member that
         is idle on purpose (more members than partitions) pays one extra rebalance per
         interval, and the interval doubles up to 10 minutes."""
@@ -283,8 +289,9 @@ class ConsumerThread(threading.Thread):
             return
         if not self.reader.request_rejoin():
             return
-        log.info("no partition assigned for %.0fs: asked the group coordinator to rejoin",
-                 now - self._unassigned_since)
+        stalled = " (a rebalance revoked ours and never completed)" if self._awaiting_assignment else ""
+        log.info("no partition assigned for %.0fs%s: asked the group coordinator to rejoin",
+                 now - self._unassigned_since, stalled)
         self._unassigned_since = now
         self._rejoin_after = min(self._rejoin_after * 2, UNASSIGNED_REJOIN_MAX_S)
 
@@ -302,6 +309,7 @@ class ConsumerThread(threading.Thread):
         revoked, assigned = self.reader.take_rebalance()
         if not revoked and assigned is None:
             return self._retry_positions()
+        self._awaiting_assignment = assigned is None
         current = set(self.reader.assignment())
         gone = {(tp.topic, tp.partition) for tp in revoked}
         # Nothing is committed for a revoked partition from now on, and what this process still

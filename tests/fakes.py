@@ -107,6 +107,7 @@ class FakeReader:
         self.patterns = None
         self.closed = False
         self.rejoins = 0
+        self.poll_timeouts: list = []
         self.reachable = True        # what broker_reachable() answers
 
     # membership
@@ -120,10 +121,17 @@ class FakeReader:
         assigned partition starts at the group's committed offset (or 0)."""
         self._events.append({TopicPartition(*tp) for tp in assigned})
 
+    def lose_join(self):
+        """A rebalance whose join kafka-python 3.0 loses: the next ``poll`` revokes everything,
+        no assignment ever follows, and ``assignment()`` goes on listing the old partitions."""
+        self._events.append(None)
+
     def _rebalance_now(self):
         while self._events:
             new = self._events.pop(0)
             self._revoked |= self._assigned
+            if new is None:
+                continue
             for tp in new - self._assigned:     # kafka-python keeps the position of a partition
                 self.positions[tp] = self.group_offsets.get(tp, (0, ""))[0]   # it gets back
             self._assigned = set(new)
@@ -158,6 +166,7 @@ class FakeReader:
         return self.positions.get(tp, 0)
 
     def poll(self, timeout_ms, max_records=None):
+        self.poll_timeouts.append(timeout_ms)
         self._rebalance_now()
         out = {}
         for tp in sorted(self._assigned - self._paused):

@@ -222,6 +222,38 @@ def test_rejoin_is_requested_after_owning_nothing_for_a_while_then_backs_off(mon
     assert t._rejoin_after == cm.UNASSIGNED_REJOIN_S and t._unassigned_since is None
 
 
+def test_a_revoke_that_no_assignment_follows_is_waited_out_with_long_polls_then_rejoined(
+        monkeypatch):
+    """kafka-python 3.0 can lose a join cut short by a poll's timeout: the revoke arrives, the
+    assignment never does, and assignment() goes on listing the revoked partitions. Nothing read
+    meanwhile is handed on (it is not ours), polls wait long enough for a join to complete, and
+    after UNASSIGNED_REJOIN_S the coordinator is asked for a new join."""
+    now = [1000.0]
+    monkeypatch.setattr(cm.time, "monotonic", lambda: now[0])
+    t, fake, out = make(record_cuts=True)
+    fake.rebalance([TP0, TP1])
+    step(t, 2)
+    drain(out)
+    fake.lose_join()
+    step(t)
+    reb, results = drain(out)
+    assert [r.revoked for r in reb] == [frozenset({("t", 0), ("t", 1)})] and results == []
+    assert fake.assignment() == {TP0, TP1}           # still listed, as kafka-python does
+    now[0] += cm.UNASSIGNED_REJOIN_S - 1
+    step(t)
+    assert drain(out) == ([], []) and fake.rejoins == 0
+    assert fake.poll_timeouts[-1] == cm.JOIN_POLL_TIMEOUT_MS
+    now[0] += 2
+    step(t)
+    assert fake.rejoins == 1
+    fake.rebalance([TP0, TP1])                       # the new join completes
+    step(t, 2)
+    reb, results = drain(out)
+    assert [r.assigned for r in reb] == [{("t", 0): (None, []), ("t", 1): (None, [])}]
+    assert results and t._unassigned_since is None and not t._awaiting_assignment
+    assert fake.poll_timeouts[-1] != cm.JOIN_POLL_TIMEOUT_MS
+
+
 def replay_bounds(start, end, log):
     tps = sorted(log)
     plan = compute_plan("t", [tp.partition for tp in tps], {tp: 0 for tp in tps},
