@@ -92,6 +92,31 @@ def final_run_loads_everything_once(path, tmp_path, doris, db, table, n, bootstr
         assert stop_process(proc) == 0, (tmp_path / "final.log").read_text()[-3000:]
     assert rows_and_distinct(doris, db, table) == (n, n)
 
+
+def kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills, early, jitter_s, rng):
+    """Start a run and kill -9 it, ``kills`` times, under the live producer and with loads in
+    flight (30% of them slowed). Run i is killed early when ``early(i)``: 0.5-3 s after its
+    start, while it still re-forms the batches the killed one recorded; otherwise once it loaded
+    rows of its own, within ``jitter_s`` after. Returns how many messages were produced."""
+    producer.start()
+    doris.faults.set("slow", rate=0.3, delay_s=0.2)
+    try:
+        for i in range(kills):
+            proc = start_process(path, log_path=tmp_path / f"run{i}.log")
+            if early(i):
+                time.sleep(rng.uniform(0.5, 3.0))
+            else:
+                before = count_rows(doris, db, table)
+                wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
+                time.sleep(rng.uniform(0.0, jitter_s))
+            proc.kill()
+            proc.wait(30)
+    finally:
+        doris.faults.clear()
+        sent = producer.finish()
+    return sent
+
+
 def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
         tmp_path, kafka_bootstrap, doris):
     partitions = 3
@@ -99,26 +124,9 @@ def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
     create_topic(kafka_bootstrap, topic, partitions)
     db, table = make_table(doris)
     cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table)
-    rng = random.Random(7)
     producer = LiveProducer(kafka_bootstrap, topic, partitions)
-    producer.start()
-    doris.faults.set("slow", rate=0.3, delay_s=0.2)      # loads in flight when the kill comes
-    try:
-        for i in range(10):
-            proc = start_process(path, log_path=tmp_path / f"run{i}.log")
-            if i % 2:
-                # early: while the run still re-forms the batches the killed one recorded
-                time.sleep(rng.uniform(0.5, 3.0))
-            else:
-                # mid-stream: once this run loaded rows of its own, at a random moment
-                before = count_rows(doris, db, table)
-                wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
-                time.sleep(rng.uniform(0.0, 1.5))
-            proc.kill()
-            proc.wait(30)
-    finally:
-        doris.faults.clear()
-        n = producer.finish()
+    n = kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills=10,
+                          early=lambda i: i % 2 == 1, jitter_s=1.5, rng=random.Random(7))
     final_run_loads_everything_once(path, tmp_path, doris, db, table, n, kafka_bootstrap,
                                     cfg["kafka"]["group_id"], topic, partitions)
 
@@ -138,21 +146,9 @@ def test_kill_9_while_batches_are_sealed_for_memory_loses_and_duplicates_nothing
     cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table,
                        batch={"max_rows": 100_000, "max_bytes": 100_000,
                               "max_bytes_in_flight": 200_000, "max_interval_s": 600})
-    rng = random.Random(11)
     producer = LiveProducer(kafka_bootstrap, topic, partitions)
-    producer.start()
-    doris.faults.set("slow", rate=0.3, delay_s=0.2)      # loads in flight when the kill comes
-    try:
-        for i in range(5):
-            proc = start_process(path, log_path=tmp_path / f"run{i}.log")
-            before = count_rows(doris, db, table)
-            wait_for(lambda: count_rows(doris, db, table) > before, 90, 0.1, f"run {i} loading")
-            time.sleep(rng.uniform(0.0, 1.0))
-            proc.kill()
-            proc.wait(30)
-    finally:
-        doris.faults.clear()
-        n = producer.finish()
+    n = kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills=5,
+                          early=lambda i: False, jitter_s=1.0, rng=random.Random(11))
     final = write_config(tmp_path, dict(cfg, batch={"max_rows": 500, "max_interval_s": 0.3}),
                          name="final.yaml")
     final_run_loads_everything_once(final, tmp_path, doris, db, table, n, kafka_bootstrap,
