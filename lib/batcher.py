@@ -488,9 +488,6 @@ def tune_gc() -> None:
         gc.set_threshold(*(max(a, b) for a, b in zip(current, GC_THRESHOLDS)))
 
 
-MEMORY_CHECK_S = 0.1      # over the memory budget, the batcher looks this often whether to seal
-
-
 class BatcherThread(threading.Thread):
     """Poll results in, sealed batches out, in seal order; ``cuts`` decides where batches end
     (OpenBatch for run, AlignedBatches for replay)."""
@@ -523,8 +520,6 @@ class BatcherThread(threading.Thread):
         while True:
             deadline = self.cuts.deadline()
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self.clock()))
-            if self.budget is not None and self.budget.over():
-                timeout = min(timeout, MEMORY_CHECK_S)
             try:
                 item = self.inq.get(timeout=timeout)
             except queue.Empty:
@@ -554,7 +549,8 @@ class BatcherThread(threading.Thread):
         hold half the budget themselves (with large messages and several partitions they reach
         it long before batch.max_bytes), waiting for their age would only stall reading until
         max_interval_s: the largest are sealed now, so their loads free the memory. Below that
-        share, sealed loads hold the memory and reading resumes as they finish."""
+        share, sealed loads hold the memory and reading resumes as they finish. Checked after
+        every item: only this thread adds to the budget, the others only give back."""
         if self.budget is not None and self.budget.over() and self.cuts.open:
             self._seal(self.cuts.seal_for_memory(self.budget.limit // 2))
 
