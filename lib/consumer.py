@@ -165,8 +165,6 @@ class ConsumerThread(threading.Thread):
                    SHORT_POLL_TIMEOUT_MS if soon else POLL_TIMEOUT_MS)
         result = r.poll(timeout_ms=timeout)
         starts = self._after_rebalance()
-        if self._awaiting_assignment:
-            result = {}     # revoked and nothing assigned yet: none of it is ours to hand on
         if (starts or self._unpositioned) and result:
             # fetched before the assigned partitions were positioned where they start for us
             # (the client may keep a partition's old position, or reset it its own way): the
@@ -273,7 +271,8 @@ class ConsumerThread(threading.Thread):
     def _watch_unassigned(self, owned: bool) -> None:
         """kafka-python 3.0 can lose the assignment of a join that completes just as a poll
         times out: the member then sits with no partition (or, after a revoke, with the old
-        ones still listed but no assignment ever applied, and no heartbeat) and never rejoins.
+        ones still listed, no assignment applied and no heartbeat: seen under 50 ms polls)
+        and never rejoins.
         When we own nothing for a while, ask the coordinator for a new join. A member that
         is idle on purpose (more members than partitions) pays one extra rebalance per
         interval, and the interval doubles up to 10 minutes."""

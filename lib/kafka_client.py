@@ -222,6 +222,7 @@ class _Rebalances(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked):
         with self.lock:
             self.revoked.update(revoked)
+            self.assigned = None     # eager: an assignment not yet taken is void, another follows
             self.events += 1
 
     def on_partitions_assigned(self, assigned):

@@ -185,6 +185,7 @@ class _Rebalances:
             for tp in gone:
                 self.reader._sought.pop(tp, None)
             self.revoked.update(gone)
+            self.assigned = None     # eager: an assignment not yet taken is void, another follows
             self.events += 1
 
     def take(self):

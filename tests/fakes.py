@@ -108,6 +108,7 @@ class FakeReader:
         self.closed = False
         self.rejoins = 0
         self.poll_timeouts: list = []
+        self._pending_revocation: set = set()
         self.reachable = True        # what broker_reachable() answers
 
     # membership
@@ -123,13 +124,15 @@ class FakeReader:
 
     def lose_join(self):
         """A rebalance whose join kafka-python 3.0 loses: the next ``poll`` revokes everything,
-        no assignment ever follows, and ``assignment()`` goes on listing the old partitions."""
+        no assignment ever follows, and ``assignment()`` goes on listing the old partitions
+        (pending revocation: not fetched)."""
         self._events.append(None)
 
     def _rebalance_now(self):
         while self._events:
             new = self._events.pop(0)
             self._revoked |= self._assigned
+            self._pending_revocation = set(self._assigned) if new is None else set()
             if new is None:
                 continue
             for tp in new - self._assigned:     # kafka-python keeps the position of a partition
@@ -169,7 +172,7 @@ class FakeReader:
         self.poll_timeouts.append(timeout_ms)
         self._rebalance_now()
         out = {}
-        for tp in sorted(self._assigned - self._paused):
+        for tp in sorted(self._assigned - self._paused - self._pending_revocation):
             pos = self.positions.get(tp, 0)
             got = [r for r in self.log.get(tp, []) if r.offset >= pos][: self.batch]
             if got:

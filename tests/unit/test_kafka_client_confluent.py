@@ -146,6 +146,20 @@ def test_rebalance_inside_consume_is_recorded_and_nothing_of_a_revoked_partition
     assert r.rebalance_events == 2
 
 
+def test_an_assignment_revoked_in_the_same_consume_is_void():
+    """Eager protocol: a revoke after an assignment not yet taken voids it; another follows."""
+    r, fake = reader()
+    on_assign, on_revoke, _lost = fake.callbacks
+
+    def assign_then_revoke():
+        on_assign(fake, [CTP("t", 0), CTP("t", 1)])
+        on_revoke(fake, [CTP("t", 0), CTP("t", 1)])
+    fake.during_consume = assign_then_revoke
+    assert r.poll(100) == {}
+    assert r.take_rebalance() == ({TopicPartition("t", 0), TopicPartition("t", 1)}, None)
+    assert r.assignment() == set()
+
+
 def test_a_lost_partition_is_recorded_as_revoked_and_its_pause_ends():
     r, fake = reader()
     on_assign, _revoke, on_lost = fake.callbacks
