@@ -44,6 +44,9 @@ def client_options(cfg: KafkaConfig) -> dict:
         bootstrap_servers=list(cfg.brokers),
         client_id=cfg.client_id,
         request_timeout_ms=cfg.request_timeout_ms,
+        # the first contact too: kafka-python's own 30 s would ignore kafka.request_timeout_ms,
+        # which already bounds it with confluent-kafka (socket.timeout.ms)
+        bootstrap_timeout_ms=cfg.request_timeout_ms,
         security_protocol=cfg.security_protocol,
     )
     if cfg.sasl_mechanism:

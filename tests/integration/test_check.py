@@ -88,6 +88,7 @@ def test_exit_codes_tell_refused_from_unreachable(tmp_path, kafka_bootstrap, dor
     assert steps_of(r)["Doris FE HTTP + auth"]["code"] == 3
     cfg["doris"]["password"] = doris.password
     cfg["kafka"]["brokers"] = [f"127.0.0.1:{free_port()}"]     # nothing listens there
+    cfg["kafka"]["request_timeout_ms"] = 5000                  # how long to try: not the point
     r = sinker("check", "-c", str(write_config(tmp_path, cfg, "down.yaml")), "--format", "json")
     assert r.returncode == 4, r.stdout + r.stderr
     steps = steps_of(r)

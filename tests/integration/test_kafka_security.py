@@ -194,7 +194,8 @@ def test_dead_letter_producer_is_refused_like_the_consumer(tmp_path, secure_kafk
     dlq = unique("dlq")
     create_topic(secure_kafka.bootstrap, dlq, 1)
     cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
-                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512"), n=5,
+                                 sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512",
+                                      request_timeout_ms=5000), n=5,   # how long: not the point
                                  dead_letter={"type": "kafka", "topic": dlq})
     wrong = f"not-{password(secure_kafka)}"
     r = run_cli(write_config(tmp_path, cfg), env={"SINKER_KAFKA_SASL_PASSWORD": wrong})
@@ -212,7 +213,7 @@ def test_broker_that_does_not_answer_is_unavailable_not_refused(tmp_path, secure
     dead = f"127.0.0.1:{free_port()}"
     cfg, topic, db, table = make(doris, secure_kafka, tmp_path,
                                  sasl(secure_kafka, "SASL_SSL", "SCRAM-SHA-512", brokers=[dead],
-                                      client=client))
+                                      client=client, request_timeout_ms=5000))  # not the point
     r = run_cli(write_config(tmp_path, cfg), env={"SINKER_KAFKA_SASL_PASSWORD": password(secure_kafka)})
     assert r.returncode == 4, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
