@@ -8,12 +8,19 @@ suite looks green and hides exactly the bugs it exists to catch.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A suite started in the background by a shell without job control (`make test &`, nohup, some
+# CI runners) inherits SIGINT ignored, and so would every process it starts: `sinker top` then
+# sleeps through the Ctrl-C test_live_view sends it. Deliver SIGINT as a terminal would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 KAFKA_TEST_LOG = ROOT / ".stack" / "kafka-test.log"
 SECURE_KAFKA_TEST_LOG = ROOT / ".stack" / "kafka-secure-test.log"
 
