@@ -93,11 +93,22 @@ def final_run_loads_everything_once(path, tmp_path, doris, db, table, n, bootstr
     assert rows_and_distinct(doris, db, table) == (n, n)
 
 
-def kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills, early, jitter_s, rng):
-    """Start a run and kill -9 it, ``kills`` times, under the live producer and with loads in
-    flight (30% of them slowed). Run i is killed early when ``early(i)``: 0.5-3 s after its
-    start, while it still re-forms the batches the killed one recorded; otherwise once it loaded
-    rows of its own, within ``jitter_s`` after. Returns how many messages were produced."""
+KILL_PARTITIONS = 3
+
+
+def kill_9_repeatedly(tmp_path, kafka_bootstrap, doris, name, kills, early, jitter_s, seed,
+                      **sections):
+    """On a new topic (KILL_PARTITIONS) and table, start a run and kill -9 it, ``kills`` times,
+    under a live producer and with loads in flight (30% of them slowed). Run i is killed early when
+    ``early(i)``: 0.5-3 s after its start, while it still re-forms the batches the killed one
+    recorded; otherwise once it loaded rows of its own, within ``jitter_s`` after. Returns
+    (cfg, path, db, table, topic, messages produced)."""
+    topic = unique(name)
+    create_topic(kafka_bootstrap, topic, KILL_PARTITIONS)
+    db, table = make_table(doris)
+    cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table, **sections)
+    rng = random.Random(seed)
+    producer = LiveProducer(kafka_bootstrap, topic, KILL_PARTITIONS)
     producer.start()
     doris.faults.set("slow", rate=0.3, delay_s=0.2)
     try:
@@ -114,21 +125,16 @@ def kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills, early, 
     finally:
         doris.faults.clear()
         sent = producer.finish()
-    return sent
+    return cfg, path, db, table, topic, sent
 
 
 def test_kill_9_ten_times_under_a_live_producer_loses_and_duplicates_nothing(
         tmp_path, kafka_bootstrap, doris):
-    partitions = 3
-    topic = unique("eo_kill")
-    create_topic(kafka_bootstrap, topic, partitions)
-    db, table = make_table(doris)
-    cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table)
-    producer = LiveProducer(kafka_bootstrap, topic, partitions)
-    n = kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills=10,
-                          early=lambda i: i % 2 == 1, jitter_s=1.5, rng=random.Random(7))
+    cfg, path, db, table, topic, n = kill_9_repeatedly(
+        tmp_path, kafka_bootstrap, doris, "eo_kill", kills=10, early=lambda i: i % 2 == 1,
+        jitter_s=1.5, seed=7)
     final_run_loads_everything_once(path, tmp_path, doris, db, table, n, kafka_bootstrap,
-                                    cfg["kafka"]["group_id"], topic, partitions)
+                                    cfg["kafka"]["group_id"], topic, KILL_PARTITIONS)
 
 
 def test_kill_9_while_batches_are_sealed_for_memory_loses_and_duplicates_nothing(
@@ -139,20 +145,14 @@ def test_kill_9_while_batches_are_sealed_for_memory_loses_and_duplicates_nothing
     the recorded chunks again under the same labels; a last run, with the budget and interval of
     the other tests here (recorded chunks are re-formed whatever the budget), finds every row
     once."""
-    partitions = 3
-    topic = unique("eo_kill_mem")
-    create_topic(kafka_bootstrap, topic, partitions)
-    db, table = make_table(doris)
-    cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table,
-                       batch={"max_rows": 100_000, "max_bytes": 100_000,
-                              "max_bytes_in_flight": 200_000, "max_interval_s": 600})
-    producer = LiveProducer(kafka_bootstrap, topic, partitions)
-    n = kill_9_repeatedly(path, tmp_path, doris, db, table, producer, kills=5,
-                          early=lambda i: False, jitter_s=1.0, rng=random.Random(11))
+    cfg, _path, db, table, topic, n = kill_9_repeatedly(
+        tmp_path, kafka_bootstrap, doris, "eo_kill_mem", kills=5, early=lambda i: False,
+        jitter_s=1.0, seed=11, batch={"max_rows": 100_000, "max_bytes": 100_000,
+                                      "max_bytes_in_flight": 200_000, "max_interval_s": 600})
     final = write_config(tmp_path, dict(cfg, batch={"max_rows": 500, "max_interval_s": 0.3}),
                          name="final.yaml")
     final_run_loads_everything_once(final, tmp_path, doris, db, table, n, kafka_bootstrap,
-                                    cfg["kafka"]["group_id"], topic, partitions)
+                                    cfg["kafka"]["group_id"], topic, KILL_PARTITIONS)
 
 
 def test_members_joining_leaving_and_freezing_lose_and_duplicate_nothing(
@@ -311,7 +311,7 @@ def test_kill_9_then_restart_on_the_other_client_loses_and_duplicates_nothing(
     cfg, path = config(tmp_path, kafka_bootstrap, doris, topic, db, table)
     switched = dict(cfg, kafka={**cfg["kafka"], "client": other})
     paths = [path, write_config(tmp_path, switched, "other-client.yaml")]
-    producer = LiveProducer(kafka_bootstrap, topic, partitions)
+    producer = LiveProducer(kafka_bootstrap, topic, KILL_PARTITIONS)
     producer.start()
     doris.faults.set("slow", rate=0.3, delay_s=0.2)      # loads in flight when the kill comes
     try:
