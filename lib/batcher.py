@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from . import labels
 from .config import BatchConfig
-from .records import fields
+from .records import fields, keep
 
 log = logging.getLogger("sinker.batcher")
 
@@ -63,7 +63,7 @@ class Batch:
         self.ranges: dict[tuple[str, int], tuple[int, int]] = {}
         self.first_ts: dict[tuple[str, int], int] = {}   # Kafka timestamp of each range's first record
         self.dead: list = []
-        self.sources: list[list] = []
+        self.sources: list = []      # a records.Slice per partition slice added
         self.opened_at = opened_at
         self.sealed_at = 0.0
         self.reason = ""
@@ -89,9 +89,10 @@ class Batch:
         self.nbytes += n
         self.rows += len(self.lines) - n_lines
         self.skipped += len(records) - (len(self.lines) - n_lines) - (len(self.dead) - n_dead)
-        self.sources.append(records)
+        kept = keep(topic, partition, records)
+        self.sources.append(kept)
         if self.budget is not None:
-            self.budget.add(self.held, n, len(records))
+            self.budget.add(self.held, n + sum(map(len, filter(None, kept.values))), len(records))
         key = (topic, partition)
         f = fields(records[0])
         first = self.ranges.get(key)

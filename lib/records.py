@@ -5,9 +5,12 @@ kafka-python hands out ``ConsumerRecord`` namedtuples (fields); confluent-kafka 
 record would cost more than librdkafka spends on the record, so code that reads records picks
 the getters once per list with ``fields(records[0])`` and maps them over the list (C loops, no
 object per record). Positional getters on the namedtuple are about twice as fast as attributes.
+Once mapped, a batch keeps a ``Slice`` of each list (flat containers of what it may still need),
+not the records.
 """
 from __future__ import annotations
 
+from array import array
 from operator import attrgetter, itemgetter
 from typing import Callable, NamedTuple
 
@@ -25,6 +28,17 @@ class Fields(NamedTuple):
     value: Callable
 
 
+class Kept(NamedTuple):
+    """A record rebuilt from a Slice, for the rare paths that need one record (re-mapping a
+    line Doris rejected, its dead letter)."""
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
 def _message_timestamp(message) -> int:
     return message.timestamp()[1]
 
@@ -32,6 +46,7 @@ def _message_timestamp(message) -> int:
 KAFKA_PYTHON = Fields(*(itemgetter(ConsumerRecord._fields.index(n)) for n in Fields._fields))
 CONFLUENT = Fields(Message.topic, Message.partition, Message.offset, _message_timestamp,
                    Message.key, Message.value)
+KEPT = Fields(*(itemgetter(i) for i in range(len(Fields._fields))))
 ATTRIBUTES = Fields(*map(attrgetter, Fields._fields))   # any other record with these attributes
 
 
@@ -42,7 +57,54 @@ def fields(record) -> Fields:
         return KAFKA_PYTHON
     if kind is Message:
         return CONFLUENT
+    if kind is Kept:
+        return KEPT
     return ATTRIBUTES
+
+
+class Slice:
+    """What a batch keeps of one partition's mapped records until Doris confirms them: the
+    fields a rejected row's dead letter and its re-mapping read, in flat containers. The
+    client's record objects (a 13-field tuple, a headers list and two ints per kafka-python
+    record; a Message with its own topic string per confluent-kafka one) are freed once mapped;
+    the values are the client's own bytes objects, not copies."""
+    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "values")
+
+    def __init__(self, topic: str, partition: int, offsets, timestamps, keys, values: list):
+        self.topic = topic
+        self.partition = partition
+        self.offsets = offsets        # a range when the slice has no gaps (the common case)
+        self.timestamps = timestamps  # array('q'), or a list when a record had none
+        self.keys = keys              # None when every key is None
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def records(self) -> list[Kept]:
+        n = len(self.values)
+        keys = self.keys if self.keys is not None else [None] * n
+        return list(map(Kept, [self.topic] * n, [self.partition] * n, self.offsets,
+                        self.timestamps, keys, self.values))
+
+
+def keep(topic: str, partition: int, records: list) -> Slice:
+    """The Slice of one partition's records (C loops over the list, no object per record)."""
+    f = fields(records[0])
+    first, last = f.offset(records[0]), f.offset(records[-1])
+    # offsets rise within a partition: as many as the span means no gap
+    offsets = range(first, last + 1) if last - first + 1 == len(records) else \
+        array("q", map(f.offset, records))
+    timestamps = list(map(itemgetter(1), map(Message.timestamp, records)) if f is CONFLUENT
+                      else map(f.timestamp, records))
+    try:
+        timestamps = array("q", timestamps)
+    except TypeError:             # a record without a timestamp (None): kept as it is
+        pass
+    keys = list(map(f.key, records))
+    if keys.count(None) == len(keys):
+        keys = None
+    return Slice(topic, partition, offsets, timestamps, keys, list(map(f.value, records)))
 
 
 def identity(record) -> tuple[str, int, int, int, bytes | None]:

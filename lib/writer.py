@@ -363,7 +363,7 @@ class WriterThread(threading.Thread):
     def _pair_lines(self, batch: Batch) -> list:
         """(line, record) for each line of the batch, in order: its lines are the lines of its
         records that mapped, in record order (rare path; every split keeps its pairs)."""
-        good = [rec for records in batch.sources for rec in records
+        good = [rec for kept in batch.sources for rec in kept.records()
                 if batch.mapper.line_for(rec) is not None]
         if len(good) != len(batch.lines):
             raise RetriesExhausted(

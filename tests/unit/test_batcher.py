@@ -290,3 +290,66 @@ def test_a_chunk_waiting_for_its_recorded_end_is_never_sealed_for_memory():
                                                    ("memory", {("t", 2): (9, 9)})]
     assert all(x.needs_record for x in got)     # loaded only once their cuts are in Kafka
     assert list(t.cuts.open) == [TopicPartition("t", 0)]
+
+
+# ------------------------------------------------------------------ what a batch keeps of its records
+def _kafka_python_records(offsets, key=None):
+    from kafka.consumer.fetcher import ConsumerRecord
+    return [ConsumerRecord("t", 2, 0, o, 1_700_000_000_000 + o, 0, key, b"v%d" % o, [], None,
+                           -1, 2, -1) for o in offsets]
+
+
+def _confluent_records(offsets, key=None):
+    from confluent_kafka import Message
+    return [Message(topic="t", partition=2, offset=o, key=key, value=b"v%d" % o,
+                    timestamp=(1, 1_700_000_000_000 + o)) for o in offsets]
+
+
+def _fake_records(offsets, key=None):
+    out = [r._replace(partition=2, key=key, value=b"v%d" % r.offset)
+           for r in recs("t", 2, offsets)]
+    out[0] = out[0]._replace(timestamp=None)      # a record without a timestamp
+    return out
+
+
+class _ValueMapper(FakeMapper):
+    """FakeMapper for any record type."""
+
+    def map_records(self, records, out, dead):
+        from sinker_lib.records import fields
+        lines = [v + b"\n" for v in map(fields(records[0]).value, records)]
+        out += lines
+        return sum(map(len, lines))
+
+
+@pytest.mark.parametrize("make_records", [_kafka_python_records, _confluent_records, _fake_records])
+@pytest.mark.parametrize("offsets,key", [(range(10, 15), None), ([3, 5, 6, 9], b"k")])
+def test_a_batch_keeps_every_field_the_rejected_row_path_reads(make_records, offsets, key):
+    """Re-mapping a rejected line and its dead letter read topic, partition, offset, timestamp,
+    key and value: the kept records give back exactly those of the client's records, with and
+    without gaps in the offsets (compaction, transaction markers) and keys."""
+    from sinker_lib.records import fields
+
+    def read(rec):
+        return tuple(getter(rec) for getter in fields(rec))
+    records = make_records(offsets, key)
+    batch = b.Batch("db", "t", _ValueMapper(), 0.0)
+    batch.add("t", 2, records[:2])
+    batch.add("t", 2, records[2:])
+    kept = [k for s in batch.sources for k in s.records()]
+    assert list(map(read, kept)) == list(map(read, records)) and batch.records == len(records)
+
+
+def test_a_batch_keeps_no_client_record_once_mapped():
+    """The client's records (kafka-python: a 13-field tuple, a headers list and two ints each)
+    are freed once mapped; the batch keeps the values themselves, not copies."""
+    import gc
+    from kafka.consumer.fetcher import ConsumerRecord
+    records = _kafka_python_records(range(100))
+    value = records[7].value
+    batch = b.Batch("db", "t", _ValueMapper(), 0.0)
+    batch.add("t", 2, records)
+    del records
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is ConsumerRecord]
+    assert batch.sources[0].values[7] is value and batch.rows == 100
