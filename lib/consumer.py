@@ -39,6 +39,10 @@ SHORT_POLL_TIMEOUT_MS = 50
 JOIN_POLL_TIMEOUT_MS = 1000    # while we own no partition: a short poll can cut a group join short
 UNASSIGNED_REJOIN_S = 15.0     # no partition (or no assignment after a revoke) this long: rejoin (doubling)
 UNASSIGNED_REJOIN_MAX_S = 600.0
+# a full queue first waits this long for the batcher before reading pauses: librdkafka drops what
+# it prefetched for a partition it pauses and fetches it again after the resume (a queue of 4
+# poll results, paused at once when full, read small json at a third of the speed)
+HAND_ON_WAIT_S = 0.2
 BROKER_DOWN_AFTER_S = 10.0     # no broker connection (or no coordinator) this long: say so, not ready
 POSITION_RETRY_S = 2.0         # assigned partitions whose committed offset could not be read: ask again
 
@@ -295,10 +299,12 @@ class ConsumerThread(threading.Thread):
         self._rejoin_after = min(self._rejoin_after * 2, UNASSIGNED_REJOIN_MAX_S)
 
     def _hand_on(self):
-        """In order, as long as the queue has room: partitions stay paused while anything waits."""
+        """In order, as long as the queue takes them within HAND_ON_WAIT_S (the batcher takes a
+        poll result every few ms while it keeps up): partitions stay paused while anything waits."""
+        deadline = time.monotonic() + HAND_ON_WAIT_S
         while self._items:
             try:
-                self.out.put_nowait(self._items[0])
+                self.out.put(self._items[0], timeout=max(0.0, deadline - time.monotonic()))
             except queue.Full:
                 return
             self._items.popleft()

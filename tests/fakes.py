@@ -94,6 +94,7 @@ class FakeReader:
         self.positions: dict = {}
         self._assigned: set = set()
         self._paused: set = set()
+        self.pauses: list = []          # every pause() call's partitions
         self._events: list = []
         self._revoked: set = set()
         self._taken: set | None = None
@@ -184,6 +185,7 @@ class FakeReader:
         return set(self._assigned)
 
     def pause(self, *tps):
+        self.pauses.append(set(tps))
         self._paused |= set(tps)
 
     def resume(self, *tps):
