@@ -203,7 +203,6 @@ def sinker(args):
     from sinker_lib import pipeline as pipeline_mod
     from sinker_lib.config import config_from_dict
     from sinker_lib.pipeline import Pipeline
-    from sinker_lib.records import fields
     cfg = config_from_dict({
         "kafka": {"brokers": [args.bootstrap], "topics": [args.topic], "client": args.client,
                   "group_id": args.group or f"bench-{uuid.uuid4().hex[:6]}", "start_from": "earliest",
@@ -237,8 +236,8 @@ def sinker(args):
             return
         ack_ms = acked_at * 1000
         with lock:
-            for records in batch.sources:
-                ts = list(map(fields(records[0]).timestamp, records))
+            for kept in batch.sources:             # lib/records.py's Slice
+                ts = kept.timestamps
                 stamps.extend(ts)
                 latencies.extend(ack_ms - t for t in ts)
 
