@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from . import labels
 from .config import BatchConfig
-from .records import fields, keep
+from .records import Each, fields, keep
 
 log = logging.getLogger("sinker.batcher")
 
@@ -82,17 +82,19 @@ class Batch:
     def records(self) -> int:
         return sum(map(len, self.sources))
 
-    def add(self, topic: str, partition: int, records: list) -> None:
-        """Map one partition's slice of a poll result into this batch (the hot path)."""
+    def add(self, topic: str, partition: int, records: list, each: bool = False) -> None:
+        """Map one partition's slice of a poll result into this batch (the hot path); ``each``:
+        records of many partitions, in any order (resend), kept one by one."""
         n_lines, n_dead = len(self.lines), len(self.dead)
         n = self.mapper.map_records(records, self.lines, self.dead)
         self.nbytes += n
         self.rows += len(self.lines) - n_lines
         self.skipped += len(records) - (len(self.lines) - n_lines) - (len(self.dead) - n_dead)
-        kept = keep(topic, partition, records)
+        kept = Each(records) if each else keep(topic, partition, records)
         self.sources.append(kept)
         if self.budget is not None:
-            self.budget.add(self.held, n + sum(map(len, filter(None, kept.values))), len(records))
+            self.budget.add(self.held, n + sum(map(len, filter(None, kept.values))), len(records),
+                            len(self.dead) - n_dead)
         key = (topic, partition)
         f = fields(records[0])
         first = self.ranges.get(key)

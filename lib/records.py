@@ -88,8 +88,28 @@ class Slice:
                         self.timestamps, keys, self.values))
 
 
+class Each:
+    """Records of any partitions in any order, kept one by one: dead letters sent again
+    (``sinker dead-letters resend``), never the hot path. Read like a Slice."""
+    __slots__ = ("kept",)
+
+    def __init__(self, records: list):
+        self.kept = [Kept(*(getter(r) for getter in fields(r))) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    @property
+    def values(self) -> list:
+        return [k.value for k in self.kept]
+
+    def records(self) -> list[Kept]:
+        return self.kept
+
+
 def keep(topic: str, partition: int, records: list) -> Slice:
-    """The Slice of one partition's records (C loops over the list, no object per record)."""
+    """The Slice of one partition's records, in rising offsets (C loops over the list, no object
+    per record)."""
     f = fields(records[0])
     first, last = f.offset(records[0]), f.offset(records[-1])
     # offsets rise within a partition: as many as the span means no gap

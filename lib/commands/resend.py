@@ -165,7 +165,7 @@ def resend(cfg, path: str, mapper, *, only_table: str | None, dry_run: bool = Fa
         for _first, _last, group in chunks(records):
             summary.chunks += 1
             batch = Batch(cfg.doris.database, cfg.doris.table, mapper, time.monotonic())
-            batch.add("resend", 0, group)
+            batch.add("resend", 0, group, each=True)
             summary.failed += batch.dead
         summary.loaded = 0
         return summary
@@ -178,7 +178,7 @@ def resend(cfg, path: str, mapper, *, only_table: str | None, dry_run: bool = Fa
     try:
         for seq, (first, last, group) in enumerate(chunks(records)):
             batch = Batch(cfg.doris.database, cfg.doris.table, mapper, time.monotonic())
-            batch.add("resend", 0, group)
+            batch.add("resend", 0, group, each=True)
             batch.seq, batch.reason = seq, "resend"
             batch.label = chunk_label(path, table, first, last, group)
             tracker.add(seq, batch.ranges)

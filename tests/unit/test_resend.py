@@ -60,3 +60,42 @@ def test_rendered_config_loads_and_lists_every_column():
     assert (cfg.doris.table, cfg.kafka.topics, cfg.kafka.group_id) == ("t-1", ("on",), "sinker.db.t-1")
     for name in ("id", "note", "yes"):
         assert f"#   {name}:" in text
+
+
+def test_rows_of_many_partitions_keep_their_own_identity_when_doris_refuses_one(tmp_path):
+    """A resend chunk mixes partitions and its offsets need not rise: when Doris refuses a row
+    without naming it, the halves load under labels of their own records, and the refused row
+    fails as the message it is (not as some other partition's row at the same offset)."""
+    import types
+
+    from sinker_lib.config import WriterConfig
+    from sinker_lib.stream_load import LoadResponse
+    from tests.unit.test_writer import FakeDoris, LineMapper
+
+    class LabelledDoris(FakeDoris):
+        """A label Doris has loaded answers Label Already Exists and loads nothing again."""
+
+        def __init__(self, bad):
+            super().__init__(bad=bad)
+            self.finished = set()
+
+        def load(self, db, table, label, lines, nbytes, headers, group_commit=None):
+            if label in self.finished:
+                return LoadResponse(200, {"Status": "Label Already Exists",
+                                          "ExistingJobStatus": "FINISHED"}, b"")
+            resp = super().load(db, table, label, lines, nbytes, headers, group_commit)
+            if resp.body.get("Status") == "Success":
+                self.finished.add(label)
+            return resp
+
+        def close(self):
+            pass
+
+    path = write(tmp_path, [{**rec(offset, value=v), "partition": p, "topic": "orders"}
+                            for p, offset, v in [(0, 5, "a"), (1, 5, "BAD"), (2, 5, "c"), (0, 3, "d")]])
+    cfg = types.SimpleNamespace(doris=types.SimpleNamespace(database="d", table="x", load_timeout_s=60),
+                                writer=WriterConfig())
+    doris = LabelledDoris(bad={b"BAD"})
+    s = r.resend(cfg, path, LineMapper(), only_table=None, loader=doris)
+    assert sorted(doris.loaded) == [b"a", b"c", b"d"] and s.loaded == 3
+    assert [(d.topic, d.partition, d.offset, d.value) for d in s.failed] == [("orders", 1, 5, b"BAD")]
