@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 from sinker_lib.batcher import Batch
-from sinker_lib.budget import ROW_OVERHEAD, Budget
+from sinker_lib.budget import DEAD_LETTER_BYTES, ROW_OVERHEAD, Budget
 from tests.fakes import FakeMapper, recs
 from tests.unit.test_consumer import TP0, TP1, make, step
 
@@ -28,6 +28,14 @@ def test_a_batch_gives_its_bytes_back_when_it_is_freed_on_any_path():
     del b
     gc.collect()
     assert budget.held == 0 and budget.peak > 0
+
+
+def test_a_dead_letter_counts_with_its_tuple_and_reason():
+    budget = Budget(10_000)
+    a = Batch("db", "t", FakeMapper(), 0.0, budget)
+    a.add("t", 0, recs("t", 0, range(2), value=b"bad"))
+    assert a.rows == 0 and len(a.dead) == 2
+    assert budget.held == 2 * len(b"bad") + 2 * ROW_OVERHEAD + 2 * DEAD_LETTER_BYTES
 
 
 class Held:
