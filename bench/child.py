@@ -238,7 +238,7 @@ def sinker(args):
         with lock:
             for kept in batch.sources:             # lib/records.py's Slice
                 ts = kept.timestamps
-                stamps.extend(ts)
+                stamps.extend(iter(ts))                # array('q') or a list, into array('d')
                 latencies.extend(ack_ms - t for t in ts)
 
     # Labels are a function of (prefix, table, offset ranges): every measured run reads the same
