@@ -63,7 +63,7 @@ class Batch:
         self.ranges: dict[tuple[str, int], tuple[int, int]] = {}
         self.first_ts: dict[tuple[str, int], int] = {}   # Kafka timestamp of each range's first record
         self.dead: list = []
-        self.sources: list = []      # a records.Slice per partition slice added
+        self.sources: list = []      # per add: a records.Slice (records.Each for resend)
         self.opened_at = opened_at
         self.sealed_at = 0.0
         self.reason = ""

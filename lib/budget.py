@@ -37,7 +37,7 @@ class Budget:
         weakref.finalize(batch, self._release, cell)
         return cell
 
-    def add(self, cell: list, nbytes: int, records: int, dead: int = 0) -> None:
+    def add(self, cell: list, nbytes: int, records: int, dead: int) -> None:
         """``nbytes``: of the lines and values these records added to the batch; ``dead``: how
         many of them became dead letters."""
         n = nbytes + ROW_OVERHEAD * records + DEAD_LETTER_BYTES * dead
