@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from . import labels
 from .config import BatchConfig
+from .budget import LINE_OVERHEAD
 from .records import Each, fields, keep
 
 log = logging.getLogger("sinker.batcher")
@@ -86,15 +87,21 @@ class Batch:
         """Map one partition's slice of a poll result into this batch (the hot path); ``each``:
         records of many partitions, in any order (resend), kept one by one."""
         n_lines, n_dead = len(self.lines), len(self.dead)
-        n = self.mapper.map_records(records, self.lines, self.dead)
+        n, verbatim = self.mapper.map_slice(records, self.lines, self.dead)
         self.nbytes += n
         self.rows += len(self.lines) - n_lines
         self.skipped += len(records) - (len(self.lines) - n_lines) - (len(self.dead) - n_dead)
-        kept = Each(records) if each else keep(topic, partition, records)
+        if each:
+            kept = Each(records)
+        else:
+            kept = keep(topic, partition, records, self.lines if verbatim else None, n_lines)
         self.sources.append(kept)
         if self.budget is not None:
-            self.budget.add(self.held, n + sum(map(len, filter(None, kept.values))), len(records),
-                            len(self.dead) - n_dead)
+            if verbatim:
+                self.budget.add(self.held, n, len(records), 0, LINE_OVERHEAD)
+            else:
+                self.budget.add(self.held, n + sum(map(len, filter(None, kept.values))),
+                                len(records), len(self.dead) - n_dead)
         key = (topic, partition)
         f = fields(records[0])
         first = self.ranges.get(key)

@@ -947,6 +947,11 @@ class Mapper:
     def map_records(self, records, out: list[bytes], dead: list[DeadLetter]) -> int:
         """Append one line per good record to ``out`` (each ends with ``\\n``) and one DeadLetter
         per bad record to ``dead``; return the bytes appended. Records are never copied or wrapped."""
+        return self._map(records, out, dead)[0]
+
+    def map_slice(self, records, out: list[bytes], dead: list[DeadLetter]) -> tuple[int, bool]:
+        """``map_records``, and whether each record became exactly its value and a newline (the
+        json passthrough's fast path): a batch then keeps the values only in its lines."""
         return self._map(records, out, dead)
 
     def headers(self) -> dict[str, str]:
@@ -1131,9 +1136,9 @@ class Mapper:
                               "(lone surrogate)", c.name) from None
             raise
 
-    def _map_csv(self, records, out, dead) -> int:
+    def _map_csv(self, records, out, dead) -> tuple[int, bool]:
         if not records:
-            return 0
+            return 0, False
         fast, loads, append, nested = self._fast, ujson.loads, out.append, self._nested
         values = list(map(fields(records[0]).value, records))
         try:
@@ -1151,7 +1156,7 @@ class Mapper:
                 pass
             else:
                 out += lines
-                return sum(map(len, lines))
+                return sum(map(len, lines)), False
         n = 0
         for rec, value, o in zip(records, values, objs or repeat(None)):
             checked = clean
@@ -1174,13 +1179,13 @@ class Mapper:
                     continue
             append(line)
             n += len(line)
-        return n
+        return n, False
 
     # --- json
-    def _map_json(self, records, out, dead) -> int:
+    def _map_json(self, records, out, dead) -> tuple[int, bool]:
         loads, append = ujson.loads, out.append
         if not records:
-            return 0
+            return 0, False
         plain = not self._extras
         values = list(map(fields(records[0]).value, records))
         if plain:
@@ -1196,9 +1201,10 @@ class Mapper:
                 if b"\n" not in joined and b"\r" not in joined and b"\xed" not in joined and \
                         self._nested.slice_clean(joined, objs):
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
-                    return len(joined) + len(values)
+                    return len(joined) + len(values), True
             decoded = objs if ok else None
         n = 0
+        verbatim = True               # every record so far became its value and a newline
         for i, (rec, v) in enumerate(zip(records, values)):
             line = None
             if plain:
@@ -1210,6 +1216,7 @@ class Mapper:
                 except Exception:  # noqa: BLE001 - the general path gives the reason
                     pass
             if line is None:
+                verbatim = False
                 try:
                     line = self._json_line(rec)
                 except Bad as b:
@@ -1217,7 +1224,7 @@ class Mapper:
                     continue
             append(line)
             n += len(line)
-        return n
+        return n, verbatim
 
     def _json_line(self, rec) -> bytes:
         v = fields(rec).value(rec)
@@ -1269,7 +1276,7 @@ class Mapper:
         return extras
 
     # --- change data (mapping.envelope / delete_when): every row carries the delete sign
-    def _map_cdc(self, records, out, dead) -> int:
+    def _map_cdc(self, records, out, dead) -> tuple[int, bool]:
         tombstones = self.cfg.envelope == "debezium"
         append, n = out.append, 0
         value = fields(records[0]).value if records else None
@@ -1283,7 +1290,7 @@ class Mapper:
                 continue
             append(line)
             n += len(line)
-        return n
+        return n, False
 
     def _cdc_line(self, rec, exact: bool = False) -> bytes:
         # json rows are written again (with the sign): decoded exactly, so numbers keep their text

@@ -67,22 +67,34 @@ class Slice:
     fields a rejected row's dead letter and its re-mapping read, in flat containers. The
     client's record objects (a 13-field tuple, a headers list and two ints per kafka-python
     record; a Message with its own topic string per confluent-kafka one) are freed once mapped;
-    the values are the client's own bytes objects, not copies."""
-    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "values")
+    the values are the client's own bytes objects, not copies. When every record's line is its
+    value and a newline (the json passthrough), the values are not kept at all: they are read
+    back from the batch's lines, which would otherwise hold each of them twice."""
+    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "_values", "_lines",
+                 "_start")
 
-    def __init__(self, topic: str, partition: int, offsets, timestamps, keys, values: list):
+    def __init__(self, topic: str, partition: int, offsets, timestamps, keys, values: list | None,
+                 lines: list | None = None, start: int = 0):
         self.topic = topic
         self.partition = partition
         self.offsets = offsets        # a range when the slice has no gaps (the common case)
         self.timestamps = timestamps  # array('q'), or a list when a record had none
         self.keys = keys              # None when every key is None
-        self.values = values
+        self._values = values         # None: lines[start:start + len(offsets)] are value + b"\n"
+        self._lines = lines
+        self._start = start
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.offsets)
+
+    @property
+    def values(self) -> list:
+        if self._values is not None:
+            return self._values
+        return [line[:-1] for line in self._lines[self._start:self._start + len(self.offsets)]]
 
     def records(self) -> list[Kept]:
-        n = len(self.values)
+        n = len(self.offsets)
         keys = self.keys if self.keys is not None else [None] * n
         return list(map(Kept, [self.topic] * n, [self.partition] * n, self.offsets,
                         self.timestamps, keys, self.values))
@@ -107,9 +119,11 @@ class Each:
         return self.kept
 
 
-def keep(topic: str, partition: int, records: list) -> Slice:
+def keep(topic: str, partition: int, records: list, lines: list | None = None,
+         start: int = 0) -> Slice:
     """The Slice of one partition's records, in rising offsets (C loops over the list, no object
-    per record)."""
+    per record). ``lines``: the batch's lines, when ``lines[start:]`` are these records' values
+    each with a newline (the values are then read back from them, not kept)."""
     f = fields(records[0])
     first, last = f.offset(records[0]), f.offset(records[-1])
     # offsets rise within a partition: as many as the span means no gap
@@ -124,7 +138,8 @@ def keep(topic: str, partition: int, records: list) -> Slice:
     keys = list(map(f.key, records))
     if keys.count(None) == len(keys):
         keys = None
-    return Slice(topic, partition, offsets, timestamps, keys, list(map(f.value, records)))
+    values = None if lines is not None else list(map(f.value, records))
+    return Slice(topic, partition, offsets, timestamps, keys, values, lines, start)
 
 
 def identity(record) -> tuple[str, int, int, int, bytes | None]:

@@ -60,6 +60,9 @@ class Unrouted:
                 dead.append(dead_letter.of(rec, reason))
         return sum(len(v) for v in map(value, records) if v is not None)
 
+    def map_slice(self, records, out: list, dead: list) -> tuple[int, bool]:
+        return self.map_records(records, out, dead), False
+
 
 def _unreadable(value) -> str:
     if not value:

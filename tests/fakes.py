@@ -59,6 +59,9 @@ class FakeMapper:
             n += len(line)
         return n
 
+    def map_slice(self, records, out, dead):
+        return self.map_records(records, out, dead), False
+
 
 class FakeSchema:
     """SchemaSource's face to the batcher: the current mapper and a generation to compare."""

@@ -10,7 +10,7 @@ import pytest
 from sinker_lib import batcher as b
 from sinker_lib.config import BatchConfig
 from sinker_lib.kafka_client import TopicPartition
-from sinker_lib.budget import Budget
+from sinker_lib.budget import LINE_OVERHEAD, Budget
 from tests.fakes import FakeMapper, FakeSchema, observers, recs
 
 CFG = BatchConfig(max_rows=5, max_bytes=10_000, max_interval_s=10)
@@ -313,7 +313,11 @@ def _fake_records(offsets, key=None):
 
 
 class _ValueMapper(FakeMapper):
-    """FakeMapper for any record type."""
+    """FakeMapper for any record type; ``verbatim``: it says each line is its value and a
+    newline, as the json passthrough does."""
+
+    def __init__(self, verbatim=False):
+        self.verbatim = verbatim
 
     def map_records(self, records, out, dead):
         from sinker_lib.records import fields
@@ -321,19 +325,24 @@ class _ValueMapper(FakeMapper):
         out += lines
         return sum(map(len, lines))
 
+    def map_slice(self, records, out, dead):
+        return self.map_records(records, out, dead), self.verbatim
 
+
+@pytest.mark.parametrize("verbatim", [False, True])
 @pytest.mark.parametrize("make_records", [_kafka_python_records, _confluent_records, _fake_records])
 @pytest.mark.parametrize("offsets,key", [(range(10, 15), None), ([3, 5, 6, 9], b"k")])
-def test_a_batch_keeps_every_field_the_rejected_row_path_reads(make_records, offsets, key):
+def test_a_batch_keeps_every_field_the_rejected_row_path_reads(make_records, offsets, key, verbatim):
     """Re-mapping a rejected line and its dead letter read topic, partition, offset, timestamp,
     key and value: the kept records give back exactly those of the client's records, with and
-    without gaps in the offsets (compaction, transaction markers) and keys."""
+    without gaps in the offsets (compaction, transaction markers) and keys, and also when the
+    values are read back from the lines (verbatim)."""
     from sinker_lib.records import fields
 
     def read(rec):
         return tuple(getter(rec) for getter in fields(rec))
     records = make_records(offsets, key)
-    batch = b.Batch("db", "t", _ValueMapper(), 0.0)
+    batch = b.Batch("db", "t", _ValueMapper(verbatim), 0.0)
     batch.add("t", 2, records[:2])
     batch.add("t", 2, records[2:])
     kept = [k for s in batch.sources for k in s.records()]
@@ -353,3 +362,23 @@ def test_a_batch_keeps_no_client_record_once_mapped():
     gc.collect()
     assert not [o for o in gc.get_objects() if type(o) is ConsumerRecord]
     assert batch.sources[0].values[7] is value and batch.rows == 100
+
+
+def test_a_verbatim_slice_keeps_its_values_only_in_the_batch_lines():
+    """json passthrough: each line is its value and a newline, so the slice holds no value of
+    its own; once the records are gone, no value object is alive beside the lines, and the
+    budget counts the lines once."""
+    import gc
+    import sys
+    budget = Budget(1 << 30)
+    records = _kafka_python_records(range(100))
+    value = records[77].value
+    batch = b.Batch("db", "t", _ValueMapper(verbatim=True), 0.0, budget)
+    batch.add("t", 2, records[:40])
+    batch.add("t", 2, records[40:])
+    del records
+    gc.collect()
+    assert sys.getrefcount(value) == 2        # this test's name and the call's argument
+    assert [s.values for s in batch.sources] == [[b"v%d" % o for o in range(40)],
+                                                 [b"v%d" % o for o in range(40, 100)]]
+    assert budget.held == batch.nbytes + 100 * LINE_OVERHEAD

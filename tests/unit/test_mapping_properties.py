@@ -230,6 +230,28 @@ def test_a_slice_maps_like_its_records_one_by_one(values, bool_as_int):
     assert [r.offset for r, x in zip(recs, singles) if x is None] == [d.offset for d in dead]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@PROPS
+@given(values=st.lists(st.one_of(VALUES.map(body), st.binary(max_size=12),
+                                 st.just(b'{"k": 1, "k": 2}'), st.just(b'{"k":\n1}'),
+                                 st.just(b'{"c": {"a": 1, "a": 2}}')), min_size=1, max_size=6))
+def test_a_slice_is_called_verbatim_only_when_its_lines_are_its_values(fmt, values):
+    """A batch keeps the values of a verbatim slice only in its lines (lib/records.py's Slice):
+    map_slice may say so only when each record became exactly its value and a newline, and
+    says so for every slice of plain one-line objects (the json passthrough's common case)."""
+    # every column nullable: no NOT NULL column to check, so json is the plain passthrough
+    m = Mapper([Column(name, parse_type(raw), True) for name, raw in
+                (("k", "int"), ("c", "string"), ("z", "varchar(3)"))], MappingConfig(format=fmt))
+    recs = [Rec("t", 0, i, 1, None, v) for i, v in enumerate(values)]
+    out, dead = [], []
+    n, verbatim = m.map_slice(recs, out, dead)
+    exact = out == [v + b"\n" for v in values]
+    if verbatim:
+        assert exact and n == sum(map(len, out))
+    if fmt == "json" and all(v.startswith(b'{"k": 1, "c": ') for v in values) and exact:
+        assert verbatim
+
+
 def test_text_backslash_n_is_not_null():
     """The text \\N is sent enclosed with its backslash escaped; Doris decides NULL before it
     removes escapes (csv_reader.cpp deserialize_nullable_string), so it loads the text."""

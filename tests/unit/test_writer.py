@@ -33,6 +33,9 @@ class LineMapper:
             n += len(r.value) + 1
         return n
 
+    def map_slice(self, records, out, dead):
+        return self.map_records(records, out, dead), False
+
     def line_for(self, r):
         return r.value + b"\n"
 
