@@ -1,4 +1,5 @@
-"""The memory budget: bytes held by batches that are open, sealed and waiting, or loading.
+"""The memory budget: bytes held by batches that are open, sealed and waiting, or loading, and by
+the poll results waiting for the batcher.
 
 Every batch counts what it holds as it grows (``Batch.add``) and gives it back when its writer is
 done with it (``release``), or else when it is freed — dropped at a rebalance or a shutdown,
@@ -14,7 +15,12 @@ slots and a timestamp, 90 bytes in all (measured with tracemalloc: 391 bytes per
 held, for 301 bytes of lines and values); and per dead letter its tuple and reason (~300 bytes).
 A slice whose lines are its values and a newline (the json passthrough) keeps no values: only the
 lines and LINE_OVERHEAD per record (measured with tracemalloc: 203 bytes per small message
-held, for 154 bytes of lines)."""
+held, for 154 bytes of lines).
+
+Poll results waiting for the batcher count too, from the moment the consumer has them until
+they are freed (``hold_polled``): their values and POLLED_OVERHEAD per record. Without them,
+reading paused at the limit while up to ``batch.queue_size`` poll results were still to be
+mapped into batches (88 MB of large messages over the limit, measured)."""
 from __future__ import annotations
 
 import threading
@@ -22,6 +28,14 @@ import weakref
 
 ROW_OVERHEAD = 90
 LINE_OVERHEAD = 49
+# a client's record beside its value (tracemalloc): kafka-python's 13-field tuple, headers list,
+# ints and bytes header 324 B; confluent-kafka's Message and its topic string 245 B
+POLLED_OVERHEAD = 330
+
+
+class Polled(dict):
+    """A poll result ({partition: records}) on its way to the batcher, counted while alive."""
+    __slots__ = ("__weakref__",)
 DEAD_LETTER_BYTES = 300
 
 
@@ -35,10 +49,10 @@ class Budget:
         self.pauses = 0        # times reading paused for this budget
         self._lock = threading.Lock()
 
-    def track(self, batch) -> list:
-        """A cell holding ``batch``'s count, released when the batch is freed."""
+    def track(self, holder) -> list:
+        """A cell holding ``holder``'s count (a batch, a poll result), released when it is freed."""
         cell = [0]
-        weakref.finalize(batch, self._release, cell)
+        weakref.finalize(holder, self._release, cell)
         return cell
 
     def add(self, cell: list, nbytes: int, records: int, dead: int,
@@ -51,6 +65,13 @@ class Budget:
             self._held += n
             if self._held > self.peak:
                 self.peak = self._held
+
+    def hold_polled(self, result: dict, nbytes: int, records: int) -> Polled:
+        """``result`` as a Polled counted until it is freed (mapped, or dropped at a
+        rebalance); ``nbytes``: its values' bytes."""
+        polled = Polled(result)
+        self.add(self.track(polled), nbytes, records, 0, POLLED_OVERHEAD)
+        return polled
 
     def release(self, batch) -> None:
         """The batch is done with (loaded, dead-lettered or dropped): its memory is about to go,

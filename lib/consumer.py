@@ -200,8 +200,11 @@ class ConsumerThread(threading.Thread):
         # when the position may have passed records this turn dropped
         finished = self._check_ends() if self.bounds is not None and not draining else ()
         if result:
-            self.obs.metrics.observe_poll(result, time.monotonic() - t0)
-            self.obs.accounting.consumed({(tp.topic, tp.partition): len(x) for tp, x in result.items()})
+            nbytes = self.obs.metrics.observe_poll(result, time.monotonic() - t0)
+            counts = {(tp.topic, tp.partition): len(x) for tp, x in result.items()}
+            self.obs.accounting.consumed(counts)
+            if self.budget is not None:
+                result = self.budget.hold_polled(result, nbytes, sum(counts.values()))
             self._items.append(result)
         if finished:
             self._items.append(Finished(frozenset((tp.topic, tp.partition) for tp in finished)))

@@ -347,9 +347,11 @@ class Metrics:
         self._commits: dict = {}       # (topic, partition) -> committed offset
 
     # -- consumer -------------------------------------------------------------------------------
-    def observe_poll(self, result: dict, seconds: float) -> None:
-        """One call per poll result: one counter increment per partition, none per record."""
+    def observe_poll(self, result: dict, seconds: float) -> int:
+        """One call per poll result: one counter increment per partition, none per record.
+        Returns the values' bytes it counted (the memory budget counts them too)."""
         children = self._tp_children
+        total = 0
         for tp, records in result.items():
             if not records:
                 continue
@@ -357,8 +359,11 @@ class Metrics:
             child = children.get(key)
             if child is None:
                 child = children[key] = self.consumed_bytes.labels(tp.topic, str(tp.partition))
-            child.inc(_records_bytes(records))
+            n = _records_bytes(records)
+            child.inc(n)
+            total += n
         self.poll_seconds.observe(seconds)
+        return total
 
     def set_paused(self, n: int) -> None:
         self.paused.set(n)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 from sinker_lib.batcher import Batch
-from sinker_lib.budget import DEAD_LETTER_BYTES, ROW_OVERHEAD, Budget
+from sinker_lib.budget import DEAD_LETTER_BYTES, POLLED_OVERHEAD, ROW_OVERHEAD, Budget
 from tests.fakes import FakeMapper, recs
 from tests.unit.test_consumer import TP0, TP1, make, step
 
@@ -45,6 +45,9 @@ class Held:
     def over(self):
         return self.held > 100
 
+    def hold_polled(self, result, nbytes, records):
+        return result
+
 
 def test_over_the_budget_the_consumer_pauses_except_a_partition_completing_a_recorded_batch():
     t, fake, out = make(record_cuts=True, committed={TP0: (4, "sinker v1 4-9"), TP1: 0},
@@ -60,5 +63,27 @@ def test_over_the_budget_the_consumer_pauses_except_a_partition_completing_a_rec
     step(t)
     assert fake.paused() == {TP0, TP1} and budget.pauses == 1
     budget.held = 0                           # loads freed memory
+    step(t)
+    assert fake.paused() == set()
+
+
+def test_poll_results_count_from_the_poll_until_the_batcher_frees_them():
+    """Queued poll results hold memory the batches will hold next: counted from the poll on,
+    reading pauses over the budget although no batch holds anything yet, and resumes once the
+    batcher has taken them and let them go."""
+    t, fake, out = make(queue_size=100, batch=3)
+    t.budget = budget = Budget(3 * (len(b"v") + POLLED_OVERHEAD) * 2 - 1)
+    fake.rebalance([TP0])
+    step(t, 2)               # the joining poll's records are read again once positioned
+    assert out.qsize() == 2 and budget.held == 3 * (len(b"v") + POLLED_OVERHEAD)
+    step(t)
+    assert budget.over() and budget.held == budget.peak == 2 * 3 * (len(b"v") + POLLED_OVERHEAD)
+    step(t)
+    assert fake.paused() == {TP0} and budget.pauses == 1
+    items = [out.get_nowait() for _ in range(out.qsize())]
+    assert [r.offset for x in items if isinstance(x, dict) for r in x[TP0]] == list(range(6))
+    del items                                  # the batcher mapped them and let them go
+    gc.collect()
+    assert budget.held == 0
     step(t)
     assert fake.paused() == set()

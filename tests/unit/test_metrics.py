@@ -76,7 +76,7 @@ def test_observe_poll_counts_value_bytes_per_partition():
     tp0, tp1 = TopicPartition("ev", 0), TopicPartition("ev", 1)
     result = {tp0: [rec("ev", 0, i, b"12345") for i in range(1000)],
               tp1: [rec("ev", 1, 0, b"xy"), rec("ev", 1, 1, None)]}   # a tombstone
-    m.observe_poll(result, 0.05)
+    assert m.observe_poll(result, 0.05) == 5002          # what the memory budget counts too
     m.observe_poll({tp0: [rec("ev", 0, 1000, b"1")]}, 0.01)
     assert val(m, "sinker_consumed_bytes_total", topic="ev", partition="0") == 5001
     assert val(m, "sinker_consumed_bytes_total", topic="ev", partition="1") == 2
