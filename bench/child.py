@@ -41,10 +41,13 @@ def runq_wait_s() -> float:
 def raw(args):
     """The ceiling: kafka-python's poll loop touching every record and nothing else."""
     from kafka import KafkaConsumer
+
+    from sinker_lib.config import KafkaConfig
+    k = KafkaConfig()                     # fetch sizes as sinker sets them for this client
     c = KafkaConsumer(args.topic, bootstrap_servers=[args.bootstrap], group_id=f"raw-{uuid.uuid4().hex[:6]}",
                       enable_auto_commit=False, auto_offset_reset="earliest",
                       max_poll_records=args.max_poll_records,
-                      max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+                      max_partition_fetch_bytes=k.partition_fetch_bytes, fetch_max_bytes=k.fetch_max_bytes)
     n = nbytes = 0
     t0 = cpu0 = None
     while n < args.messages:
@@ -66,11 +69,15 @@ def raw_confluent(args):
     """The ceiling of confluent-kafka (librdkafka): its consume loop touching every record."""
     from confluent_kafka import Consumer
 
-    from sinker_lib.kafka_client_confluent import FETCH_QUEUE_BACKOFF_MS
+    from sinker_lib.config import KafkaConfig
+    from sinker_lib.kafka_client_confluent import FETCH_QUEUE_BACKOFF_MS, QUEUED_MAX_KBYTES
+    k = KafkaConfig(client="confluent-kafka")
+    # fetch sizes and the local queue as sinker sets them; with librdkafka's 1 s
+    # fetch.queue.backoff.ms the loop would idle on big backlogs
     c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"raw-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "max.partition.fetch.bytes": 8 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024,
-                  # as sinker sets it: with librdkafka's 1 s default the loop idles on big backlogs
+                  "max.partition.fetch.bytes": k.partition_fetch_bytes, "fetch.max.bytes": k.fetch_max_bytes,
+                  "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
                   "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS})
     c.subscribe([args.topic])
     n = nbytes = 0
@@ -206,8 +213,7 @@ def sinker(args):
     cfg = config_from_dict({
         "kafka": {"brokers": [args.bootstrap], "topics": [args.topic], "client": args.client,
                   "group_id": args.group or f"bench-{uuid.uuid4().hex[:6]}", "start_from": "earliest",
-                  "max_poll_records": args.max_poll_records, "heartbeat_interval_ms": 1000,
-                  "max_partition_fetch_bytes": 8 * 1024 * 1024, "fetch_max_bytes": 64 * 1024 * 1024},
+                  "max_poll_records": args.max_poll_records, "heartbeat_interval_ms": 1000},
         "doris": {"fe_hosts": [f"127.0.0.1:{args.fe_port}"], "http_port": args.fe_port,
                   "query_port": args.query_port, "database": args.db, "table": args.table},
         "mapping": {"format": args.format},

@@ -72,7 +72,7 @@ def consumer_options(cfg: KafkaConfig, group: bool) -> dict:
         metadata_max_age_ms=cfg.metadata_max_age_ms,
         max_poll_records=cfg.max_poll_records,
         fetch_max_bytes=cfg.fetch_max_bytes,
-        max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
+        max_partition_fetch_bytes=cfg.partition_fetch_bytes,
         session_timeout_ms=cfg.session_timeout_ms,
         heartbeat_interval_ms=cfg.heartbeat_interval_ms,
         max_poll_interval_ms=cfg.max_poll_interval_ms,

@@ -422,3 +422,16 @@ def test_debug_on_a_public_address_without_a_token_warns(tmp_path):
         assert bool(warnings) is expect, (listen, token, warnings)
         if expect:
             assert "SINKER_STATUS_TOKEN" in warnings[0]
+
+
+def test_the_partition_fetch_size_is_each_clients_measured_best_unless_set():
+    assert build().kafka.partition_fetch_bytes == 8_388_608
+    assert build({"kafka": {"client": "confluent-kafka"}}).kafka.partition_fetch_bytes == 1_048_576
+    for client in ("kafka-python", "confluent-kafka"):
+        k = build({"kafka": {"client": client, "max_partition_fetch_bytes": 2_000_000}}).kafka
+        assert k.partition_fetch_bytes == 2_000_000
+    assert any(p.startswith("kafka.max_partition_fetch_bytes: must be > 0")
+               for p in problems({"kafka": {"max_partition_fetch_bytes": 0}}))
+    assert any(p.startswith("kafka.max_partition_fetch_bytes: must be <= 1000000000")
+               for p in problems({"kafka": {"client": "confluent-kafka",
+                                            "max_partition_fetch_bytes": 2_000_000_000}}))
