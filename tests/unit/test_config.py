@@ -425,7 +425,7 @@ def test_debug_on_a_public_address_without_a_token_warns(tmp_path):
 
 
 def test_the_partition_fetch_size_is_each_clients_measured_best_unless_set():
-    assert build().kafka.partition_fetch_bytes == 8_388_608
+    assert build().kafka.partition_fetch_bytes == 4_194_304
     assert build({"kafka": {"client": "confluent-kafka"}}).kafka.partition_fetch_bytes == 1_048_576
     for client in ("kafka-python", "confluent-kafka"):
         k = build({"kafka": {"client": client, "max_partition_fetch_bytes": 2_000_000}}).kafka
