@@ -268,8 +268,9 @@ class Metrics:
         self.paused = Gauge("sinker_partitions_paused", "Partitions paused because a queue is full, the "
                             "batches hold more than batch.max_bytes_in_flight, or on stop.",
                             registry=r, multiprocess_mode="livesum")
-        self.bytes_held = Gauge("sinker_batch_bytes_held", "Bytes held by open, waiting and loading "
-                                "batches (estimated; reading pauses above batch.max_bytes_in_flight).",
+        self.bytes_held = Gauge("sinker_batch_bytes_held", "Bytes held by poll results waiting for "
+                                "the batcher and by open, waiting and loading batches (estimated; "
+                                "reading pauses above batch.max_bytes_in_flight).",
                                 registry=r, multiprocess_mode="livesum")
         self.assigned = Gauge("sinker_partitions_assigned", "Partitions this process owns.", registry=r, multiprocess_mode="livesum")
         self.rebalances = Counter("sinker_rebalances_total", "Consumer group rebalances seen.", registry=r)
