@@ -545,8 +545,10 @@ class BatcherThread(threading.Thread):
             elif isinstance(item, Finished):
                 self._seal(self.cuts.finish(item.keys))
             elif item is not None:
-                self._seal(self.cuts.add(item, self.clock()))
-            item = None            # its records live on in their batches only, not while get() waits
+                sealed = self.cuts.add(item, self.clock())
+                item = None        # a poll result counts in the budget while alive (budget.Polled):
+                self._seal(sealed)  # not while _seal waits for a writer, nor while get() waits
+            item = None
             self._seal(self.cuts.due(self.clock()))
             self._relieve_memory()
             if self.schema.generation != self._generation:
@@ -560,7 +562,7 @@ class BatcherThread(threading.Thread):
         it long before batch.max_bytes), waiting for their age would only stall reading until
         max_interval_s: the largest are sealed now, so their loads free the memory. Below that
         share, sealed loads hold the memory and reading resumes as they finish. Checked after
-        every item: only this thread adds to the budget, the others only give back."""
+        every item: only this thread adds to what open batches hold."""
         if self.budget is not None and self.budget.over() and self.cuts.open:
             self._seal(self.cuts.seal_for_memory(self.budget.limit // 2))
 

@@ -206,6 +206,7 @@ class ConsumerThread(threading.Thread):
             if self.budget is not None:
                 result = self.budget.hold_polled(result, nbytes, sum(counts.values()))
             self._items.append(result)
+            result = None      # counted while alive: the batcher may be done with it this turn
         if finished:
             self._items.append(Finished(frozenset((tp.topic, tp.partition) for tp in finished)))
         self._hand_on()

@@ -4,6 +4,7 @@ batch is not complete yet (pausing it would hold the budget for ever)."""
 from __future__ import annotations
 
 import gc
+import time
 
 from sinker_lib.batcher import Batch
 from sinker_lib.budget import DEAD_LETTER_BYTES, POLLED_OVERHEAD, ROW_OVERHEAD, Budget
@@ -87,3 +88,65 @@ def test_poll_results_count_from_the_poll_until_the_batcher_frees_them():
     assert budget.held == 0
     step(t)
     assert fake.paused() == set()
+
+
+def _eventually(condition, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_mapped_poll_result_stops_counting_while_the_batcher_waits_for_a_writer():
+    """The batcher's batch holds the records now: the poll result they came in must not count
+    as well while the batcher blocks on a full sealed queue (reading would stay paused on
+    memory nothing holds)."""
+    import queue
+
+    from sinker_lib import batcher as b
+    from sinker_lib.config import BatchConfig
+    from sinker_lib.kafka_client import TopicPartition
+    from tests.fakes import FakeSchema, observers
+    from tests.unit.test_batcher import RecordingTracker
+    budget, schema = Budget(10**9), FakeSchema()
+    inq, outq = queue.Queue(), queue.Queue(maxsize=1)
+    outq.put("a batch no writer has taken yet")
+    t = b.BatcherThread(inq, outq, b.OpenBatch(BatchConfig(max_rows=3, max_interval_s=100),
+                                              b.batch_factory("db", "t", schema, budget=budget)),
+                        RecordingTracker(), observers(), schema, budget=budget)
+    t.start()
+    inq.put(budget.hold_polled({TopicPartition("t", 0): recs("t", 0, range(3), value=b"x" * 1000)},
+                               3000, 3))
+    batch_only = 3 * (1001 + 1000 + ROW_OVERHEAD)     # its lines, the values, per record
+    assert _eventually(lambda: budget.held == batch_only), budget.held
+    assert outq.full()                                 # ... while it still waits for a writer
+    outq.get()
+    assert outq.get(timeout=10).rows == 3
+    inq.put(b.STOP)
+    assert outq.get(timeout=10) is b.STOP
+    t.join(10)
+    assert not t.is_alive() and t.error is None
+
+
+def test_a_poll_result_the_batcher_is_done_with_stops_counting_within_the_consumer_turn():
+    """The consumer's turn goes on after it handed a poll result on (commits, end offsets: broker
+    round trips); meanwhile the batcher may map it and let it go."""
+    t, fake, out = make(queue_size=100, batch=3)
+    t.budget = budget = Budget(10**9)
+    fake.rebalance([TP0])
+    step(t, 2)
+    while not out.empty():
+        out.get_nowait()
+    seen = []
+    refresh = t._refresh_end_offsets
+
+    def batcher_maps_it_meanwhile():
+        while not out.empty():
+            out.get_nowait()
+        seen.append(budget.held)
+        refresh()
+    t._refresh_end_offsets = batcher_maps_it_meanwhile
+    step(t)
+    assert seen == [0]
