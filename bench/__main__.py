@@ -310,7 +310,9 @@ def main(argv=None) -> int:
                     # the worker does not know how much is coming: stop it once it has all of it,
                     # and count the latency of the records produced after the warm-up
                     (gate.dir / "measure_from").write_text(str(sent["measured_from_ms"]))
-                    (gate.dir / "expect").write_text(str(sent["sent"]))
+                    # whole or not at all: the worker polls for this file and reads it at once
+                    (gate.dir / "expect.tmp").write_text(str(sent["sent"]))
+                    (gate.dir / "expect.tmp").rename(gate.dir / "expect")
                     out = collect(ps)[0]
                     wall = out["t_last"] - out["t_first"]
                 finally:
