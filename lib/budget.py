@@ -28,6 +28,7 @@ import weakref
 
 ROW_OVERHEAD = 90
 LINE_OVERHEAD = 49
+DEAD_LETTER_BYTES = 300
 # a client's record beside its value (tracemalloc): kafka-python's 13-field tuple, headers list,
 # ints and bytes header 324 B; confluent-kafka's Message and its topic string 245 B
 POLLED_OVERHEAD = 330
@@ -36,7 +37,6 @@ POLLED_OVERHEAD = 330
 class Polled(dict):
     """A poll result ({partition: records}) on its way to the batcher, counted while alive."""
     __slots__ = ("__weakref__",)
-DEAD_LETTER_BYTES = 300
 
 
 class Budget:

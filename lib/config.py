@@ -991,8 +991,9 @@ def _check(cfg: Config, bad: set[str], problems: list[str], mode: str = "single"
         want(dotted, value in allowed, f"expected one of {', '.join(allowed)}, got {value!r}")
 
     def positive(section: str, obj, *names) -> None:
-        for n in names:
-            want(f"{section}.{n}", getattr(obj, n) > 0, f"must be > 0, got {getattr(obj, n)!r}")
+        for n in names:     # None: unset, a default applies
+            v = getattr(obj, n)
+            want(f"{section}.{n}", v is None or v > 0, f"must be > 0, got {v!r}")
 
     k = cfg.kafka
     if mode == "single":
@@ -1026,10 +1027,9 @@ def _check(cfg: Config, bad: set[str], problems: list[str], mode: str = "single"
     one_of("kafka.client", k.client, KAFKA_CLIENTS)
     if k.client == "confluent-kafka":
         _check_librdkafka_limits(k, want)
-    positive("kafka", k, "max_poll_records", "fetch_max_bytes", "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms",
+    positive("kafka", k, "max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes",
+             "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms",
              "metadata_max_age_ms")
-    want("kafka.max_partition_fetch_bytes", k.partition_fetch_bytes > 0,
-         f"must be > 0, got {k.max_partition_fetch_bytes!r}")
     one_of("kafka.security_protocol", k.security_protocol, SECURITY_PROTOCOLS)
     if k.sasl_mechanism is not None:
         one_of("kafka.sasl_mechanism", k.sasl_mechanism, SASL_MECHANISMS)
@@ -1193,8 +1193,9 @@ _LIBRDKAFKA_MAX = {"session_timeout_ms": 3_600_000, "heartbeat_interval_ms": 3_6
 def _check_librdkafka_limits(k: KafkaConfig, want) -> None:
     """What librdkafka refuses and kafka-python accepts: said here, naming the other client."""
     for n, top in _LIBRDKAFKA_MAX.items():
-        want(f"kafka.{n}", (getattr(k, n) or 0) <= top, f"must be <= {top} with kafka.client "
-             f"confluent-kafka (librdkafka's limit), got {getattr(k, n)}; lower it or use "
+        v = getattr(k, n)   # None: unset, sinker's default for librdkafka applies
+        want(f"kafka.{n}", v is None or v <= top, f"must be <= {top} with kafka.client "
+             f"confluent-kafka (librdkafka's limit), got {v}; lower it or use "
              "kafka.client kafka-python")
     want("kafka.request_timeout_ms", k.request_timeout_ms >= 10,
          "must be >= 10 with kafka.client confluent-kafka (librdkafka's socket.timeout.ms)")

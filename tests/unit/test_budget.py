@@ -150,3 +150,20 @@ def test_a_poll_result_the_batcher_is_done_with_stops_counting_within_the_consum
     t._refresh_end_offsets = batcher_maps_it_meanwhile
     step(t)
     assert seen == [0]
+
+
+def test_poll_results_dropped_at_a_rebalance_stop_counting():
+    """A rebalance while poll results wait in the consumer (the queue full): the revoked ones are
+    dropped, not handed on, and the budget counts only the poll results still alive."""
+    t, fake, out = make(queue_size=2)
+    t.budget = budget = Budget(10**9)
+    fake.rebalance([TP0, TP1])
+    step(t, 3)
+    assert any(isinstance(x, dict) for x in t._items)      # one waits in the consumer
+    fake.rebalance([TP0])
+    step(t)
+    assert t.obs.accounting.snapshot()["rewound"] > 0
+    gc.collect()
+    alive = [x for x in [*out.queue, *t._items] if isinstance(x, dict)]
+    assert budget.held == sum(len(r.value) + POLLED_OVERHEAD
+                              for x in alive for rs in x.values() for r in rs)
