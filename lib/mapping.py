@@ -1216,12 +1216,15 @@ class Mapper:
                 except Exception:  # noqa: BLE001 - the general path gives the reason
                     pass
             if line is None:
-                verbatim = False
                 try:
                     line = self._json_line(rec)
                 except Bad as b:
+                    verbatim = False
                     dead.append(dead_letter.of(rec, b.reason, b.column))
                     continue
+                # the general path may give the value back unchanged (a key test that only
+                # could not rule a repeat out): what the line is decides, not the path
+                verbatim = verbatim and len(line) == len(v) + 1 and line[:-1] == v
             append(line)
             n += len(line)
         return n, verbatim
