@@ -187,7 +187,7 @@ def test_number_texts_in_json_format_reach_string_columns_as_written(raw, text):
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 @PROPS
 @given(obj=st.dictionaries(st.text(max_size=3), VALUES, min_size=1, max_size=4), data=st.data(),
-       nested=st.booleans(), space=st.sampled_from([":", " : ", ": "]))
+       nested=st.booleans(), space=st.sampled_from([":", " : ", ": ", "\t:", " \t :"]))
 def test_a_key_written_twice_is_always_a_dead_letter_naming_it(fmt, obj, data, nested, space):
     """Wherever a key repeats (top level or nested, any spacing, same or other value), both formats
     dead-letter the message and name the key; nothing is loaded."""
