@@ -230,6 +230,23 @@ def test_a_slice_maps_like_its_records_one_by_one(values, bool_as_int):
     assert [r.offset for r, x in zip(recs, singles) if x is None] == [d.offset for d in dead]
 
 
+@PROPS
+@given(values=st.lists(st.one_of(VALUES.map(body), st.binary(max_size=12),
+                                 st.sampled_from([b'{"k": 01}', b'{"c": "\\ud800"}', b'{"c": "\t"}',
+                                                  b'{"k": -}', b'{"c": 1.}'])), min_size=1, max_size=6))
+def test_a_json_slice_maps_like_its_records_one_by_one(values):
+    """The json format checks a slice decoded by orjson and a message orjson refuses (those
+    listed: ujson takes them) by ujson: a message is judged the same alone as in any slice."""
+    m = Mapper([Column(name, parse_type(raw), True) for name, raw in
+                (("k", "int"), ("c", "string"), ("z", "varchar(3)"))], MappingConfig(format="json"))
+    recs = [Rec("t", 0, i, 1, None, v) for i, v in enumerate(values)]
+    out, dead = [], []
+    m.map_records(recs, out, dead)
+    singles = [m.line_for(r) for r in recs]
+    assert [x for x in singles if x is not None] == out
+    assert [r.offset for r, x in zip(recs, singles) if x is None] == [d.offset for d in dead]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 @PROPS
 @given(values=st.lists(st.one_of(VALUES.map(body), st.binary(max_size=12),
