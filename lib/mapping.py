@@ -1192,9 +1192,10 @@ class Mapper:
         if plain:
             # The common case for a whole slice at C speed: every value a JSON object on one line.
             # Anything else and the loop below decides record by record, exactly as before. The
-            # objects are only counted: orjson decodes 1 KB in half ujson's time, and what it
-            # refuses (it keeps to RFC 8259: NaN, 01, a lone surrogate) the general path decides
-            # with ujson, as for csv.
+            # objects are only counted: orjson decodes 1 KB in half ujson's time and takes only
+            # UTF-8 without surrogates (Hangul's ED 80-9F passes, ED A0-BF does not); what it
+            # refuses (NaN, 01, a lone surrogate, 1e400: beyond RFC 8259 or a double) the general
+            # path decides with ujson, as for csv.
             try:
                 objs = list(map(orjson.loads, values)) \
                     if set(map(type, values)) == _ONLY_BYTES else None
@@ -1203,7 +1204,7 @@ class Mapper:
                 ok = False
             if ok:
                 joined = b"".join(values)
-                if b"\n" not in joined and b"\r" not in joined and b"\xed" not in joined and \
+                if b"\n" not in joined and b"\r" not in joined and \
                         self._nested.slice_clean(joined, objs):
                     out += map(bytes.__add__, values, repeat(b"\n", len(values)))
                     return len(joined) + len(values), True
@@ -1216,7 +1217,7 @@ class Mapper:
                 try:
                     o = decoded[i] if decoded is not None else orjson.loads(v)
                     if type(o) is dict and b"\n" not in v and b"\r" not in v \
-                            and b"\xed" not in v and self._nested.clean(v, o):
+                            and self._nested.clean(v, o):
                         line = v + b"\n"
                 except Exception:  # noqa: BLE001 - the general path gives the reason
                     pass

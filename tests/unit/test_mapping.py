@@ -312,6 +312,11 @@ def test_invalid_utf8_is_a_dead_letter_in_both_formats(fmt):
     else:
         assert category(dead.reason) == "invalid_json" and "UTF-8" in dead.reason
     assert run(m, rec('{"a": "한국"}'))[0] is not None               # Hangul: ED 95 9C is UTF-8
+    if fmt == "json":                  # and a slice of it is sent as written
+        values = ['{"a": "한국"}'.encode(), '{"a": "힣"}'.encode()]
+        out = []
+        assert m.map_slice([rec(v, offset=i) for i, v in enumerate(values)], out, [])[1]
+        assert out == [v + b"\n" for v in values]
 
 
 def test_lone_surrogates():
