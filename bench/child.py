@@ -70,7 +70,8 @@ def raw_confluent(args):
     from confluent_kafka import Consumer
 
     from sinker_lib.config import KafkaConfig
-    from sinker_lib.kafka_client_confluent import FETCH_QUEUE_BACKOFF_MS, QUEUED_MAX_KBYTES
+    from sinker_lib.kafka_client_confluent import (FETCH_QUEUE_BACKOFF_MS, QUEUED_MAX_KBYTES,
+                                                   QUEUED_MIN_MESSAGES)
     k = KafkaConfig(client="confluent-kafka")
     # fetch sizes and the local queue as sinker sets them; with librdkafka's 1 s
     # fetch.queue.backoff.ms the loop would idle on big backlogs
@@ -78,6 +79,7 @@ def raw_confluent(args):
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "max.partition.fetch.bytes": k.partition_fetch_bytes, "fetch.max.bytes": k.fetch_max_bytes,
                   "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
+                  "queued.min.messages": QUEUED_MIN_MESSAGES,
                   "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS})
     c.subscribe([args.topic])
     n = nbytes = 0

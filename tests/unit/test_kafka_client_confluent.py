@@ -86,6 +86,8 @@ def test_options_map_one_to_one_onto_librdkafka_properties():
     assert (conf["fetch.max.bytes"], conf["max.partition.fetch.bytes"]) == (1_000_000, 500_000)
     # a queue that reached librdkafka's thresholds is fetched again within milliseconds, not 1 s
     assert conf["fetch.queue.backoff.ms"] <= 50
+    # and what it prefetches is bounded in bytes and in messages below librdkafka's defaults
+    assert conf["queued.max.messages.kbytes"] < 65_536 and conf["queued.min.messages"] < 100_000
     # what sinker's guarantees rest on, whatever the config says
     assert conf["isolation.level"] == "read_committed"
     assert conf["enable.auto.commit"] is False and conf["enable.auto.offset.store"] is False
