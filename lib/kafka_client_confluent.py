@@ -80,7 +80,7 @@ def consumer_config(cfg: KafkaConfig, group: bool) -> dict:
         # (per consumer) peaked 60 MB higher with large messages than 16 MB, at the same speed
         "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
         # and its per-partition count, which binds first for small messages (its per-message
-        # overhead is not in the kbytes): 1M small messages, 4 partitions, peaked 40-48 MB lower
+        # overhead is not in the kbytes): 1M small messages, 4 partitions, peaked 37-48 MB lower
         # with 20,000 than with 100,000, at the same speed
         "queued.min.messages": QUEUED_MIN_MESSAGES,
         # librdkafka refuses a response limit below fetch.max.bytes + 512 (its default is 100 MB)
