@@ -23,6 +23,8 @@ reading paused at the limit while up to ``batch.queue_size`` poll results were s
 mapped into batches (88 MB of large messages over the limit, measured)."""
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 import weakref
 
@@ -37,6 +39,23 @@ POLLED_OVERHEAD = 330
 class Polled(dict):
     """A poll result ({partition: records}) on its way to the batcher, counted while alive."""
     __slots__ = ("__weakref__",)
+
+M_ARENA_MAX = -8               # glibc's mallopt parameter (malloc.h)
+
+
+def one_malloc_arena() -> bool:
+    """Serve every thread from one glibc malloc arena, unless MALLOC_ARENA_MAX says otherwise.
+    With glibc's default, an arena per thread up to 8 per core, memory one thread frees (a loaded
+    batch, a mapped poll result) is not reused by the others: 500k large json messages peaked
+    469-480 -> 366-367 MB on confluent-kafka and 455-467 -> 357-399 MB on kafka-python, at the
+    same speed (small json on confluent-kafka: -3% on average, within the noise). Called before
+    the pipeline's threads start; False where the C library has no mallopt."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1) == 1
+    except (OSError, AttributeError):
+        return False
 
 
 class Budget:

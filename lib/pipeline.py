@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from . import batcher as batcher_mod
 from . import labels
-from .budget import Budget
+from .budget import Budget, one_malloc_arena
 from .config import Config
 from .consumer import ConsumerThread
 from .dead_letter_sinks import open_sink
@@ -62,6 +62,7 @@ class Pipeline:
 
     def __init__(self, cfg: Config, *, obs: Observers | None = None, label_prefix: str = "sinker",
                  replay=None, on_loaded=None):
+        one_malloc_arena()
         self.cfg = cfg
         self.obs = obs or Observers.create()
         self.metrics, self.health, self.accounting = self.obs.metrics, self.obs.health, self.obs.accounting

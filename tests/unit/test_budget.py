@@ -4,10 +4,12 @@ batch is not complete yet (pausing it would hold the budget for ever)."""
 from __future__ import annotations
 
 import gc
+import platform
 import time
 
 from sinker_lib.batcher import Batch
-from sinker_lib.budget import DEAD_LETTER_BYTES, POLLED_OVERHEAD, ROW_OVERHEAD, Budget
+from sinker_lib.budget import (DEAD_LETTER_BYTES, POLLED_OVERHEAD, ROW_OVERHEAD, Budget,
+                               one_malloc_arena)
 from tests.fakes import FakeMapper, recs
 from tests.unit.test_consumer import TP0, TP1, make, step
 
@@ -167,3 +169,11 @@ def test_poll_results_dropped_at_a_rebalance_stop_counting():
     alive = [x for x in [*out.queue, *t._items] if isinstance(x, dict)]
     assert budget.held == sum(len(r.value) + POLLED_OVERHEAD
                               for x in alive for rs in x.values() for r in rs)
+
+
+def test_one_malloc_arena_unless_the_environment_chose_a_number(monkeypatch):
+    """glibc takes the cap (mallopt returns 1); a MALLOC_ARENA_MAX the user set is left alone."""
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert one_malloc_arena() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert one_malloc_arena() is (platform.libc_ver()[0] == "glibc")
