@@ -88,7 +88,9 @@ class FakeReader:
 
     ``log[tp]`` holds the records; ``poll`` returns up to ``batch`` records per unpaused assigned
     partition from its position. ``rebalance(assigned)`` queues a rebalance event as the I/O
-    thread would; ``commits`` records every commit; ``fail_commits`` makes the next ones raise."""
+    thread would; ``commits`` records every commit; ``fail_commits`` makes the next ones raise;
+    ``lose_commit_answers`` makes the next ones happen and then raise (a timed-out request the
+    broker carried out)."""
 
     def __init__(self, cfg=None, group=True, *, log=None, batch=3, committed=None):
         self.group = group
@@ -106,6 +108,7 @@ class FakeReader:
                               for k, v in (committed or {}).items()}
         self.commits: list = []
         self.fail_commits = 0
+        self.lose_commit_answers = 0
         self.fail_committed = 0      # the next committed-offset reads raise (a broker outage)
         self.subscribed = None
         self.patterns = None
@@ -205,6 +208,9 @@ class FakeReader:
             raise RuntimeError("commit timed out")
         self.commits.append(dict(offsets))
         self.group_offsets.update(offsets)
+        if self.lose_commit_answers:
+            self.lose_commit_answers -= 1
+            raise RuntimeError("KafkaTimeoutError: Timeout after waiting for 10000 ms")
 
     def committed(self, tp, timeout_ms=5000):
         found = self.group_offsets.get(tp)

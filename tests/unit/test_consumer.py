@@ -133,6 +133,53 @@ def test_a_failed_commit_is_retried_with_the_same_offsets():
     assert fake.commits == [{TP0: (3, META)}]
 
 
+def test_a_commit_that_timed_out_but_happened_is_made_again_and_nothing_counts_it_done_before():
+    """At-least-once: the broker stored the offset but its answer was lost. The thread must not
+    take the commit as done (lag, progress), must commit the same values again, and must go on
+    from there; a member that takes the partition meanwhile starts where the group says: 3."""
+    t, fake, out = make()
+    fake.rebalance([TP0])
+    step(t)
+    t.tracker.add(0, {("t", 0): (0, 2)})
+    t.tracker.confirm(0)
+    fake.lose_commit_answers = 1
+    step(t)
+    assert fake.group_offsets[TP0] == (3, META)        # it happened ...
+    assert t.committed == {}                           # ... but nothing here counts it done
+    step(t)
+    assert fake.commits == [{TP0: (3, META)}, {TP0: (3, META)}] and t.committed == {("t", 0): 3}
+    t.tracker.add(1, {("t", 0): (3, 5)})
+    t.tracker.confirm(1)
+    step(t)
+    assert fake.commits[-1] == {TP0: (6, META)} and t.committed == {("t", 0): 6}
+
+
+def test_exactly_once_a_cut_whose_commit_answer_was_lost_waits_and_a_restart_reads_it():
+    """Exactly-once: the commit recording a batch's cut happened, its answer was lost. The batch
+    must not load on that commit (the thread cannot know it happened): it waits for the next one,
+    which records the same cut. A process killed in between leaves the cut in the group's
+    commit, and the next reader forms that batch again (same range, same label) before anything
+    else -- so the batch loads once whichever way the window closes."""
+    t, fake, out = make(record_cuts=True)
+    fake.rebalance([TP0])
+    step(t)
+    t.tracker.add(0, {("t", 0): (0, 2)}, recorded=False)
+    fake.lose_commit_answers = 1
+    step(t)
+    assert fake.group_offsets[TP0] == (0, "sinker v1 0-2")
+    assert t.tracker.wait_recorded(0, 0) is None          # the writer still waits
+    # kill -9 here: the next reader starts at 0 and must form 0-2 again
+    again, fake2, out2 = make(record_cuts=True, committed=dict(fake.group_offsets))
+    fake2.rebalance([TP0])
+    step(again)
+    reb, _ = drain(out2)
+    assert reb[0].assigned == {("t", 0): (0, [(0, 2)])}
+    # or no kill: the next turn records the same cut again, and only then may the batch load
+    step(t)
+    assert fake.commits[-1] == {TP0: (0, "sinker v1 0-2")}
+    assert t.tracker.wait_recorded(0, 0) == RECORDED
+
+
 def test_exactly_once_records_the_cuts_before_the_batch_may_load():
     t, fake, out = make(record_cuts=True)
     fake.rebalance([TP0])
