@@ -660,8 +660,10 @@ def with_labels(cfg: Config) -> Config:
 
 
 def redacted(cfg: Config) -> dict:
-    """The whole config as plain data (lists, dicts, scalars), secrets replaced by "***" when set."""
+    """The whole config as plain data (lists, dicts, scalars), secrets replaced by "***" when set,
+    and values left unset to a per-client default shown as the value in effect."""
     out = _plain(dataclasses.asdict(cfg))
+    out["kafka"]["max_partition_fetch_bytes"] = cfg.kafka.partition_fetch_bytes
     for section, key in SECRETS:
         if out[section].get(key):
             out[section][key] = "***"

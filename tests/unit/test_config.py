@@ -251,6 +251,9 @@ def test_redacted():
     assert "s3cret" not in repr(r) and "hunter2" not in repr(r)
     assert r["kafka"]["topics"] == ["events"] and isinstance(r["mapping"]["columns"], list)
     assert redacted(build())["doris"]["password"] == ""      # unset stays visible as unset
+    fetch = {c: redacted(build({"kafka": {"client": c}}))["kafka"]["max_partition_fetch_bytes"]
+             for c in ("kafka-python", "confluent-kafka")}
+    assert fetch == {"kafka-python": 4 * 1024 * 1024, "confluent-kafka": 1024 * 1024}
 
 
 def test_load_config_missing_file(tmp_path):
