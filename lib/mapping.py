@@ -70,6 +70,7 @@ _DATES_MAX = 200_000
 _DEC_CTX = Context(prec=100, rounding=ROUND_HALF_UP)
 _MISSING = object()
 _ONLY_DICT, _ONLY_BYTES = {dict}, {bytes}
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 class Bad(Exception):
@@ -85,11 +86,14 @@ class Fast(NamedTuple):
     """A converter's shortcut for the generated code: when ``cond`` holds, the field is ``expr``.
 
     Both are Python expressions in ``v`` (the JSON value) and in the names of ``bind``, written as
-    ``{name}``; the compiler gives each bound object a name unique to its column.
+    ``{name}``; the compiler gives each bound object a name unique to its column. ``plain``, when
+    set, stands for ``cond`` in slices whose text is printable ASCII without a backslash
+    (`_plain_text`): every string in them is then a CSV field as it is.
     """
     cond: str
     expr: str
     bind: dict
+    plain: str = ""
 
 
 class _NeedExact(Exception):
@@ -172,6 +176,13 @@ def _keep_strings(m) -> bytes:
 # _Nested), all at C speed. Only when that fails are the messages counted one by one, their
 # decoded keys walked when the count is higher (deeper nesting, a ``\":`` inside a string, a
 # duplicate), and only when those differ is the text read again to name the key.
+def _plain_text(joined: bytes) -> bool:
+    """True when JSON text holds only printable ASCII and no backslash: then none of its strings
+    holds a quote (it would be escaped), an escape, a control character or a non-ASCII one, and
+    each string's length is its UTF-8 size."""
+    return b"\\" not in joined and not joined.translate(None, _PRINTABLE_ASCII)
+
+
 def _written_keys(v: bytes) -> int:
     """An upper bound of the keys written in JSON text ``v``."""
     return v.translate(None, b" \t\r\n").count(b'":')
@@ -585,7 +596,7 @@ class _Col:
         quick = limit // 4          # any str of this many characters fits in `limit` UTF-8 bytes
         cond = (f"type(v) is str and (len(v) <= {quick} or (v.isascii() and len(v) <= {limit})) "
                 "and v.isprintable() and '\"' not in v and '\\\\' not in v")
-        return conv, Fast(cond, "v", {})
+        return conv, Fast(cond, "v", {}, plain=f"type(v) is str and len(v) <= {limit}")
 
     def _json_conv(self):
         name = self.name
@@ -936,6 +947,8 @@ class Mapper:
         self._nested = _Nested()
         if self.format == "csv":
             self._fast = self._compile()
+            plain = any(c.fast is not None and c.fast.plain for c in self._body if not c.kafka)
+            self._fast_plain = self._compile(plain=True) if plain else self._fast
         # decided once here, so a plain mapping pays nothing per message for CDC
         if self.cdc:
             self._map = self._map_cdc
@@ -1070,8 +1083,9 @@ class Mapper:
         return obj
 
     # --- csv
-    def _compile(self):
-        """Generate the per-record function once: straight-line code, one block per column."""
+    def _compile(self, plain: bool = False):
+        """Generate the per-record function once: straight-line code, one block per column.
+        ``plain``: for slices `_plain_text` proved, with each Fast's ``plain`` condition."""
         ns = {"M": _MISSING, "Slow": _Slow}
         # e: the whole change event, for a sequence column read from it (Debezium's source.lsn)
         src = [f"def fast(o, rec{', e' if self.cdc else ''}):", "    if type(o) is not dict: raise Slow"]
@@ -1092,7 +1106,8 @@ class Mapper:
             if c.fast is not None:
                 names = {k: f"{k}{i}" for k in c.fast.bind}
                 ns.update((names[k], obj) for k, obj in c.fast.bind.items())
-                cond, expr = c.fast.cond.format_map(names), c.fast.expr.format_map(names)
+                cond = (plain and c.fast.plain or c.fast.cond).format_map(names)
+                expr = c.fast.expr.format_map(names)
                 src += [f"    if {cond}: {f} = {expr}"]
                 if c.column.nullable and not c.required:
                     src += [f"    elif v is None: {f} = {NULL!r}"]
@@ -1144,15 +1159,15 @@ class Mapper:
         values = list(map(fields(records[0]).value, records))
         try:
             objs = list(map(loads, values))
-            clean = set(map(type, objs)) == _ONLY_DICT and \
-                nested.slice_clean(b"".join(values), objs)
+            joined = b"".join(values)
+            clean = set(map(type, objs)) == _ONLY_DICT and nested.slice_clean(joined, objs)
         except Exception:  # noqa: BLE001 - decoded and checked one by one below
             objs, clean = None, False
         if clean:
             # the common case, without a Python loop of our own; anything unusual in the slice
             # (a value off the fast path, a dead letter) and the loop below decides one by one
             try:
-                lines = list(map(fast, objs, records))
+                lines = list(map(self._fast_plain if _plain_text(joined) else fast, objs, records))
             except Exception:  # noqa: BLE001
                 pass
             else:

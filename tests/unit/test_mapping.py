@@ -752,14 +752,20 @@ def test_unknown_format_is_a_config_error():
 def test_converters_compiled_once_per_mapper(monkeypatch):
     compiled = []
     real = Mapper._compile
-    monkeypatch.setattr(Mapper, "_compile", lambda self: compiled.append(self) or real(self))
+    monkeypatch.setattr(Mapper, "_compile",
+                        lambda self, plain=False: compiled.append((self, plain)) or real(self, plain))
     m = make([col("a", "int"), col("s", "varchar(5)")])
-    assert compiled == [m]
-    fast = m._fast
+    # one function for any slice, and one for slices of plain text (a text column has a shortcut)
+    assert compiled == [(m, False), (m, True)]
+    fast, fast_plain = m._fast, m._fast_plain
     for i in range(3):
         m.map_records([rec({"a": i, "s": "x"}), rec({"a": "bad"})], [], [])
+        m.map_records([rec({"a": i, "s": "\u00e9"}), rec({"a": i, "s": "y"})], [], [])
         m.line_for(rec({"a": i}))
-    assert compiled == [m] and m._fast is fast
+    assert compiled == [(m, False), (m, True)] and m._fast is fast and m._fast_plain is fast_plain
+    compiled.clear()
+    make([col("a", "int")])
+    assert [plain for _, plain in compiled] == [False]   # no text column: no second function
 
 
 def test_empty_slice():

@@ -270,6 +270,48 @@ def test_a_slice_is_called_verbatim_only_when_its_lines_are_its_values(fmt, valu
         assert verbatim
 
 
+# every printable ASCII character, and what a plain slice must not hold: controls (a raw tab is
+# valid to ujson), DEL, a backslash (any escape), non-ASCII written raw or escaped
+TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+               | st.sampled_from("\t\x01\x7f\\\"é日\u2028"), max_size=10)
+
+
+@pytest.mark.parametrize("raw", ["char(4)", "varchar(8)", "string"])
+@PROPS
+@given(texts=st.lists(TEXT, min_size=1, max_size=5), ascii_only=st.booleans(), raw_tab=st.booleans())
+def test_a_plain_text_slice_takes_the_trusting_shortcut_and_maps_like_the_reference(raw, texts,
+                                                                                   ascii_only, raw_tab):
+    """A csv slice of printable ASCII without a backslash tests a text field by its length alone
+    (lib/mapping.py _plain_text): its lines are the reference path's, every such slice whose keys
+    the slice check proves takes it (else each record is decided alone), and a slice with anything
+    else in its text does not."""
+    m = mapper(raw)
+    plain_calls = []
+    plain = m._fast_plain
+    m._fast_plain = lambda o, r: plain_calls.append(r) or plain(o, r)
+    values = [body(t) if ascii_only else
+              b'{"k": 1, "c": ' + json.dumps(t, ensure_ascii=False).encode() + b', "z": "end"}'
+              for t in texts]
+    if raw_tab:
+        values = [v.replace(b"\\t", b"\t") for v in values]
+    recs = [Rec("t", 0, i, 1, None, v) for i, v in enumerate(values)]
+    out, dead = [], []
+    m.map_records(recs, out, dead)
+    ref = []
+    for r in recs:
+        try:
+            ref.append(m._general(r))
+        except Bad:
+            pass
+    assert out == ref and len(out) + len(dead) == len(recs)
+    text = b"".join(values)
+    printable = all(0x20 <= b < 0x7F for b in text) and b"\\" not in text
+    if plain_calls:
+        assert printable
+    elif printable and not dead and m._nested.slice_clean(text, [json.loads(v) for v in values]):
+        pytest.fail(f"a plain slice took the general conditions: {values}")
+
+
 def test_text_backslash_n_is_not_null():
     """The text \\N is sent enclosed with its backslash escaped; Doris decides NULL before it
     removes escapes (csv_reader.cpp deserialize_nullable_string), so it loads the text."""
