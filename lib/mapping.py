@@ -13,13 +13,13 @@ This is the hot path (see the CPU budget in the design notes), so:
   value ...) falls back to the general per-column converters, which are the reference behaviour;
   the fast path only ever takes values for which it produces the same text.
 
-Number text: ujson turns JSON numbers into binary floats. For a float with <= 15 significant
-digits ``repr`` gives back the JSON text, which is exact enough for DECIMAL(p<=15). When a float
-reaches a DECIMAL(p>15), an integer or a string column (or a NaN/Infinity reaches any of them),
-that one message is decoded again with ``json.loads(parse_float=...)`` keeping each number's text
-(``ExactFloat``): the DECIMAL is built from the original digits, an integer column takes only a
-text that is exactly an integer (``1e3``), a string column keeps ``1.10``, and ``1e999`` is told
-from ``Infinity``. Messages that send those values as strings or integers never pay for this.
+Number text: the decoders (orjson, ujson; `_loads`) turn JSON numbers into binary floats. For a
+float with <= 15 significant digits ``repr`` gives back the JSON text, which is exact enough for
+DECIMAL(p<=15). When a float reaches a DECIMAL(p>15), an integer or a string column (or a
+NaN/Infinity reaches any of them), that one message is decoded again with
+``json.loads(parse_float=...)`` keeping each number's text (``ExactFloat``): the DECIMAL is built
+from the original digits, an integer column takes only a text that is exactly an integer
+(``1e3``), a string column keeps ``1.10``, and ``1e999`` is told from ``Infinity``. Messages that send those values as strings or integers never pay for this.
 FLOAT/DOUBLE values are written as ujson's shortest round-trip text (the digits of ``repr``,
 exponent as ``1e-7``), which is about twice as fast as ``repr``.
 
@@ -32,6 +32,7 @@ import json
 import math
 import re
 import time
+from collections import deque
 from datetime import date, datetime, timedelta, timezone as _fixed_tz
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from itertools import repeat
@@ -71,6 +72,9 @@ _DEC_CTX = Context(prec=100, rounding=ROUND_HALF_UP)
 _MISSING = object()
 _ONLY_DICT, _ONLY_BYTES = {dict}, {bytes}
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+# digits -> "0", "-" kept, the rest -> "."
+_DIGIT_RUN = bytes(0x30 if 0x30 <= i <= 0x39 else i if i == 0x2D else 0x2E for i in range(256))
+_LONG_RUN, _LONG_NEGATIVE = b"0" * 20, b"-" + b"0" * 19
 
 
 class Bad(Exception):
@@ -165,17 +169,6 @@ def _keep_strings(m) -> bytes:
     return m.group(1) or b""
 
 
-# Duplicate keys: ujson keeps the last value of a key written twice in one object, Doris's JSON
-# reader the first (builds before apache/doris#38146, 2024, fail the load), so such a message is
-# a dead letter in both formats. Proving a message has none takes one pass over its bytes: every
-# key's colon follows its closing quote and maybe whitespace, and inside a string a quote is
-# escaped, so with the whitespace deleted ``":`` counts each key written at least once (a
-# ``\" :`` inside a string only adds). The decoded object holds at most that many keys; when it
-# holds exactly that many, no key was written twice. A whole slice takes one such count and the
-# sizes of its objects (and of the objects they hold under the keys the last nested message had,
-# _Nested), all at C speed. Only when that fails are the messages counted one by one, their
-# decoded keys walked when the count is higher (deeper nesting, a ``\":`` inside a string, a
-# duplicate), and only when those differ is the text read again to name the key.
 def _plain_text(joined: bytes) -> bool:
     """True when JSON text holds only printable ASCII and no backslash: then none of its strings
     holds a quote (it would be escaped), an escape, a control character or a non-ASCII one, and
@@ -183,6 +176,49 @@ def _plain_text(joined: bytes) -> bool:
     return b"\\" not in joined and not joined.translate(None, _PRINTABLE_ASCII)
 
 
+# Decoding: orjson reads only RFC 8259 JSON and is the faster; ujson also reads numbers JSON
+# forbids, as values nobody sent (``-`` as 0, ``01`` as 1, ``1.`` as 1.0), but it reads an
+# integer beyond 64 bits exactly where orjson makes it a float. So a message is decoded by orjson,
+# or, where its text may hold such an integer, by ujson after orjson checked it.
+def _long_digits(text: bytes) -> bool:
+    """True when JSON text may hold an integer beyond orjson's exact range (-2**63 .. 2**64-1):
+    a run of 20 digits, or of 19 after a minus sign (a nanosecond timestamp is neither)."""
+    t = text.translate(_DIGIT_RUN)
+    return _LONG_RUN in t or _LONG_NEGATIVE in t
+
+
+def _loads(value):
+    """One message, decoded exactly; raises when it is not strict JSON."""
+    o = orjson.loads(value)
+    return ujson.loads(value) if _long_digits(value) else o
+
+
+def _check_numbers(value) -> None:
+    """Bad for a message ujson read and orjson refused when a number in it is not JSON. The
+    standard library, without its string rule, reads what else ujson reads beyond RFC 8259 (NaN,
+    Infinity, 1e400, raw control characters, lone surrogates), so what it refuses is that."""
+    try:
+        text = value if type(value) is str else bytes(value).decode("utf-8", "surrogatepass")
+        json.loads(text, strict=False)
+    except json.JSONDecodeError as e:
+        raise Bad("invalid_json", f"{e.msg} at character {e.pos} ({text[e.pos:e.pos + 12]!r}): a "
+                  "JSON number has no leading zero and digits after '-' and '.'; fix the "
+                  "producer's encoder, or send the value as a string") from None
+    except (ValueError, RecursionError):
+        pass        # not UTF-8 or nested too deep: the converters decide, as for any message
+
+
+# Duplicate keys: orjson and ujson keep the last value of a key written twice in one object,
+# Doris's JSON reader the first (builds before apache/doris#38146, 2024, fail the load), so such a
+# message is a dead letter in both formats. Proving a message has none takes one pass over its
+# bytes: every key's colon follows its closing quote and maybe whitespace, and inside a string a
+# quote is escaped, so with the whitespace deleted ``":`` counts each key written at least once (a
+# ``\" :`` inside a string only adds). The decoded object holds at most that many keys; when it
+# holds exactly that many, no key was written twice. A whole slice takes one such count and the
+# sizes of its objects (and of the objects they hold under the keys the last nested message had,
+# _Nested), all at C speed. Only when that fails are the messages counted one by one, their decoded
+# keys walked when the count is higher (deeper nesting, a ``\":`` inside a string, a duplicate),
+# and only when those differ is the text read again to name the key.
 def _written_keys(v: bytes) -> int:
     """An upper bound of the keys written in JSON text ``v``."""
     return v.translate(None, b" \t\r\n").count(b'":')
@@ -946,9 +982,11 @@ class Mapper:
         self._headers = self._make_headers()
         self._nested = _Nested()
         if self.format == "csv":
+            # a text column's shortcut for plain slices (_map_csv; the CDC path maps one by one)
+            plain = not self.cdc and any(c.fast is not None and c.fast.plain
+                                         for c in self._body if not c.kafka)
+            self._fast_plain = self._compile(plain=True) if plain else None
             self._fast = self._compile()
-            plain = any(c.fast is not None and c.fast.plain for c in self._body if not c.kafka)
-            self._fast_plain = self._compile(plain=True) if plain else self._fast
         # decided once here, so a plain mapping pays nothing per message for CDC
         if self.cdc:
             self._map = self._map_cdc
@@ -1052,9 +1090,16 @@ class Mapper:
             raise Bad("empty", "message has no value")
         if not exact:
             try:
-                return ujson.loads(value)
+                return _loads(value)
+            except Exception:  # noqa: BLE001 - not strict JSON, or not bytes: decided below
+                pass
+            try:
+                obj = ujson.loads(value)
             except (ValueError, OverflowError):
                 pass   # e.g. something ujson refuses but the standard library accepts
+            else:
+                _check_numbers(value)
+                return obj
         try:
             # strict=False: accept raw control characters in strings, as ujson does
             if exact:
@@ -1117,8 +1162,7 @@ class Mapper:
         if self.cdc:
             fields.append("0")       # the delete sign: this row is written, not deleted
         src.append('    return f"' + "\\t".join(fields) + '\\n".encode()')
-        self.source = "\n".join(src)
-        exec(compile(self.source, f"<sinker mapping {len(self._cols)} columns>", "exec"), ns)
+        exec(compile("\n".join(src), f"<sinker mapping {len(self._cols)} columns>", "exec"), ns)
         return ns["fast"]
 
     def _general(self, rec, checked: bool = False) -> bytes:
@@ -1155,11 +1199,15 @@ class Mapper:
     def _map_csv(self, records, out, dead) -> tuple[int, bool]:
         if not records:
             return 0, False
-        fast, loads, append, nested = self._fast, ujson.loads, out.append, self._nested
+        fast, append, nested = self._fast, out.append, self._nested
         values = list(map(fields(records[0]).value, records))
         try:
-            objs = list(map(loads, values))
             joined = b"".join(values)
+            if _long_digits(joined):
+                deque(map(orjson.loads, values), 0)     # each is strict JSON; dropped at once
+                objs = list(map(ujson.loads, values))
+            else:
+                objs = list(map(orjson.loads, values))
             clean = set(map(type, objs)) == _ONLY_DICT and nested.slice_clean(joined, objs)
         except Exception:  # noqa: BLE001 - decoded and checked one by one below
             objs, clean = None, False
@@ -1167,7 +1215,8 @@ class Mapper:
             # the common case, without a Python loop of our own; anything unusual in the slice
             # (a value off the fast path, a dead letter) and the loop below decides one by one
             try:
-                lines = list(map(self._fast_plain if _plain_text(joined) else fast, objs, records))
+                plain = self._fast_plain is not None and _plain_text(joined)
+                lines = list(map(self._fast_plain if plain else fast, objs, records))
             except Exception:  # noqa: BLE001
                 pass
             else:
@@ -1178,7 +1227,7 @@ class Mapper:
             checked = clean
             try:
                 if o is None:
-                    o = loads(value)
+                    o = _loads(value)
                 # a key written twice (or maybe): the general path decides, with its reason
                 checked = checked or nested.clean(value, o)
                 line = fast(o, rec) if checked else None

@@ -43,11 +43,14 @@ CASES = {
     13: '{"id": 13, "i": "' + "z" * 450_000 + '"}',                  # 450 KB, not an INT
     14: '{"id": 14, "v": "a", "j": {"k": 1, "k": 2}}',               # a key written twice
     15: '{"id": 15, "v": "\\\\N"}',                                  # the text \N, not NULL
+    16: '{"id": 16, "i": -}',                  # not a JSON number (ujson would read 0)
+    17: '{"id": 17, "big": 012, "v": "a"}',    # a leading zero (ujson would read 12)
 }
 # id -> (column, value loaded) or None: dead-lettered (the README's Types section)
 CSV = {1: None, 2: None, 3: ("big", 123456789012345670), 4: ("i", 1000), 5: None,
        6: ("d", date(2023, 12, 31)), 7: ("dt3", datetime(2024, 1, 1, 0, 0, 1)), 8: None,
-       9: ("v", "1.10"), 10: None, 11: None, 12: None, 13: None, 14: None, 15: ("v", "\\N")}
+       9: ("v", "1.10"), 10: None, 11: None, 12: None, 13: None, 14: None, 15: ("v", "\\N"),
+       16: None, 17: None}
 # format json: Doris converts (the emulator as Doris does, strict_mode on). Its reader takes the
 # number 1.2345678901234567e17 as a double and refuses it for BIGINT, loads true as 1, and gives
 # VARCHAR the number 1.10 as written (sinker passes the bytes on).

@@ -88,6 +88,13 @@ def test_bad_events_say_why(obj, category, needle):
     assert e.value.category == category and needle in e.value.detail
 
 
+def test_a_cdc_mapper_compiles_no_plain_text_function():
+    """The plain-slice shortcut is for _map_csv; the CDC path maps each change alone."""
+    m = mapper(envelope="debezium", sequence_from="source.lsn")
+    assert m._fast is not None and m._fast_plain is None
+    assert mapper()._fast_plain is not None        # the same table without CDC has one
+
+
 def test_bad_events_become_dead_letters_with_their_reason():
     m = mapper(envelope="debezium", sequence_from="source.lsn")
     records = [rec(event("x", None, {"id": 1, "name": "a"}), 0), rec(b"not json", 1),

@@ -298,6 +298,53 @@ def test_one_duplicate_in_a_slice_is_the_only_dead_letter():
         assert dead[0].reason.startswith("duplicate_key: key 'n.x' appears twice")
 
 
+LENIENT = [b"-", b"01", b"-01", b"00", b"1.", b"-1.", b"1.e5", b"-.5", b"[1, 01]", b'{"x": -}']
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize("raw", ["int", "largeint", "double", "decimal(10,2)", "varchar(8)", "json"])
+def test_a_number_json_does_not_allow_is_a_dead_letter_not_a_made_up_value(fmt, raw):
+    """ujson reads `-` as 0, `01` as 1 and `1.` as 1.0: loading those would load values nobody
+    sent. Alone, in a slice, beside an integer beyond 64 bits (which only ujson reads exactly)."""
+    m = make([col("k", "int"), col("a", raw), col("big", "largeint")], fmt=fmt)
+    for text in LENIENT:
+        value = b'{"k": 1, "a": ' + text + b'}'
+        _, dead = run(m, rec(value))
+        assert dead is not None and category(dead.reason) == "invalid_json", (text, dead)
+        assert "JSON number" in dead.reason and dead.value == value
+        good = [b'{"k": 1, "a": null}', b'{"k": 2, "a": null, "big": 123456789012345678901234567}']
+        for bad in (value, value[:-1] + b', "big": 123456789012345678901234567}'):
+            out, dead = [], []
+            m.map_records([rec(v, offset=i) for i, v in enumerate([good[0], bad, good[1]])], out, dead)
+            assert [d.offset for d in dead] == [1] and category(dead[0].reason) == "invalid_json", bad
+            assert len(out) == 2 and (fmt == "json" or out[1] == b"2\t\\N\t123456789012345678901234567\n")
+
+
+def test_integers_at_and_beyond_64_bits_load_exactly():
+    """orjson, the first decoder, reads an integer beyond -2**63 .. 2**64-1 as a float; the text
+    decides which messages ujson reads instead, so none of them changes."""
+    m = make([col("l", "largeint"), col("s", "string"), col("j", "json")])
+    for n in (2**64 - 1, 2**64, -2**63, -2**63 - 1, 1714567890123456789, -(10**30), 10**37):
+        line, dead = run(m, rec(b'{"l": %d, "s": %d, "j": [[%d]]}' % (n, n, n)))
+        assert dead is None and line == b"%d\t%d\t[[%d]]\n" % (n, n, n), n
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_number_like_text_in_strings_and_valid_numbers_load(fmt):
+    """What looks like those numbers inside a string, and every form JSON allows, is no dead
+    letter (the strict reader decides, not a text search)."""
+    m = make([col("k", "int"), col("s", "varchar(40)"), col("d", "double"), col("j", "json")], fmt=fmt)
+    values = [b'{"k": 1, "s": "a - b, 01: 1. x", "d": -0.5e-07, "j": [0, -0, 10, 1E+2]}',
+              b'{"k": 2, "s": "2024-05-01 00:00:01", "d": 0, "j": {"x": -1.5}}',
+              b'{"k" : -0, "s":":-.5]", "d":1e5,"j":[ 0 ]}',
+              b'{"k": 3, "s": "[00, -]", "d": 123456789012345678901234, "j": null}']
+    out, dead = [], []
+    m.map_records([rec(v, offset=i) for i, v in enumerate(values)], out, dead)
+    assert dead == [] and len(out) == 4
+    if fmt == "csv":
+        assert out[3] == b"3\t[00, -]\t123456789012345678901234\t\\N\n"
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_invalid_utf8_is_a_dead_letter_in_both_formats(fmt):
     m = make([col("a", "varchar(10)")], fmt=fmt)
@@ -756,16 +803,23 @@ def test_converters_compiled_once_per_mapper(monkeypatch):
                         lambda self, plain=False: compiled.append((self, plain)) or real(self, plain))
     m = make([col("a", "int"), col("s", "varchar(5)")])
     # one function for any slice, and one for slices of plain text (a text column has a shortcut)
-    assert compiled == [(m, False), (m, True)]
+    assert sorted(compiled, key=lambda c: c[1]) == [(m, False), (m, True)]
     fast, fast_plain = m._fast, m._fast_plain
     for i in range(3):
         m.map_records([rec({"a": i, "s": "x"}), rec({"a": "bad"})], [], [])
         m.map_records([rec({"a": i, "s": "\u00e9"}), rec({"a": i, "s": "y"})], [], [])
         m.line_for(rec({"a": i}))
-    assert compiled == [(m, False), (m, True)] and m._fast is fast and m._fast_plain is fast_plain
+    assert len(compiled) == 2 and m._fast is fast and m._fast_plain is fast_plain
     compiled.clear()
-    make([col("a", "int")])
-    assert [plain for _, plain in compiled] == [False]   # no text column: no second function
+    assert make([col("a", "int")])._fast_plain is None and [p for _, p in compiled] == [False]
+
+
+def test_the_plain_text_function_drops_the_per_value_text_tests():
+    """What the shortcut is for: in a slice _plain_text proved, a text field is tested by its
+    length alone; the general function keeps the tests that text can need."""
+    m = make([col("a", "int"), col("s", "varchar(5)")])
+    assert {"isprintable", "isascii"} <= set(m._fast.__code__.co_names)
+    assert not {"isprintable", "isascii"} & set(m._fast_plain.__code__.co_names)
 
 
 def test_empty_slice():

@@ -12,7 +12,8 @@ from collections import namedtuple
 from decimal import ROUND_HALF_UP, Context, Decimal
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+import ujson
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from sinker_lib.config import MappingConfig
@@ -268,6 +269,38 @@ def test_a_slice_is_called_verbatim_only_when_its_lines_are_its_values(fmt, valu
         assert exact and n == sum(map(len, out))
     if fmt == "json" and all(v.startswith(b'{"k": 1, "c": ') for v in values) and exact:
         assert verbatim
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@PROPS
+@given(tokens=st.lists(st.text(alphabet="-+.eE019", min_size=1, max_size=6), min_size=1, max_size=4),
+       big=st.booleans(), wrap=st.booleans())
+def test_a_message_is_a_dead_letter_as_invalid_json_exactly_when_it_is_not_json(fmt, tokens, big, wrap):
+    """ujson reads number texts JSON forbids (``-``, ``01``, ``1.``) as values nobody sent. In any
+    slice, beside an integer beyond 64 bits or not, a message ujson reads is an invalid_json dead
+    letter exactly when the standard library's reader (strict about numbers) refuses it."""
+    values = []
+    for t in tokens:
+        v = (b'{"k": 1, "c": ' + (f"[{t}]" if wrap else t).encode() + b', "s": "01: -. 1.", "big": '
+             + (b"123456789012345678901234" if big else b"7") + b"}")
+        try:
+            ujson.loads(v)
+        except ValueError:
+            continue
+        values.append(v)
+    assume(values)
+    m = Mapper([Column(name, parse_type(raw), True) for name, raw in
+                (("k", "int"), ("c", "string"), ("s", "varchar(10)"), ("big", "largeint"))],
+               MappingConfig(format=fmt))
+    out, dead = [], []
+    m.map_records([Rec("t", 0, i, 1, None, v) for i, v in enumerate(values)], out, dead)
+    refused = set()
+    for i, v in enumerate(values):
+        try:
+            json.loads(v, strict=False)
+        except ValueError:
+            refused.add(i)
+    assert {d.offset for d in dead if d.reason.startswith("invalid_json")} == refused
 
 
 # every printable ASCII character, and what a plain slice must not hold: controls (a raw tab is
