@@ -13,7 +13,7 @@ This is the hot path (see the CPU budget in the design notes), so:
   value ...) falls back to the general per-column converters, which are the reference behaviour;
   the fast path only ever takes values for which it produces the same text.
 
-Number text: the decoders (orjson, ujson; `_loads`) turn JSON numbers into binary floats. For a
+Number text: the decoders (orjson, ujson; `loads`) turn JSON numbers into binary floats. For a
 float with <= 15 significant digits ``repr`` gives back the JSON text, which is exact enough for
 DECIMAL(p<=15). When a float reaches a DECIMAL(p>15), an integer or a string column (or a
 NaN/Infinity reaches any of them), that one message is decoded again with
@@ -64,6 +64,12 @@ _DT_RE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[Tt ](\d{1,2}):(\d{2})(?::(\
 _EXPR_DEFAULT = re.compile(r"(?i)(current_timestamp|now|localtimestamp|current_date|curdate)"
                            r"\s*(\(\s*\d*\s*\))?")
 _JSON_SPACE = re.compile(rb'("(?:[^"\\]|\\.)*")|[ \t\r\n]+')   # strings kept, whitespace dropped
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# where a value starts (after ":", "," or "["), a number token ujson reads and JSON forbids: a
+# leading zero, a "-" or "." without a digit after it (checked against every such token ujson
+# reads of up to 7 characters)
+_BAD_NUMBER = re.compile(rb"[:,\[][ \t\r\n]*((?:-?0[0-9]|(?=[-0-9])[-0-9.eE+]*?(?:-(?![0-9])|"
+                         rb"\.(?![0-9])))[-0-9.eE+]*)(?=[ \t\r\n]*[,}\]])")
 _OFFSET_RE = re.compile(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?")
 
 _DATES: set[str] = set()          # canonical YYYY-MM-DD strings already validated (shared, bounded)
@@ -176,10 +182,13 @@ def _plain_text(joined: bytes) -> bool:
     return b"\\" not in joined and not joined.translate(None, _PRINTABLE_ASCII)
 
 
-# Decoding: orjson reads only RFC 8259 JSON and is the faster; ujson also reads numbers JSON
-# forbids, as values nobody sent (``-`` as 0, ``01`` as 1, ``1.`` as 1.0), but it reads an
-# integer beyond 64 bits exactly where orjson makes it a float. So a message is decoded by orjson,
-# or, where its text may hold such an integer, by ujson after orjson checked it.
+# Decoding (`loads`, the one rule for mapping and routing): orjson reads only RFC 8259 JSON, and
+# faster; ujson also reads numbers JSON forbids, as values nobody sent (``-`` as 0, ``012`` as 12,
+# ``1.`` as 1.0; ultrajson/ultrajson#556, "wontfix"), but it reads an integer beyond 64 bits
+# exactly where orjson makes it a float. So orjson decodes; ujson where the text may hold such
+# an integer, after orjson has read it; and ujson alone what orjson refuses but ujson has always
+# taken (NaN, Infinity, 1e400, raw control characters, lone surrogates), unless a number in it
+# is not JSON.
 def _long_digits(text: bytes) -> bool:
     """True when JSON text may hold an integer beyond orjson's exact range (-2**63 .. 2**64-1):
     a run of 20 digits, or of 19 after a minus sign (a nanosecond timestamp is neither)."""
@@ -187,25 +196,27 @@ def _long_digits(text: bytes) -> bool:
     return _LONG_RUN in t or _LONG_NEGATIVE in t
 
 
-def _loads(value):
-    """One message, decoded exactly; raises when it is not strict JSON."""
-    o = orjson.loads(value)
+def loads(value):
+    """One message decoded exactly. Raises ValueError (or TypeError) when it is not JSON, and
+    Bad("invalid_json") for a number JSON forbids."""
+    try:
+        o = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        o = ujson.loads(value)
+        _check_numbers(value)
+        return o
     return ujson.loads(value) if _long_digits(value) else o
 
 
 def _check_numbers(value) -> None:
-    """Bad for a message ujson read and orjson refused when a number in it is not JSON. The
-    standard library, without its string rule, reads what else ujson reads beyond RFC 8259 (NaN,
-    Infinity, 1e400, raw control characters, lone surrogates), so what it refuses is that."""
-    try:
-        text = value if type(value) is str else bytes(value).decode("utf-8", "surrogatepass")
-        json.loads(text, strict=False)
-    except json.JSONDecodeError as e:
-        raise Bad("invalid_json", f"{e.msg} at character {e.pos} ({text[e.pos:e.pos + 12]!r}): a "
-                  "JSON number has no leading zero and digits after '-' and '.'; fix the "
-                  "producer's encoder, or send the value as a string") from None
-    except (ValueError, RecursionError):
-        pass        # not UTF-8 or nested too deep: the converters decide, as for any message
+    """Bad when a number in JSON text breaks the grammar; its strings are blanked first, and no
+    recursion limit applies (orjson and ujson read 1,024 levels, the standard library fewer)."""
+    text = value.encode("utf-8", "surrogatepass") if type(value) is str else bytes(value)
+    m = _BAD_NUMBER.search(_JSON_STRING.sub(b'""', text))
+    if m is not None:
+        raise Bad("invalid_json", f"{m.group(1).decode()!r} is not a JSON number (no leading "
+                  "zero, a digit after '-' and after '.'): fix the producer's encoder, or send "
+                  "the value as a string")
 
 
 # Duplicate keys: orjson and ujson keep the last value of a key written twice in one object,
@@ -1090,16 +1101,9 @@ class Mapper:
             raise Bad("empty", "message has no value")
         if not exact:
             try:
-                return _loads(value)
-            except Exception:  # noqa: BLE001 - not strict JSON, or not bytes: decided below
-                pass
-            try:
-                obj = ujson.loads(value)
-            except (ValueError, OverflowError):
+                return loads(value)
+            except (ValueError, TypeError, OverflowError):
                 pass   # e.g. something ujson refuses but the standard library accepts
-            else:
-                _check_numbers(value)
-                return obj
         try:
             # strict=False: accept raw control characters in strings, as ujson does
             if exact:
@@ -1227,7 +1231,7 @@ class Mapper:
             checked = clean
             try:
                 if o is None:
-                    o = _loads(value)
+                    o = loads(value)
                 # a key written twice (or maybe): the general path decides, with its reason
                 checked = checked or nested.clean(value, o)
                 line = fast(o, rec) if checked else None

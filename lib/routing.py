@@ -11,14 +11,12 @@ value) on a topic a Debezium route reads, which is skipped and counted, as that 
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import NamedTuple
 
-import ujson
-
 from . import dead_letter
 from .config import BatchConfig, Config, target_config
+from .mapping import Bad, loads
 from .records import fields
 
 
@@ -68,8 +66,10 @@ def _unreadable(value) -> str:
     if not value:
         return "empty: message has no value"
     try:
-        obj = json.loads(value)
-    except (ValueError, RecursionError) as e:
+        obj = loads(value)
+    except Bad as b:
+        return b.reason
+    except (ValueError, TypeError, OverflowError) as e:
         return f"invalid_json: {str(e)[:200]}"
     return f"invalid_json: a route's field rule needs a JSON object, got {type(obj).__name__}"
 
@@ -144,8 +144,8 @@ class Router:
 
     def _pick(self, plan, value) -> int:
         try:
-            obj = ujson.loads(value)
-        except (ValueError, TypeError, OverflowError):
+            obj = loads(value)           # as the mapper reads it: `-` is no 0 for a field rule
+        except (Bad, ValueError, TypeError, OverflowError):
             return self.unreadable.index
         if type(obj) is not dict:
             return self.unreadable.index

@@ -320,6 +320,20 @@ def test_a_number_json_does_not_allow_is_a_dead_letter_not_a_made_up_value(fmt, 
             assert len(out) == 2 and (fmt == "json" or out[1] == b"2\t\\N\t123456789012345678901234567\n")
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_number_json_forbids_is_found_at_any_depth_the_decoders_read(fmt):
+    """The standard library's reader stops short of the 1,024 levels orjson and ujson read; the
+    number check does not recurse, so depth hides nothing."""
+    m = make([col("k", "int"), col("j", "json"), col("a", "int")], fmt=fmt)
+    for depth in (1, 990, 1020):
+        nest = b"[" * depth + b"0" + b"]" * depth
+        for value in (b'{"k": 1, "j": ' + nest + b', "a": -}',
+                      b'{"k": 1, "j": ' + nest.replace(b"0", b"-") + b', "a": 1}'):
+            out, dead = [], []
+            m.map_records([rec(value)], out, dead)
+            assert out == [] and dead[0].reason.startswith("invalid_json: '-' is not a JSON number")
+
+
 def test_integers_at_and_beyond_64_bits_load_exactly():
     """orjson, the first decoder, reads an integer beyond -2**63 .. 2**64-1 as a float; the text
     decides which messages ujson reads instead, so none of them changes."""

@@ -109,6 +109,23 @@ def test_where_compares_type_and_value():
     assert [x.offset for x in dict(r.split("e", recs))[0]] == [0]
 
 
+def test_a_field_rule_reads_a_number_json_forbids_as_unreadable_not_as_a_value():
+    """The router decodes as the mapper does: `{"t": -}` is not 0 and `1.` is not 1.0, so such a
+    message is an invalid_json dead letter naming the number, also with unmatched: skip."""
+    r = Router(routed([{"topics": ["e"], "where": {"field": "t", "equals": 1}, "table": "x"}],
+                      unmatched="skip"))
+    recs = _records("e", [b'{"t": 1}', b'{"t": -}', b'{"t": 1.}', b'{"t": 1, "v": 012}',
+                          b'{"t": 1, "v": NaN}'])
+    split = dict(r.split("e", recs))
+    assert [x.offset for x in split[0]] == [0, 4]            # NaN is the mapper's to judge
+    assert [x.offset for x in split[r.unreadable.index]] == [1, 2, 3]
+    dead: list = []
+    r.unrouted_mappers[r.unreadable.index].map_records(split[r.unreadable.index], [], dead)
+    assert [d.reason for d in dead] == [
+        f"invalid_json: {t!r} is not a JSON number (no leading zero, a digit after '-' and after "
+        "'.'): fix the producer's encoder, or send the value as a string" for t in ("-", "1.", "012")]
+
+
 def test_unrouted_mappers_dead_letter_or_skip():
     r = Router(routed([{"topics": ["e"], "where": {"field": "t", "equals": "x"}, "table": "x"}]))
     dead: list = []
