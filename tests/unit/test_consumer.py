@@ -120,12 +120,18 @@ def test_commits_only_the_confirmed_prefix_as_last_plus_one():
     assert fake.commits == [{TP0: (6, META)}] and t.committed == {("t", 0): 6}
 
 
-def test_a_failed_commit_is_retried_with_the_same_offsets():
+def one_batch_confirmed():
+    """A reader holding partition t-0, and offsets 0..2 confirmed by Doris: a commit of 3 due."""
     t, fake, out = make()
     fake.rebalance([TP0])
     step(t)
     t.tracker.add(0, {("t", 0): (0, 2)})
     t.tracker.confirm(0)
+    return t, fake, out
+
+
+def test_a_failed_commit_is_retried_with_the_same_offsets():
+    t, fake, out = one_batch_confirmed()
     fake.fail_commits = 1
     step(t)
     assert fake.commits == [] and t.committed == {}
@@ -137,11 +143,7 @@ def test_a_commit_that_timed_out_but_happened_is_made_again_and_nothing_counts_i
     """At-least-once: the broker stored the offset but its answer was lost. The thread must not
     take the commit as done (lag, progress), must commit the same values again, and must go on
     from there; a member that takes the partition meanwhile starts where the group says: 3."""
-    t, fake, out = make()
-    fake.rebalance([TP0])
-    step(t)
-    t.tracker.add(0, {("t", 0): (0, 2)})
-    t.tracker.confirm(0)
+    t, fake, out = one_batch_confirmed()
     fake.lose_commit_answers = 1
     step(t)
     assert fake.group_offsets[TP0] == (3, META)        # it happened ...
