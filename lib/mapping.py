@@ -19,7 +19,8 @@ DECIMAL(p<=15). When a float reaches a DECIMAL(p>15), an integer or a string col
 NaN/Infinity reaches any of them), that one message is decoded again with
 ``json.loads(parse_float=...)`` keeping each number's text (``ExactFloat``): the DECIMAL is built
 from the original digits, an integer column takes only a text that is exactly an integer
-(``1e3``), a string column keeps ``1.10``, and ``1e999`` is told from ``Infinity``. Messages that send those values as strings or integers never pay for this.
+(``1e3``), a string column keeps ``1.10``, and ``1e999`` is told from ``Infinity``. Messages
+that send those values as strings or integers never pay for this.
 FLOAT/DOUBLE values are written as ujson's shortest round-trip text (the digits of ``repr``,
 exponent as ``1e-7``), which is about twice as fast as ``repr``.
 
@@ -63,8 +64,9 @@ _DT_RE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[Tt ](\d{1,2}):(\d{2})(?::(\
                     r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?")
 _EXPR_DEFAULT = re.compile(r"(?i)(current_timestamp|now|localtimestamp|current_date|curdate)"
                            r"\s*(\(\s*\d*\s*\))?")
-_JSON_SPACE = re.compile(rb'("(?:[^"\\]|\\.)*")|[ \t\r\n]+')   # strings kept, whitespace dropped
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# strings kept, whitespace dropped
+_JSON_SPACE = re.compile(b"(" + _JSON_STRING.pattern + rb")|[ \t\r\n]+")
 # where a value starts (after ":", "," or "["), a number token ujson reads and JSON forbids: a
 # leading zero, a "-" or "." without a digit after it (checked against every such token ujson
 # reads of up to 7 characters)
@@ -205,7 +207,7 @@ def loads(value):
         o = ujson.loads(value)
         _check_numbers(value)
         return o
-    return ujson.loads(value) if value.translate(_DIGIT_RUN).find(_LONG_RUN) >= 0 else o  # _long_digits
+    return ujson.loads(value) if _long_digits(value) else o
 
 
 def _check_numbers(value) -> None:
